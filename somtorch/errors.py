@@ -1,0 +1,93 @@
+"""Typed errors raised by somtorch.
+
+Every error somtorch raises on bad input derives from :class:`SomtorchError`, so callers can
+catch one class. Errors about a file name the file, the field, the value found and the value
+expected, e.g.::
+
+    FileFormatError: som.bin: field 'version': found 3, expected 2
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = [
+    "SomtorchError",
+    "FileFormatError",
+    "TruncatedFileError",
+    "ShapeError",
+    "GeometryMismatchError",
+    "NonFiniteError",
+    "FileExistsError_",
+    "OutputExistsError",
+    "ConfigError",
+    "PickleNotAllowedError",
+]
+
+
+class SomtorchError(Exception):
+    """Base class of every error somtorch raises on bad input or bad configuration."""
+
+
+def _describe(path: str | os.PathLike | None, field: str | None, found: Any, expected: Any,
+              detail: str | None) -> str:
+    parts = []
+    if path is not None:
+        parts.append(f"{os.fspath(path)}:")
+    if field is not None:
+        parts.append(f"field '{field}':")
+    if found is not None or expected is not None:
+        parts.append(f"found {found!r}, expected {expected}")
+    if detail:
+        parts.append(("; " if (found is not None or expected is not None) else "") + detail)
+    return " ".join(parts).replace(" ;", ";")
+
+
+class FileFormatError(SomtorchError, ValueError):
+    """A file does not follow the expected format (wrong version, file type, data type...).
+
+    Attributes
+    ----------
+    path, field, found, expected : the file, the header field, what was read, what was expected.
+    """
+
+    def __init__(self, path=None, field=None, found=None, expected=None, detail=None):
+        self.path = None if path is None else os.fspath(path)
+        self.field = field
+        self.found = found
+        self.expected = expected
+        self.detail = detail
+        super().__init__(_describe(path, field, found, expected, detail))
+
+
+class TruncatedFileError(FileFormatError):
+    """The payload is shorter (or longer) than the header announces."""
+
+
+class GeometryMismatchError(FileFormatError):
+    """A file's header does not match the geometry requested by the caller."""
+
+
+class ShapeError(SomtorchError, ValueError):
+    """A tensor or array has the wrong shape, rank or dtype."""
+
+
+class NonFiniteError(SomtorchError, ValueError):
+    """NaN or infinite values where finite values are required (PINK cannot handle them)."""
+
+
+class OutputExistsError(SomtorchError, FileExistsError):
+    """An output file exists and ``overwrite=True`` was not given."""
+
+
+# Backwards-compatible alias
+FileExistsError_ = OutputExistsError
+
+
+class ConfigError(SomtorchError, ValueError):
+    """An option or configuration value is invalid."""
+
+
+class PickleNotAllowedError(SomtorchError, PermissionError):
+    """A pickle sidecar would have to be loaded but ``allow_pickle=True`` was not given."""
