@@ -1,0 +1,165 @@
+"""Image-to-neuron distances under all rotations/flips, and best matches.
+
+Convention
+----------
+``Dsq[b, t, n]`` is the **squared** L2 distance, summed over the distance region (all channels),
+between neuron ``n`` and transformation ``t`` of image ``b``. Best matches follow PINK (spec §5.3):
+the best transformation of a neuron is the *lowest* index among equal minima, and the best-matching
+neuron is the lowest neuron index among equal minima. Mapping files store ``sqrt(Dsq)`` (§1.4).
+
+Arithmetic
+----------
+* ``"gemm"`` (default): ``|x|^2 + |w|^2 - 2 x.w`` as one matrix product per batch (BLAS / cuBLAS).
+  Float32 rounding differs from PINK in the last bits (~1e-6 relative); negative round-off is
+  clamped to 0. ``precision`` selects the matmul precision: ``"float32"`` (default, TF32 disabled),
+  ``"tf32"`` or ``"bf16"`` (GPU speed-ups; see :func:`somtorch.engine.mapping.precision_agreement`),
+  ``"float64"``.
+* ``"pink"``: PINK's CPU arithmetic reproduced exactly -- float differences squared in double and
+  accumulated ``acc = float(double(acc) + d*d)`` in row-major region order. Bit-exact, so exact
+  ties are broken as PINK breaks them (zero-initialised SOMs tie constantly). Slow: for tests and
+  reproduction only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from somtorch.errors import ConfigError, ShapeError
+from somtorch.geometry.regions import dihedral_window, region_indices
+from somtorch.geometry.transforms import PinkTransformer
+
+__all__ = ["DistanceEngine", "best_match", "PRECISIONS"]
+
+PRECISIONS = ("float32", "tf32", "bf16", "float64")
+
+
+@contextlib.contextmanager
+def _matmul_precision(device: torch.device, precision: str):
+    if device.type == "cuda":
+        old = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old
+    else:
+        yield
+
+
+class DistanceEngine:
+    """Computes region features of transformed images and neurons, and their distances.
+
+    Parameters
+    ----------
+    transformer : PinkTransformer
+    mask : torch.Tensor
+        Boolean ``(nd, nd)`` distance region (:func:`somtorch.geometry.regions.region_mask`).
+    arithmetic : {"gemm", "pink"}
+    precision : {"float32", "tf32", "bf16", "float64"}
+    """
+
+    def __init__(self, transformer: PinkTransformer, mask: torch.Tensor, arithmetic: str = "gemm",
+                 precision: str = "float32"):
+        if arithmetic not in ("gemm", "pink"):
+            raise ConfigError(None, "arithmetic", arithmetic, "'gemm' or 'pink'")
+        if precision not in PRECISIONS:
+            raise ConfigError(None, "precision", precision, f"one of {PRECISIONS}")
+        nd = transformer.neuron_dim
+        if tuple(mask.shape) != (nd, nd):
+            raise ShapeError(f"region mask has shape {tuple(mask.shape)}, expected ({nd}, {nd})")
+        self.transformer = transformer
+        self.mask = mask.bool()
+        self.arithmetic = arithmetic
+        self.precision = precision
+        self.window = dihedral_window(self.mask)
+        self._idx_cpu = region_indices(self.mask, self.window)
+        u = self.window[1] - self.window[0]
+        self.full_window = len(self._idx_cpu) == u * u
+        self._idx_cache: dict = {}
+
+    @property
+    def num_region_pixels(self) -> int:
+        return len(self._idx_cpu)
+
+    def _idx(self, device):
+        key = str(device)
+        if key not in self._idx_cache:
+            self._idx_cache[key] = self._idx_cpu.to(device)
+        return self._idx_cache[key]
+
+    def _select_region(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (..., C, u, u) -> (..., C * P)
+        lead = x.shape[:-3]
+        c, u = x.shape[-3], x.shape[-1]
+        flat = x.reshape(*lead, c, u * u)
+        if not self.full_window:
+            flat = flat.index_select(-1, self._idx(x.device))
+        return flat.reshape(*lead, -1)
+
+    # ------------------------------------------------------------------ features
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Region pixels of all transformations: ``(B, C, d, d) -> (B, T, C*P)``."""
+        x = self.transformer(images, window=self.window)
+        return self._select_region(x)
+
+    def neuron_features(self, weights: torch.Tensor) -> torch.Tensor:
+        """Region pixels of neurons: ``(N, C, nd, nd) -> (N, C*P)``."""
+        lo, hi = self.window
+        return self._select_region(weights[..., lo:hi, lo:hi])
+
+    # ------------------------------------------------------------------ distances
+    def sq_distances(self, xf: torch.Tensor, wf: torch.Tensor, xnorm: torch.Tensor | None = None,
+                     wnorm: torch.Tensor | None = None) -> torch.Tensor:
+        """Squared distances ``(B, T, N)`` from features ``xf (B, T, F)`` and ``wf (N, F)``."""
+        if self.arithmetic == "pink":
+            return torch.stack([_pink_sq_distances(x, wf) for x in xf])
+        prec = self.precision
+        if prec == "float64":
+            xf64, wf64 = xf.double(), wf.double()
+            d = (xf64 * xf64).sum(-1, keepdim=True) + (wf64 * wf64).sum(-1) - 2.0 * torch.matmul(xf64, wf64.T)
+            return d.clamp_min_(0).float()
+        if xnorm is None:
+            xnorm = (xf * xf).sum(-1)
+        if wnorm is None:
+            wnorm = (wf * wf).sum(-1)
+        if prec == "bf16":
+            dev_type = xf.device.type
+            with torch.autocast(device_type=dev_type, dtype=torch.bfloat16):
+                cross = torch.matmul(xf.to(torch.bfloat16), wf.to(torch.bfloat16).T).float()
+        else:
+            with _matmul_precision(xf.device, prec):
+                cross = torch.matmul(xf, wf.T)
+        d = cross.mul_(-2.0).add_(xnorm.unsqueeze(-1)).add_(wnorm)
+        return d.clamp_min_(0)
+
+
+def _pink_sq_distances(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """PINK's exact CPU accumulation for one image: ``x (T, F)``, ``w (N, F)`` -> ``(T, N)`` float32."""
+    t, f = x.shape
+    acc = torch.zeros((w.shape[0], t), dtype=torch.float32, device=x.device)
+    xt = x.T.contiguous()
+    for p in range(f):
+        diff = (w[:, p, None] - xt[p][None, :]).double()
+        acc = (acc.double() + diff * diff).float()
+    return acc.T
+
+
+def best_match(dsq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Best transformation per neuron and best-matching neuron (PINK tie rules).
+
+    Parameters
+    ----------
+    dsq : ``(B, T, N)`` squared distances.
+
+    Returns
+    -------
+    dmin : ``(B, N)`` minimum squared distance per neuron,
+    tbest : ``(B, N)`` lowest transformation index attaining it,
+    bmu : ``(B,)`` lowest neuron index attaining the overall minimum.
+    """
+    tbest = torch.argmin(dsq, dim=1)
+    dmin = torch.gather(dsq, 1, tbest.unsqueeze(1)).squeeze(1)
+    bmu = torch.argmin(dmin, dim=1)
+    return dmin, tbest, bmu

@@ -1,0 +1,286 @@
+"""The rotation- and flip-invariant SOM as an ``nn.Module``.
+
+Convention
+----------
+``weight`` has shape ``(num_neurons, C, nd, nd)`` in PINK neuron-index order (see
+:mod:`somtorch.geometry.lattice`); neuron pixels are indexed ``[row][col]``. A neuron ``w`` best
+matching image ``x`` with ``(flip, angle)`` satisfies ``w ~ flipud**flip(rotate_cw(x, angle))``
+(angle in radians, clockwise with row 0 at the top; see :mod:`somtorch.geometry.transforms`).
+Geometry defaults follow PINK: ``nd = trunc(sqrt(2) d + 1)`` (``d`` if numrot is 1) and a centred
+distance window of side ``trunc(d sqrt(2) / 2)`` (``d`` for numrot 1 or a circular region).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from somtorch.engine.distance import DistanceEngine, best_match
+from somtorch.errors import ConfigError, ShapeError
+from somtorch.geometry.lattice import Lattice
+from somtorch.geometry.regions import region_mask
+from somtorch.geometry.transforms import (
+    PinkTransformer,
+    check_numrot,
+    default_euclidean_dim,
+    default_neuron_dim,
+    index_to_flip_angle,
+    num_transforms,
+)
+
+__all__ = ["SOMGeometry", "RotationInvariantSOM", "INIT_METHODS"]
+
+INIT_METHODS = ("zero", "random", "random_with_preferred_direction")
+
+
+@dataclass(frozen=True)
+class SOMGeometry:
+    """Image/neuron geometry of a rotation-invariant SOM (PINK defaults when sizes are None)."""
+
+    image_dim: int
+    channels: int = 1
+    numrot: int = 360
+    flip: bool = True
+    neuron_dim: int | None = None
+    euclidean_dim: int | None = None
+    distance_shape: str = "quadratic"
+    interpolation: str = "bilinear"
+    nd: int = field(init=False)
+    ed: int = field(init=False)
+
+    def __post_init__(self):
+        check_numrot(self.numrot)
+        if self.image_dim < 1:
+            raise ConfigError(None, "image_dim", self.image_dim, ">= 1")
+        if self.channels < 1:
+            raise ConfigError(None, "channels", self.channels, ">= 1")
+        shape = str(self.distance_shape).lower()
+        if shape not in ("quadratic", "circular"):
+            raise ConfigError(None, "distance_shape", self.distance_shape, "'quadratic' or 'circular'")
+        object.__setattr__(self, "distance_shape", shape)
+        nd = self.neuron_dim if self.neuron_dim is not None else default_neuron_dim(self.image_dim, self.numrot)
+        ed = self.euclidean_dim if self.euclidean_dim is not None else default_euclidean_dim(self.image_dim, self.numrot, shape)
+        if ed > nd:
+            raise ConfigError(None, "euclidean_dim", ed,
+                              f"<= neuron_dim ({nd}) (euclidean distance dimension must be equal or smaller than neuron dimension.)")
+        object.__setattr__(self, "nd", int(nd))
+        object.__setattr__(self, "ed", int(ed))
+
+    @property
+    def num_transforms(self) -> int:
+        return num_transforms(self.numrot, self.flip)
+
+    @property
+    def neuron_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.nd, self.nd)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("nd")
+        d.pop("ed")
+        d["neuron_dim"], d["euclidean_dim"] = self.nd, self.ed
+        return d
+
+
+class RotationInvariantSOM(nn.Module):
+    """A rotation/flip-invariant self-organizing map whose weights are neuron images.
+
+    Parameters
+    ----------
+    lattice : Lattice
+    geometry : SOMGeometry
+    init : str or Tensor or path
+        ``"zero"`` (PINK default), ``"random"`` (uniform [0, 1)), ``"random_with_preferred_direction"``
+        (random plus a main diagonal of 1.0 in every channel), a tensor ``(N, C, nd, nd)`` or a PINK
+        SOM file.
+    seed : int
+        Seed of the random initialisation.
+    rng : {"torch", "pink"}
+        ``"pink"`` reproduces PINK's ``std::mt19937`` fill exactly (spec §5.7).
+    arithmetic : {"gemm", "pink"}
+        Distance arithmetic (see :mod:`somtorch.engine.distance`).
+    precision : {"float32", "tf32", "bf16", "float64"}
+
+    Shape
+    -----
+    - ``weight``: ``(N, C, nd, nd)``
+    - :meth:`forward` input ``(B, C, d, d)``; returns Euclidean distances ``(B, N)`` and best
+      transformation indices ``(B, N)``.
+
+    Examples
+    --------
+    >>> som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4), init="random", seed=1)
+    >>> som.weight.shape
+    torch.Size([9, 1, 23, 23])
+    >>> dist, t = som(torch.rand(2, 1, 16, 16))
+    >>> dist.shape, t.shape
+    (torch.Size([2, 9]), torch.Size([2, 9]))
+    """
+
+    def __init__(self, lattice: Lattice, geometry: SOMGeometry, init="zero", seed: int = 1234,
+                 rng: str = "torch", arithmetic: str = "gemm", precision: str = "float32",
+                 device: str | torch.device | None = None):
+        super().__init__()
+        if rng not in ("torch", "pink"):
+            raise ConfigError(None, "rng", rng, "'torch' or 'pink'")
+        self.lattice = lattice
+        self.geometry = geometry
+        self.rng = rng
+        self.seed = int(seed)
+        self.arithmetic = arithmetic
+        self.precision = precision
+        self.comments: list[str] = []
+        weight = self._initial_weights(init)
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.register_buffer("update_count", torch.zeros(lattice.num_neurons, dtype=torch.int64))
+        self._engine: DistanceEngine | None = None
+        self._factor_cache: dict = {}
+        if device is not None:
+            self.to(device)
+
+    # ------------------------------------------------------------------ construction
+    def _initial_weights(self, init) -> torch.Tensor:
+        n = self.lattice.num_neurons
+        shape = (n,) + self.geometry.neuron_shape
+        if isinstance(init, torch.Tensor) or isinstance(init, np.ndarray):
+            w = torch.as_tensor(init, dtype=torch.float32).clone()
+            if w.ndim == 3 and self.geometry.channels == 1:
+                w = w.unsqueeze(1)
+            if tuple(w.shape) != shape:
+                raise ShapeError(f"initial weights have shape {tuple(w.shape)}, expected {shape}")
+            return w.contiguous()
+        if isinstance(init, (str, os.PathLike)) and str(init).lower() not in INIT_METHODS:
+            from somtorch.io import read_som
+
+            w, header = read_som(init, som_dims=self.lattice.som_dims, neuron_shape=None)
+            if w.shape[1:] != torch.Size(shape[1:]):
+                from somtorch.errors import GeometryMismatchError
+
+                raise GeometryMismatchError(init, "neuron_shape", tuple(w.shape[1:]), shape[1:])
+            self.comments = list(getattr(header, "comments", []) or [])
+            return w.clone().float().contiguous()
+        method = str(init).lower()
+        if method == "zero":
+            return torch.zeros(shape)
+        if self.rng == "pink":
+            from somtorch.engine.rng import pink_random_init
+
+            return pink_random_init(n, self.geometry.neuron_shape, self.seed,
+                                    preferred_direction=method == "random_with_preferred_direction").float()
+        g = torch.Generator().manual_seed(self.seed)
+        w = torch.rand(shape, generator=g)
+        if method == "random_with_preferred_direction":
+            i = torch.arange(self.geometry.nd)
+            w[:, :, i, i] = 1.0
+        return w
+
+    @classmethod
+    def from_pink_file(cls, path, lattice: Lattice, geometry: SOMGeometry, **kwargs) -> RotationInvariantSOM:
+        """Load a PINK SOM file (checked against the lattice and geometry)."""
+        return cls(lattice, geometry, init=path, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_neurons(self) -> int:
+        return self.lattice.num_neurons
+
+    @property
+    def num_transforms(self) -> int:
+        return self.geometry.num_transforms
+
+    @property
+    def device(self) -> torch.device:
+        return self.weight.device
+
+    @property
+    def engine(self) -> DistanceEngine:
+        if self._engine is None:
+            g = self.geometry
+            tr = PinkTransformer(g.image_dim, g.nd, g.numrot, g.flip, g.interpolation,
+                                 exact=self.arithmetic == "pink")
+            mask = region_mask(g.nd, g.ed, g.distance_shape)
+            self._engine = DistanceEngine(tr, mask, self.arithmetic, self.precision)
+        return self._engine
+
+    def set_precision(self, precision: str) -> None:
+        self.precision = precision
+        if self._engine is not None:
+            self._engine.precision = precision
+
+    def factors(self, neighbourhood) -> torch.Tensor:
+        """Update-factor matrix for a :class:`~somtorch.engine.neighbourhood.Neighbourhood` (cached)."""
+        key = (neighbourhood, str(self.device))
+        f = self._factor_cache.get(key)
+        if f is None:
+            f = neighbourhood.factors(self.lattice.distances()).to(self.device)
+            self._factor_cache[key] = f
+        return f
+
+    def extra_repr(self) -> str:
+        g = self.geometry
+        return (f"lattice={self.lattice.describe()}, image_dim={g.image_dim}, channels={g.channels}, "
+                f"neuron_dim={g.nd}, euclidean_dim={g.ed} ({g.distance_shape}), numrot={g.numrot}, "
+                f"flip={g.flip}, arithmetic={self.arithmetic!r}, precision={self.precision!r}")
+
+    # ------------------------------------------------------------------ inference
+    def check_images(self, images) -> torch.Tensor:
+        x = torch.as_tensor(images)
+        if x.ndim == 3 and self.geometry.channels == 1:
+            x = x.unsqueeze(1)
+        g = self.geometry
+        if x.ndim != 4 or tuple(x.shape[1:]) != (g.channels, g.image_dim, g.image_dim):
+            raise ShapeError(f"images have shape {tuple(x.shape)}, expected (B, {g.channels}, {g.image_dim}, {g.image_dim})")
+        return x.to(device=self.device, dtype=torch.float32)
+
+    @torch.no_grad()
+    def sq_distances(self, images) -> torch.Tensor:
+        """Squared region distances ``(B, T, N)`` for a batch of images."""
+        x = self.check_images(images)
+        eng = self.engine
+        return eng.sq_distances(eng.image_features(x), eng.neuron_features(self.weight))
+
+    @torch.no_grad()
+    def forward(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map a batch: Euclidean distance to every neuron under its best transformation, and that
+        transformation's index. Returns ``(dist (B, N), t (B, N))``."""
+        dmin, tbest, _ = best_match(self.sq_distances(images))
+        return dmin.sqrt(), tbest
+
+    @torch.no_grad()
+    def bmu(self, images) -> torch.Tensor:
+        """Best-matching neuron index per image ``(B,)``."""
+        return best_match(self.sq_distances(images))[2]
+
+    def flip_angle(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transformation indices -> ``(flip int8, angle float32 radians)`` as PINK writes them."""
+        return index_to_flip_angle(t, self.geometry.numrot)
+
+    # ------------------------------------------------------------------ files
+    def save_pink(self, path, overwrite: bool = False, comments: list[str] | None = None) -> None:
+        """Write the weights as a PINK version-2 SOM file (atomically)."""
+        from somtorch.io import write_som
+
+        com = self.comments if comments is None else comments
+        write_som(path, self.weight.detach().cpu(), self.lattice.som_dims, layout=self.lattice.layout,
+                  comments=com or None, overwrite=overwrite)
+
+    def config_dict(self) -> dict:
+        """JSON-serialisable description (lattice, geometry, engine options)."""
+        return {
+            "lattice": {"layout": self.lattice.layout, "shape": list(self.lattice.shape),
+                        "periodic": self.lattice.periodic},
+            "geometry": self.geometry.to_dict(),
+            "seed": self.seed, "rng": self.rng, "arithmetic": self.arithmetic, "precision": self.precision,
+        }
+
+    @classmethod
+    def from_config_dict(cls, cfg: dict, init="zero", **overrides) -> RotationInvariantSOM:
+        lat = Lattice(cfg["lattice"]["layout"], tuple(cfg["lattice"]["shape"]), cfg["lattice"].get("periodic", False))
+        geo = SOMGeometry(**cfg["geometry"])
+        kw = {k: cfg[k] for k in ("seed", "rng", "arithmetic", "precision") if k in cfg}
+        kw.update(overrides)
+        return cls(lat, geo, init=init, **kw)

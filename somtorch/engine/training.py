@@ -1,0 +1,372 @@
+"""Online training with PINK's update rule, with metrics, intermediate SOMs and checkpoints.
+
+Convention
+----------
+For every image, in shuffled order (spec §5.1):
+
+1. all ``T`` transformations ``X_t`` of the image are compared with every neuron;
+2. each neuron ``i`` gets its own best transformation ``bt[i]`` (lowest index on ties);
+3. the best-matching neuron ``best`` is the neuron with the smallest ``Dsq[i, bt[i]]``;
+4. **every** neuron with ``f = factor[best, i] != 0`` moves toward its *own* best transformation,
+   over the full ``nd x nd`` neuron: ``w_i <- w_i - (w_i - X_{bt[i]}) * f`` (float32).
+
+Shuffling: ``rng="pink"`` uses PINK's exact libstdc++ order (``seed + iteration``, spec §5.2);
+``rng="torch"`` uses ``torch.randperm`` with a generator seeded by ``seed + iteration``; both are
+deterministic. ``shuffle=False`` processes the images in file order.
+
+Progress, metrics and ``inter_store`` follow PINK's schedule (spec §5.8): with ``ticks = n * num_iter``
+and ``P = min(ticks, progress_steps)``, progress points are at tick ``sec + (rem > 0)`` and then every
+``sec = ticks // P`` ticks; intermediate SOMs are written after the image that *follows* each
+progress point, never after the last image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from somtorch.engine.data import as_image_source
+from somtorch.engine.distance import best_match
+from somtorch.engine.metrics import quality_metrics
+from somtorch.engine.neighbourhood import Neighbourhood
+from somtorch.engine.som import RotationInvariantSOM
+from somtorch.errors import ConfigError, ShapeError
+
+__all__ = ["Trainer", "TrainingHistory", "shuffle_order", "progress_ticks", "inter_store_name"]
+
+
+def shuffle_order(n: int, seed: int, iteration: int, rng: str = "torch", shuffle: bool = True) -> np.ndarray:
+    """The image order of one training iteration (see module docstring)."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    if rng == "pink":
+        from somtorch.engine.rng import pink_shuffle_order
+
+        return np.asarray(pink_shuffle_order(n, seed, iteration), dtype=np.int64)
+    g = torch.Generator().manual_seed(int(seed) + int(iteration))
+    return torch.randperm(n, generator=g).numpy().astype(np.int64)
+
+
+def progress_ticks(ticks: int, progress_steps: int = 10) -> list[int]:
+    """PINK's progress points (1-based image counts) for ``ticks`` images in total."""
+    if progress_steps < 1:
+        raise ConfigError(None, "progress", progress_steps, ">= 1")
+    if ticks <= 0:
+        return []
+    p = min(ticks, progress_steps)
+    sec, rem = divmod(ticks, p)
+    first = sec + (1 if rem else 0)
+    return list(range(first, ticks + 1, sec))
+
+
+def inter_store_name(path: str, k: int) -> str:
+    """``res.som.bin`` -> ``res.som_<k>.bin`` (before the last '.'; appended if there is none)."""
+    head, tail = os.path.split(os.fspath(path))
+    if "." in tail:
+        stem, ext = tail.rsplit(".", 1)
+        return os.path.join(head, f"{stem}_{k}.{ext}")
+    return os.path.join(head, f"{tail}_{k}")
+
+
+@dataclass
+class TrainingHistory:
+    """Metrics recorded at each progress point."""
+
+    records: list = field(default_factory=list)
+
+    def append(self, rec: dict) -> None:
+        self.records.append(rec)
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.records)
+
+    def save(self, path) -> None:
+        """Write ``.csv`` or ``.json`` (by extension) atomically."""
+        from somtorch.io.atomic import atomic_output
+
+        path = os.fspath(path)
+        if path.endswith(".json"):
+            with atomic_output(path, overwrite=True, mode="w") as f:
+                json.dump(self.records, f, indent=1)
+        else:
+            with atomic_output(path, overwrite=True, mode="w") as f:
+                self.to_dataframe().to_csv(f, index=False)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class _StopRequested(Exception):
+    pass
+
+
+class Trainer:
+    """Online (PINK-exact) trainer of a :class:`RotationInvariantSOM`.
+
+    Parameters
+    ----------
+    som : RotationInvariantSOM
+    neighbourhood : Neighbourhood
+        Distribution function, sigma, damping and max-update-distance. Default PINK's gaussian 1.1/0.2.
+    num_iter : int
+        Passes over the data (PINK ``--num-iter``).
+    shuffle : bool
+        Shuffle the input each iteration (PINK default; ``--input-shuffle-off`` disables).
+    seed : int, optional
+        Shuffle seed; defaults to ``som.seed`` (PINK uses one seed for init and shuffle).
+    rng : {"torch", "pink"}, optional
+        Shuffle generator; defaults to ``som.rng``.
+    batch_size : int, optional
+        Images whose transformations are generated together (memory/speed trade-off only; the
+        result does not depend on it). Default: as many as fit in ~256 MB of features.
+    progress : bool
+        Show a tqdm progress bar.
+    progress_steps : int
+        Number of progress points (PINK ``--progress``, default 10); metrics are computed there.
+    inter_store : {None, "overwrite", "keep"}
+        Write intermediate SOMs to ``inter_store_path`` (PINK ``--inter-store``).
+    metrics_sample : int
+        Number of images (fixed random subset) used for quality metrics at each progress point;
+        0 disables metrics.
+    checkpoint_path : path, optional
+        Full training state is written here every ``checkpoint_every`` images, at each progress
+        point, and on SIGTERM/SIGINT; :meth:`fit` with ``resume=True`` continues from it and ends
+        with exactly the SOM of an uninterrupted run.
+    """
+
+    def __init__(self, som: RotationInvariantSOM, neighbourhood: Neighbourhood | None = None,
+                 num_iter: int = 1, shuffle: bool = True, seed: int | None = None, rng: str | None = None,
+                 batch_size: int | None = None, progress: bool = False, progress_steps: int = 10,
+                 inter_store: str | None = None, inter_store_path=None, metrics_sample: int = 256,
+                 checkpoint_path=None, checkpoint_every: int | None = None, handle_signals: bool = True,
+                 stage_name: str = "stage"):
+        if num_iter < 1:
+            raise ConfigError(None, "num_iter", num_iter, ">= 1")
+        if inter_store not in (None, "off", "overwrite", "keep"):
+            raise ConfigError(None, "inter_store", inter_store, "off, overwrite or keep")
+        if inter_store in ("overwrite", "keep") and inter_store_path is None:
+            raise ConfigError(None, "inter_store_path", None, "a path when inter_store is set")
+        self.som = som
+        self.neighbourhood = neighbourhood or Neighbourhood()
+        self.num_iter = int(num_iter)
+        self.shuffle = bool(shuffle)
+        self.seed = som.seed if seed is None else int(seed)
+        self.rng = som.rng if rng is None else rng
+        self.batch_size = batch_size
+        self.progress = progress
+        self.progress_steps = int(progress_steps)
+        self.inter_store = None if inter_store == "off" else inter_store
+        self.inter_store_path = inter_store_path
+        self.metrics_sample = int(metrics_sample)
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
+        self.handle_signals = handle_signals
+        self.stage_name = stage_name
+        self.history = TrainingHistory()
+        self._stop = False
+        self.stop_after: int | None = None  # testing hook: stop (as if signalled) after this many images
+
+    # ------------------------------------------------------------------ helpers
+    def _auto_batch(self) -> int:
+        if self.batch_size:
+            return int(self.batch_size)
+        eng = self.som.engine
+        per_image = self.som.num_transforms * eng.num_region_pixels * self.som.geometry.channels * 4
+        return int(max(1, min(64, (256 << 20) // max(per_image, 1))))
+
+    def _metrics_subset(self, n: int) -> np.ndarray:
+        k = min(self.metrics_sample, n)
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        g = torch.Generator().manual_seed(self.seed + 7919)
+        return np.sort(torch.randperm(n, generator=g)[:k].numpy())
+
+    def _state(self, it, pos, tick, pending, prev_w, t_elapsed) -> dict:
+        return {
+            "weight": self.som.weight.detach().cpu().clone(),
+            "update_count": self.som.update_count.detach().cpu().clone(),
+            "prev_weight": prev_w.detach().cpu().clone(),
+            "iteration": torch.tensor(it), "position": torch.tensor(pos), "tick": torch.tensor(tick),
+            "pending_store": torch.tensor(int(pending)), "store_index": torch.tensor(self._store_k),
+            "elapsed_s": torch.tensor(float(t_elapsed)),
+            "history_json": json.dumps(self.history.records),
+            "meta_json": json.dumps({"seed": self.seed, "rng": self.rng, "shuffle": self.shuffle,
+                                     "num_iter": self.num_iter, "stage": self.stage_name,
+                                     "neighbourhood": [self.neighbourhood.name, self.neighbourhood.sigma,
+                                                       self.neighbourhood.damping,
+                                                       self.neighbourhood.max_update_distance],
+                                     "som": self.som.config_dict()}),
+        }
+
+    def save_checkpoint(self, state: dict) -> None:
+        if self.checkpoint_path is None:
+            return
+        from somtorch.io.atomic import atomic_output
+
+        with atomic_output(self.checkpoint_path, overwrite=True) as f:
+            torch.save(state, f)
+
+    @staticmethod
+    def load_checkpoint(path) -> dict:
+        """Load a checkpoint written by :meth:`save_checkpoint` (safe: ``weights_only=True``)."""
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def _inter_store(self) -> None:
+        path = self.inter_store_path
+        if self.inter_store == "keep":
+            path = inter_store_name(path, self._store_k)
+        self._store_k += 1
+        self.som.save_pink(path, overwrite=True)
+
+    # ------------------------------------------------------------------ main loop
+    @torch.no_grad()
+    def fit(self, data, resume: bool = False) -> TrainingHistory:
+        """Train on ``data`` (tensor, array, PINK image file or ImageReader)."""
+        src = as_image_source(data)
+        som = self.som
+        g = som.geometry
+        if src.channels != g.channels or src.image_dim != g.image_dim:
+            raise ShapeError(f"images are {src.channels}x{src.image_dim}x{src.image_dim}, SOM expects "
+                             f"{g.channels}x{g.image_dim}x{g.image_dim}")
+        n = len(src)
+        if n == 0:
+            raise ConfigError(None, "data", 0, "at least one image (Number of data entries must be larger than 0.)")
+        dev = som.device
+        eng = som.engine
+        factors = som.factors(self.neighbourhood)
+        ticks_total = n * self.num_iter
+        pticks = set(progress_ticks(ticks_total, self.progress_steps))
+        msub = self._metrics_subset(n)
+        batch = self._auto_batch()
+
+        it0, pos0, tick, pending = 0, 0, 0, False
+        self._store_k = 0
+        elapsed0 = 0.0
+        prev_w = som.weight.detach().clone()
+        if resume and self.checkpoint_path is not None and os.path.exists(self.checkpoint_path):
+            st = self.load_checkpoint(self.checkpoint_path)
+            som.weight.copy_(st["weight"].to(dev))
+            som.update_count.copy_(st["update_count"].to(som.update_count.device))
+            prev_w = st["prev_weight"].to(dev)
+            it0, pos0, tick = int(st["iteration"]), int(st["position"]), int(st["tick"])
+            pending = bool(int(st["pending_store"]))
+            self._store_k = int(st["store_index"])
+            elapsed0 = float(st["elapsed_s"])
+            self.history.records = json.loads(st["history_json"])
+
+        w = som.weight.data
+        wf = eng.neuron_features(w)
+        wnorm = (wf * wf).sum(-1)
+        t_start = time.perf_counter()
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=ticks_total, initial=tick, desc=f"train {self.stage_name}", unit="img", dynamic_ncols=True)
+
+        old_handlers = {}
+        if self.handle_signals and self.checkpoint_path is not None:
+            def _handler(signum, frame):
+                self._stop = True
+            try:
+                for s in (signal.SIGTERM, signal.SIGINT):
+                    old_handlers[s] = signal.signal(s, _handler)
+            except ValueError:  # not in main thread
+                old_handlers = {}
+        self._stop = False
+        last_ckpt = tick
+        try:
+            for it in range(it0, self.num_iter):
+                order = shuffle_order(n, self.seed, it, self.rng, self.shuffle)
+                start_pos = pos0 if it == it0 else 0
+                for start in range(start_pos, n, batch):
+                    idx = order[start:start + batch]
+                    imgs = src.get(idx, device=dev)
+                    if not torch.isfinite(imgs).all():
+                        bad = idx[(~torch.isfinite(imgs).flatten(1).all(1)).cpu().numpy()]
+                        raise ShapeError(f"non-finite pixel values in image(s) {bad.tolist()[:10]} "
+                                         f"of {src.path or 'the input'}; clean the data before training")
+                    xf = eng.image_features(imgs)
+                    xnorm = (xf * xf).sum(-1)
+                    for b in range(len(idx)):
+                        dsq = eng.sq_distances(xf[b:b + 1], wf, xnorm[b:b + 1], wnorm)
+                        _, tb, best = best_match(dsq)
+                        tb, best = tb[0], int(best[0])
+                        f = factors[best]
+                        sel = torch.nonzero(f).flatten()
+                        if len(sel):
+                            x = eng.transformer.select(imgs[b], tb[sel])
+                            ws = w[sel]
+                            ws = ws - (ws - x) * f[sel].view(-1, 1, 1, 1)
+                            w[sel] = ws
+                            nf = eng.neuron_features(ws)
+                            wf[sel] = nf
+                            wnorm[sel] = (nf * nf).sum(-1)
+                        som.update_count[best] += 1
+                        tick += 1
+                        pos = start + b + 1
+                        if bar is not None:
+                            bar.update(1)
+                        if pending:
+                            pending = False
+                            if self.inter_store:
+                                self._inter_store()
+                        if tick in pticks:
+                            rec = self._progress_record(src, msub, it, tick, ticks_total, prev_w,
+                                                        elapsed0 + time.perf_counter() - t_start)
+                            prev_w = w.clone()
+                            if bar is not None and rec.get("qe") is not None:
+                                bar.set_postfix(qe=f"{rec['qe']:.4g}", te=f"{rec['te']:.3f}")
+                            pending = tick != ticks_total
+                        if self.checkpoint_path is not None and (
+                                tick in pticks or self._stop or tick == self.stop_after
+                                or (self.checkpoint_every and tick - last_ckpt >= self.checkpoint_every)):
+                            nxt_it, nxt_pos = (it, pos) if pos < n else (it + 1, 0)
+                            self.save_checkpoint(self._state(nxt_it, nxt_pos, tick, pending, prev_w,
+                                                             elapsed0 + time.perf_counter() - t_start))
+                            last_ckpt = tick
+                        if self._stop or tick == self.stop_after:
+                            raise _StopRequested
+        except _StopRequested:
+            if bar is not None:
+                bar.close()
+            raise KeyboardInterrupt(f"training stopped after {tick} images; checkpoint written to "
+                                    f"{self.checkpoint_path}") from None
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+        if bar is not None:
+            bar.close()
+        return self.history
+
+    def _progress_record(self, src, msub, it, tick, ticks_total, prev_w, elapsed) -> dict:
+        som = self.som
+        w = som.weight.data
+        denom = float(prev_w.norm()) or 1.0
+        rec = {"stage": self.stage_name, "iteration": it, "tick": tick, "epoch": tick / len(src),
+               "sigma": self.neighbourhood.sigma, "damping": self.neighbourhood.damping,
+               "change": float((w - prev_w).norm()) / denom, "elapsed_s": round(elapsed, 4),
+               "qe": None, "te": None}
+        if len(msub):
+            dist, _ = _map_subset(som, src, msub)
+            rec.update(quality_metrics(dist, som.lattice))
+        self.history.append(rec)
+        return rec
+
+
+def _map_subset(som: RotationInvariantSOM, src, idx: np.ndarray, batch: int = 32):
+    out_d, out_t = [], []
+    for s in range(0, len(idx), batch):
+        d, t = som(src.get(idx[s:s + batch], device=som.device))
+        out_d.append(d)
+        out_t.append(t)
+    return torch.cat(out_d), torch.cat(out_t)
+

@@ -1,0 +1,383 @@
+"""PINK-compatible rotations and flips of image stacks, generated in batch by grid sampling.
+
+Convention
+----------
+Images are indexed ``[row][col]`` with row 0 first in memory ("top" when drawn with
+``imshow(origin='upper')``). Transformation index ``t`` (spec §3.2) means:
+
+* ``t < numrot``: the image rotated **clockwise** (row axis pointing down) by ``t * step``, with
+  ``step = float32(float32(2*pi) / numrot)`` radians, resampled into the ``nd x nd`` neuron grid;
+* ``t >= numrot``: the same rotation by ``(t - numrot) * step``, **then** flipped upside-down
+  (rows reversed, ``np.flipud``; horizontal mirror axis).
+
+So a neuron ``w`` matched with ``(flip, angle)`` satisfies ``w ~ flipud**flip(rotate_cw(image, angle))``.
+With ``origin='lower'`` (the usual astronomy display) the same rotation looks counter-clockwise.
+
+Generation follows PINK exactly: ``t = 0`` is the image centre-cropped or zero-padded to ``nd``
+(margin ``floor(|nd - d| / 2)`` on the top/left, §2.3, no interpolation); ``t = 1 .. k-1``
+(``k = numrot / 4``) are bilinear rotations of the original ``d x d`` image about its centre
+``((d-1)/2, (d-1)/2)`` onto the neuron centre ``((nd-1)/2, (nd-1)/2)``, a destination pixel being 0
+when its source position falls outside ``[0, d-1]`` in either axis (inclusive, §3.3); all other
+transformations are exact quarter turns (``np.rot90(x, -1)``) and flips of those, so nothing is
+interpolated twice. If ``nd - d`` is odd, padding and rotation disagree by half a pixel, as in PINK.
+
+Two sampling back-ends produce the interpolated rotations from precomputed grids (built once per
+image size, neuron size, numrot, window, interpolation and device, then reused):
+
+* ``exact=False`` (default): kornia's ``remap`` (``torch.grid_sample``) on a normalised grid; matches
+  PINK to float rounding (~1e-6 relative), fast on CPU and CUDA;
+* ``exact=True``: gathers the four neighbours and evaluates PINK's float32 formula in PINK's order,
+  reproducing PINK's CPU build bit for bit (used by ``arithmetic="pink"``).
+
+``interpolation="nearest"`` takes the source pixel at ``round(sr), round(sc)`` (0 outside
+``[-0.5, d-0.5)``); PINK's nearest-neighbour option is broken (spec §3.6), ours is not.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from somtorch.errors import ConfigError, ShapeError
+
+__all__ = [
+    "default_neuron_dim",
+    "default_euclidean_dim",
+    "rotation_step",
+    "index_to_flip_angle",
+    "flip_angle_to_index",
+    "num_transforms",
+    "pad_or_crop",
+    "PinkTransformer",
+    "pink_transforms",
+    "check_numrot",
+]
+
+_TWO_PI_F32 = np.float32(2.0 * math.pi)
+
+
+def check_numrot(numrot: int) -> int:
+    numrot = int(numrot)
+    if numrot != 1 and (numrot <= 0 or numrot % 4 != 0):
+        raise ConfigError(None, "numrot", numrot, "1 or a positive multiple of 4")
+    return numrot
+
+
+def default_neuron_dim(image_dim: int, numrot: int) -> int:
+    """PINK's default neuron side: ``d`` for numrot 1, else ``trunc(2 d / sqrt(2) + 1)`` (spec §2.2).
+
+    >>> default_neuron_dim(64, 360), default_neuron_dim(150, 360), default_neuron_dim(64, 1)
+    (91, 213, 64)
+    """
+    if check_numrot(numrot) == 1:
+        return int(image_dim)
+    return int(2.0 * image_dim / math.sqrt(2.0) + 1.0)
+
+
+def default_euclidean_dim(image_dim: int, numrot: int, shape: str = "quadratic") -> int:
+    """PINK's default distance-window side (spec §2.2): ``trunc(d sqrt(2) / 2)`` for rotated
+    quadratic windows, otherwise ``d``.
+
+    >>> default_euclidean_dim(64, 360), default_euclidean_dim(150, 360), default_euclidean_dim(64, 360, "circular")
+    (45, 106, 64)
+    """
+    if check_numrot(numrot) != 1 and shape == "quadratic":
+        return int(image_dim * math.sqrt(2.0) / 2.0)
+    return int(image_dim)
+
+
+def rotation_step(numrot: int) -> np.float32:
+    """The float32 angle step ``float32(float32(2 pi) / numrot)`` in radians."""
+    return np.float32(_TWO_PI_F32 / np.float32(numrot))
+
+
+def num_transforms(numrot: int, flip: bool) -> int:
+    return check_numrot(numrot) * (2 if flip else 1)
+
+
+def index_to_flip_angle(t: torch.Tensor, numrot: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transformation index -> ``(flip int8, angle float32 radians)`` exactly as PINK writes them."""
+    t = torch.as_tensor(t)
+    flip = torch.div(t, numrot, rounding_mode="floor").to(torch.int8)
+    rot = torch.remainder(t, numrot).to(torch.float32)
+    angle = rot * torch.tensor(float(rotation_step(numrot)), dtype=torch.float32, device=rot.device)
+    return flip, angle
+
+
+def flip_angle_to_index(flip, angle, numrot: int) -> torch.Tensor:
+    """Inverse of :func:`index_to_flip_angle` (angles rounded to the nearest step)."""
+    flip = torch.as_tensor(flip).to(torch.int64)
+    angle = torch.as_tensor(angle, dtype=torch.float64)
+    k = torch.round(angle / float(rotation_step(numrot))).to(torch.int64) % numrot
+    return (flip == 1).to(torch.int64) * numrot + k
+
+
+def pad_or_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre-crop or zero-pad the last two axes to ``size`` (PINK §2.3, margin on top/left).
+
+    The margin is ``floor(|size - d| / 2)``; when ``size - d`` is odd the extra row and column go
+    at the bottom/right.
+    """
+    d = images.shape[-1]
+    if size == d:
+        return images
+    m = abs(size - d) // 2
+    if size < d:
+        return images[..., m:m + size, m:m + size]
+    out = images.new_zeros(images.shape[:-2] + (size, size))
+    out[..., m:m + d, m:m + d] = images
+    return out
+
+
+@lru_cache(maxsize=64)
+def _source_coords(d: int, nd: int, numrot: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PINK's float32 source coordinates for rotations 1..k-1 over destination rows/cols [lo, hi).
+
+    Returns ``sr, sc`` of shape ``(k-1, u, u)`` and the inclusive in-bounds mask.
+    """
+    k = numrot // 4
+    step = rotation_step(numrot)
+    cs = np.float32((d - 1) * 0.5)
+    cn = np.float32((nd - 1) * 0.5)
+    idx = np.arange(lo, hi, dtype=np.float32)
+    pr = (idx - cn)[:, None]  # destination row offset (float32)
+    pc = (idx - cn)[None, :]
+    srs, scs = [], []
+    for i in range(1, k):
+        alpha = np.float32(np.float32(i) * step)
+        ca = np.float32(math.cos(float(alpha)))
+        sa = np.float32(math.sin(float(alpha)))
+        sr = (pr * ca - pc * sa) + cs
+        sc = (pr * sa + pc * ca) + cs
+        srs.append(np.broadcast_to(sr, (hi - lo, hi - lo)))
+        scs.append(np.broadcast_to(sc, (hi - lo, hi - lo)))
+    u = hi - lo
+    sr = np.asarray(srs, dtype=np.float32).reshape(k - 1, u, u)
+    sc = np.asarray(scs, dtype=np.float32).reshape(k - 1, u, u)
+    inside = (sr >= 0) & (sr <= d - 1) & (sc >= 0) & (sc <= d - 1)
+    return sr, sc, inside
+
+
+class PinkTransformer(nn.Module):
+    """All ``T`` rotations/flips of an image stack, in PINK's order (see module docstring).
+
+    Parameters
+    ----------
+    image_dim : int
+        Side ``d`` of the (square) input images.
+    neuron_dim : int, optional
+        Side ``nd`` of the output grid; PINK's default if omitted.
+    numrot : int
+        1 or a multiple of 4.
+    flip : bool
+        Also generate the flipped copies (``T = 2 * numrot``).
+    interpolation : {"bilinear", "nearest"}
+    exact : bool
+        Bit-exact PINK arithmetic for the interpolated rotations (slower).
+
+    Shape
+    -----
+    - Input: ``(B, C, d, d)``
+    - Output of :meth:`forward`: ``(B, T, C, u, u)`` where ``u = hi - lo`` for a centred window
+      ``[lo, hi)`` of the neuron grid (the whole grid by default).
+
+    Examples
+    --------
+    >>> tr = PinkTransformer(4, neuron_dim=4, numrot=4, flip=True)
+    >>> x = torch.arange(16.).reshape(1, 1, 4, 4)
+    >>> y = tr(x)
+    >>> y.shape
+    torch.Size([1, 8, 1, 4, 4])
+    >>> bool((y[0, 1, 0] == torch.rot90(x[0, 0], -1)).all()), bool((y[0, 4, 0] == x[0, 0].flipud()).all())
+    (True, True)
+    """
+
+    def __init__(self, image_dim: int, neuron_dim: int | None = None, numrot: int = 360,
+                 flip: bool = True, interpolation: str = "bilinear", exact: bool = False):
+        super().__init__()
+        self.image_dim = int(image_dim)
+        self.numrot = check_numrot(numrot)
+        self.neuron_dim = int(neuron_dim) if neuron_dim is not None else default_neuron_dim(self.image_dim, self.numrot)
+        self.flip = bool(flip)
+        if interpolation not in ("bilinear", "nearest"):
+            raise ConfigError(None, "interpolation", interpolation, "'bilinear' or 'nearest'")
+        self.interpolation = interpolation
+        self.exact = bool(exact)
+        self._k = max(self.numrot // 4, 1)
+        self._grid_cache: dict = {}
+        self._perm_cache: dict = {}
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def num_transforms(self) -> int:
+        return num_transforms(self.numrot, self.flip)
+
+    def extra_repr(self) -> str:
+        return (f"image_dim={self.image_dim}, neuron_dim={self.neuron_dim}, numrot={self.numrot}, "
+                f"flip={self.flip}, interpolation={self.interpolation!r}, exact={self.exact}")
+
+    def _check(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[-1] != images.shape[-2]:
+            raise ShapeError(f"images must have shape (B, C, d, d) with square d x d images; got {tuple(images.shape)}")
+        if images.shape[-1] != self.image_dim:
+            raise ShapeError(f"images have side {images.shape[-1]}, transformer expects image_dim={self.image_dim}")
+        if not images.is_floating_point():
+            images = images.float()
+        return images
+
+    def _window(self, window) -> tuple[int, int]:
+        nd = self.neuron_dim
+        if window is None:
+            return 0, nd
+        lo, hi = int(window[0]), int(window[1])
+        if lo < 0 or hi > nd or lo + hi != nd or hi <= lo:
+            raise ConfigError(None, "window", (lo, hi), f"a centred range [lo, nd-lo) inside [0, {nd})")
+        return lo, hi
+
+    def _grid(self, lo: int, hi: int, device, dtype):
+        key = (lo, hi, str(device), dtype)
+        g = self._grid_cache.get(key)
+        if g is not None:
+            return g
+        d = self.image_dim
+        sr, sc, inside = _source_coords(d, self.neuron_dim, self.numrot, lo, hi)
+        if self.exact and self.interpolation == "bilinear":
+            r0 = np.where(inside, np.trunc(sr), 0).astype(np.int64)
+            c0 = np.where(inside, np.trunc(sc), 0).astype(np.int64)
+            fr = np.where(inside, sr - r0.astype(np.float32), 0).astype(np.float32)
+            fc = np.where(inside, sc - c0.astype(np.float32), 0).astype(np.float32)
+            one = np.float32(1)
+            w = np.stack([(one - fr) * (one - fc), (one - fr) * fc, fr * (one - fc), fr * fc]).astype(np.float32)
+            w[:, ~inside] = 0
+            r1 = np.minimum(r0 + 1, d - 1)
+            c1 = np.minimum(c0 + 1, d - 1)
+            idx = np.stack([r0 * d + c0, r0 * d + c1, r1 * d + c0, r1 * d + c1])
+            g = (torch.from_numpy(idx).to(device), torch.from_numpy(w).to(device=device, dtype=dtype))
+        else:
+            if self.interpolation == "nearest":
+                inside = (sr >= -0.5) & (sr < d - 0.5) & (sc >= -0.5) & (sc < d - 0.5)
+            scale = 2.0 / max(d - 1, 1)
+            gx = np.where(inside, sc.astype(np.float64) * scale - 1.0, -10.0)
+            gy = np.where(inside, sr.astype(np.float64) * scale - 1.0, -10.0)
+            # one tall grid: the k-1 rotations stacked along the height axis
+            grid = np.stack([gx, gy], axis=-1).reshape(1, -1, hi - lo, 2)
+            g = torch.from_numpy(grid).to(device=device, dtype=dtype)
+        self._grid_cache[key] = g
+        return g
+
+    def base_rotations(self, images: torch.Tensor, window=None) -> torch.Tensor:
+        """The ``k = numrot/4`` base orientations (t = 0 .. k-1), ``(B, k, C, u, u)``."""
+        images = self._check(images)
+        lo, hi = self._window(window)
+        b, c, d, _ = images.shape
+        base0 = pad_or_crop(images, self.neuron_dim)[..., lo:hi, lo:hi]
+        if self._k == 1:
+            return base0.unsqueeze(1)
+        u = hi - lo
+        g = self._grid(lo, hi, images.device, images.dtype)
+        if isinstance(g, tuple):  # exact PINK arithmetic
+            idx, w = g
+            flat = images.reshape(b, c, d * d)
+            taps = flat[:, :, idx.reshape(-1)].reshape(b, c, 4, self._k - 1, u, u)
+            val = ((w[0] * taps[:, :, 0] + w[1] * taps[:, :, 1]) + w[2] * taps[:, :, 2]) + w[3] * taps[:, :, 3]
+            rot = val.permute(0, 2, 1, 3, 4)
+        else:
+            from kornia.geometry.transform import remap
+
+            grid = g.expand(b, -1, -1, -1)
+            out = remap(images, grid[..., 0], grid[..., 1], mode=self.interpolation,
+                        padding_mode="zeros", align_corners=True, normalized_coordinates=True)
+            rot = out.reshape(b, c, self._k - 1, u, u).permute(0, 2, 1, 3, 4)
+        return torch.cat([base0.unsqueeze(1), rot], dim=1)
+
+    def expand_dihedral(self, base: torch.Tensor) -> torch.Tensor:
+        """Base orientations ``(B, k, C, u, u)`` -> all ``T`` transforms in PINK order."""
+        if self.numrot == 1:
+            parts = [base]
+        else:
+            parts = [base] + [torch.rot90(base, -j, dims=(-2, -1)) for j in (1, 2, 3)]
+        allrot = torch.cat(parts, dim=1)
+        if self.flip:
+            allrot = torch.cat([allrot, torch.flip(allrot, dims=(-2,))], dim=1)
+        return allrot
+
+    def forward(self, images: torch.Tensor, window=None) -> torch.Tensor:
+        """All ``T`` transformations of ``images``: ``(B, T, C, u, u)`` (see class docstring)."""
+        return self.expand_dihedral(self.base_rotations(images, window))
+
+    # ------------------------------------------------------------------ selected transforms
+    def _perms(self, device) -> torch.Tensor:
+        key = str(device)
+        p = self._perm_cache.get(key)
+        if p is None:
+            nd = self.neuron_dim
+            a = torch.arange(nd * nd).reshape(nd, nd)
+            perms = []
+            for f in (0, 1):
+                for j in range(4):
+                    q = torch.rot90(a, -j)
+                    if f:
+                        q = torch.flip(q, dims=(0,))
+                    perms.append(q.reshape(-1))
+            p = torch.stack(perms).to(device)
+            self._perm_cache[key] = p
+        return p
+
+    def select(self, images: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Full-size transforms ``X_{t[m]}`` of ONE image: ``images (C, d, d)``, ``t (M,)`` -> ``(M, C, nd, nd)``.
+
+        Only the base rotations that are needed are interpolated.
+        """
+        if images.ndim != 3:
+            raise ShapeError(f"select expects one image (C, d, d); got {tuple(images.shape)}")
+        nd, k = self.neuron_dim, self._k
+        t = t.to(torch.int64)
+        f = torch.div(t, self.numrot, rounding_mode="floor")
+        s = t - f * self.numrot
+        j = torch.div(s, k, rounding_mode="floor")
+        i = s - j * k
+        uniq, inv = torch.unique(i, return_inverse=True)
+        full = self._base_full(images, uniq)  # (U, C, nd, nd)
+        c = full.shape[1]
+        perm = self._perms(images.device)[(j + 4 * f)]  # (M, nd*nd)
+        src = full.reshape(full.shape[0], c, nd * nd)[inv]
+        return torch.gather(src, 2, perm[:, None, :].expand(-1, c, -1)).reshape(-1, c, nd, nd)
+
+    def _base_full(self, image: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """(U, C, nd, nd) full-size base orientations for the base indices ``which`` (sorted, unique)."""
+        img = self._check(image.unsqueeze(0))
+        nd = self.neuron_dim
+        c, d = img.shape[1], img.shape[-1]
+        which_l = which.tolist()
+        out = img.new_empty((len(which_l), c, nd, nd))
+        rot_pos = [p for p, w in enumerate(which_l) if w != 0]
+        if len(rot_pos) < len(which_l):
+            out[which_l.index(0)] = pad_or_crop(img[0], nd)
+        if rot_pos:
+            sel = torch.tensor([which_l[p] - 1 for p in rot_pos], device=img.device)
+            g = self._grid(0, nd, img.device, img.dtype)
+            if isinstance(g, tuple):
+                idx, wt = g[0][:, sel], g[1][:, sel]
+                taps = img.reshape(c, d * d)[:, idx.reshape(-1)].reshape(c, 4, len(rot_pos), nd, nd)
+                val = ((wt[0] * taps[:, 0] + wt[1] * taps[:, 1]) + wt[2] * taps[:, 2]) + wt[3] * taps[:, 3]
+                rot = val.transpose(0, 1)
+            else:
+                from kornia.geometry.transform import remap
+
+                sub = g.reshape(self._k - 1, nd, nd, 2)[sel].reshape(1, -1, nd, 2)
+                r = remap(img, sub[..., 0], sub[..., 1], mode=self.interpolation, padding_mode="zeros",
+                          align_corners=True, normalized_coordinates=True)
+                rot = r.reshape(c, len(rot_pos), nd, nd).transpose(0, 1)
+            out[rot_pos] = rot
+        return out
+
+
+def pink_transforms(images: torch.Tensor, numrot: int = 360, flip: bool = True,
+                    neuron_dim: int | None = None, interpolation: str = "bilinear",
+                    exact: bool = False) -> torch.Tensor:
+    """Functional form of :class:`PinkTransformer`: ``(B, C, d, d) -> (B, T, C, nd, nd)``."""
+    return PinkTransformer(images.shape[-1], neuron_dim, numrot, flip, interpolation, exact)(images)
