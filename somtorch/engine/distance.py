@@ -78,6 +78,7 @@ class DistanceEngine:
         u = self.window[1] - self.window[0]
         self.full_window = len(self._idx_cpu) == u * u
         self._idx_cache: dict = {}
+        self.transformer_channels = 1
 
     @property
     def num_region_pixels(self) -> int:
@@ -108,6 +109,96 @@ class DistanceEngine:
         """Region pixels of neurons: ``(N, C, nd, nd) -> (N, C*P)``."""
         lo, hi = self.window
         return self._select_region(weights[..., lo:hi, lo:hi])
+
+    # ------------------------------------------------------------------ fast path
+    def _variant_tables(self, device):
+        key = ("var", str(device))
+        tab = self._idx_cache.get(key)
+        if tab is None:
+            lo, hi = self.window
+            u = hi - lo
+            tr = self.transformer
+            a = torch.arange(u * u).reshape(u, u)
+            js = range(4) if tr.numrot != 1 else range(1)
+            fs = (0, 1) if tr.flip else (0,)
+            sig = []
+            for f in fs:
+                for j in js:
+                    q = torch.rot90(a, -j)
+                    if f:
+                        q = torch.flip(q, dims=(0,))
+                    sig.append(torch.argsort(q.reshape(-1)))
+            sigma = torch.stack(sig)  # (nq, u*u): V_q[s] = w[sigma_q[s]]
+            mask_u = self.mask[lo:hi, lo:hi].reshape(-1).float()
+            m = mask_u[sigma].T.contiguous()  # (u*u, nq)
+            c = self.transformer_channels
+            # flat gather index into (C*u*u) giving (nq, C*u*u) in one index_select
+            full = (torch.arange(c)[None, :, None] * (u * u) + sigma[:, None, :]).reshape(-1)
+            tab = (full.to(device), mask_u.to(device), m.to(device))
+            self._idx_cache[key] = tab
+        return tab
+
+    @property
+    def num_variants(self) -> int:
+        tr = self.transformer
+        return (4 if tr.numrot != 1 else 1) * (2 if tr.flip else 1)
+
+    def base_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Base rotations of images over the dihedral window and their region norms.
+
+        Returns ``R (B, k, C*u*u)`` (``k = numrot/4``, or 1) and ``rnorm (B, T)`` = squared norm of
+        every transformation over the distance region, in transformation-index order.
+        """
+        r = self.transformer.base_rotations(images, window=self.window)  # (B, k, C, u, u)
+        b, k, c, u, _ = r.shape
+        _, _, m = self._variant_tables(images.device)
+        r2 = (r * r).reshape(b, k, c, u * u).sum(2)  # (B, k, u*u)
+        rnorm = torch.matmul(r2, m).permute(0, 2, 1).reshape(b, -1)  # (B, nq*k) = (B, T)
+        return r.reshape(b, k, c * u * u), rnorm
+
+    def neuron_variants(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked neurons seen through every rot90/flip: ``V (N, nq, C*u*u)`` and region norms ``(N,)``.
+
+        ``<Q(R), w>`` over the region equals ``<R, V_q>`` over the window, so images need only their
+        ``numrot/4`` base rotations (8x less work than expanding all ``T`` transformations).
+        """
+        lo, hi = self.window
+        n, c = weights.shape[:2]
+        if c != self.transformer_channels:
+            self.transformer_channels = c
+            self._idx_cache.pop(("var", str(weights.device)), None)
+        full, mask_u, _ = self._variant_tables(weights.device)
+        wm = weights[..., lo:hi, lo:hi].reshape(n, c, -1) * mask_u
+        wnorm = (wm * wm).sum((1, 2))
+        v = torch.index_select(wm.reshape(n, -1), 1, full).reshape(n, self.num_variants, -1)
+        return v, wnorm
+
+    def sq_distances_fast(self, r: torch.Tensor, rnorm: torch.Tensor, v: torch.Tensor,
+                          wnorm: torch.Tensor) -> torch.Tensor:
+        """Squared distances ``(B, T, N)`` from :meth:`base_features` and :meth:`neuron_variants`."""
+        b, k, f = r.shape
+        n, nq, _ = v.shape
+        prec = self.precision
+        if prec == "bf16":
+            with torch.autocast(device_type=r.device.type, dtype=torch.bfloat16):
+                cross = torch.matmul(r.reshape(b * k, f).to(torch.bfloat16),
+                                     v.reshape(n * nq, f).to(torch.bfloat16).T).float()
+        elif prec == "float64":
+            cross = torch.matmul(r.reshape(b * k, f).double(), v.reshape(n * nq, f).double().T)
+        else:
+            with _matmul_precision(r.device, prec):
+                cross = torch.matmul(r.reshape(b * k, f), v.reshape(n * nq, f).T)
+        cross = cross.reshape(b, k, n, nq).permute(0, 3, 1, 2).reshape(b, nq * k, n)
+        d = cross.mul(-2.0).add_(rnorm.unsqueeze(-1).to(cross.dtype)).add_(wnorm.to(cross.dtype))
+        return d.clamp_min_(0).float()
+
+    def distances_for(self, images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Squared distances ``(B, T, N)`` of images to neurons with the configured arithmetic."""
+        if self.arithmetic == "pink":
+            return self.sq_distances(self.image_features(images), self.neuron_features(weights))
+        r, rnorm = self.base_features(images)
+        v, wnorm = self.neuron_variants(weights)
+        return self.sq_distances_fast(r, rnorm, v, wnorm)
 
     # ------------------------------------------------------------------ distances
     def sq_distances(self, xf: torch.Tensor, wf: torch.Tensor, xnorm: torch.Tensor | None = None,

@@ -239,9 +239,7 @@ class RotationInvariantSOM(nn.Module):
     @torch.no_grad()
     def sq_distances(self, images) -> torch.Tensor:
         """Squared region distances ``(B, T, N)`` for a batch of images."""
-        x = self.check_images(images)
-        eng = self.engine
-        return eng.sq_distances(eng.image_features(x), eng.neuron_features(self.weight))
+        return self.engine.distances_for(self.check_images(images), self.weight)
 
     @torch.no_grad()
     def forward(self, images) -> tuple[torch.Tensor, torch.Tensor]:

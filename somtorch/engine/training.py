@@ -263,8 +263,12 @@ class Trainer:
             self.history.records = json.loads(st["history_json"])
 
         w = som.weight.data
-        wf = eng.neuron_features(w)
-        wnorm = (wf * wf).sum(-1)
+        exact = eng.arithmetic == "pink"
+        if exact:
+            wf = eng.neuron_features(w)
+            wnorm = (wf * wf).sum(-1)
+        else:
+            wv, wnorm = eng.neuron_variants(w)
         t_start = time.perf_counter()
         bar = None
         if self.progress:
@@ -294,22 +298,36 @@ class Trainer:
                         bad = idx[(~torch.isfinite(imgs).flatten(1).all(1)).cpu().numpy()]
                         raise ShapeError(f"non-finite pixel values in image(s) {bad.tolist()[:10]} "
                                          f"of {src.path or 'the input'}; clean the data before training")
-                    xf = eng.image_features(imgs)
-                    xnorm = (xf * xf).sum(-1)
+                    if exact:
+                        xf = eng.image_features(imgs)
+                    else:
+                        xr, rnorm = eng.base_features(imgs)
                     for b in range(len(idx)):
-                        dsq = eng.sq_distances(xf[b:b + 1], wf, xnorm[b:b + 1], wnorm)
+                        if exact:
+                            dsq = eng.sq_distances(xf[b:b + 1], wf)
+                        else:
+                            dsq = eng.sq_distances_fast(xr[b:b + 1], rnorm[b:b + 1], wv, wnorm)
                         _, tb, best = best_match(dsq)
                         tb, best = tb[0], int(best[0])
                         f = factors[best]
                         sel = torch.nonzero(f).flatten()
-                        if len(sel):
+                        if len(sel) == len(f):  # every neuron moves: no index copies
+                            x = eng.transformer.select(imgs[b], tb)
+                            # PINK's float sequence: d = c - x; p = d * f; c = c - p
+                            w.sub_(x.sub_(w).neg_().mul_(f.view(-1, 1, 1, 1)))
+                            if exact:
+                                wf = eng.neuron_features(w)
+                            else:
+                                wv, wnorm = eng.neuron_variants(w)
+                        elif len(sel):
                             x = eng.transformer.select(imgs[b], tb[sel])
                             ws = w[sel]
                             ws = ws - (ws - x) * f[sel].view(-1, 1, 1, 1)
                             w[sel] = ws
-                            nf = eng.neuron_features(ws)
-                            wf[sel] = nf
-                            wnorm[sel] = (nf * nf).sum(-1)
+                            if exact:
+                                wf[sel] = eng.neuron_features(ws)
+                            else:
+                                wv[sel], wnorm[sel] = eng.neuron_variants(ws)
                         som.update_count[best] += 1
                         tick += 1
                         pos = start + b + 1

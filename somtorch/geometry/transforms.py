@@ -265,7 +265,7 @@ class PinkTransformer(nn.Module):
             gy = np.where(inside, sr.astype(np.float64) * scale - 1.0, -10.0)
             # one tall grid: the k-1 rotations stacked along the height axis
             grid = np.stack([gx, gy], axis=-1).reshape(1, -1, hi - lo, 2)
-            g = torch.from_numpy(grid).to(device=device, dtype=dtype)
+            g = torch.from_numpy(grid).to(device=device, dtype=dtype).contiguous()
         self._grid_cache[key] = g
         return g
 
@@ -288,8 +288,8 @@ class PinkTransformer(nn.Module):
         else:
             from kornia.geometry.transform import remap
 
-            grid = g.expand(b, -1, -1, -1)
-            out = remap(images, grid[..., 0], grid[..., 1], mode=self.interpolation,
+            # one grid for every image: fold the batch into the channel axis (no grid copies)
+            out = remap(images.reshape(1, b * c, d, d), g[..., 0], g[..., 1], mode=self.interpolation,
                         padding_mode="zeros", align_corners=True, normalized_coordinates=True)
             rot = out.reshape(b, c, self._k - 1, u, u).permute(0, 2, 1, 3, 4)
         return torch.cat([base0.unsqueeze(1), rot], dim=1)
