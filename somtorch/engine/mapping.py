@@ -1,0 +1,207 @@
+"""Mapping images onto a trained SOM: distances to every neuron and best rotation/flip.
+
+Convention
+----------
+``distances[i, n]`` is the Euclidean (square-root) distance between neuron ``n`` and image ``i``
+under its best transformation, summed over the distance region only (not normalised), as PINK's
+mapping files store it (spec §1.4). ``flip[i, n]``/``angle[i, n]`` describe that transformation:
+the neuron matches ``flipud**flip(rotate_cw(image, angle))`` (angle in radians, clockwise with
+row 0 at the top, flip after rotation). Images are processed in file order, in batches, so memory
+stays bounded however many images there are.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from somtorch.engine.data import as_image_source
+from somtorch.engine.distance import best_match
+from somtorch.engine.som import RotationInvariantSOM
+from somtorch.errors import ConfigError, ShapeError
+
+__all__ = ["Mapper", "MappingResult", "precision_agreement"]
+
+
+@dataclass
+class MappingResult:
+    """In-memory mapping of ``n`` images onto ``N`` neurons."""
+
+    distances: torch.Tensor  # (n, N) float32, Euclidean
+    transform_index: torch.Tensor  # (n, N) int64
+    numrot: int
+
+    @property
+    def flip(self) -> torch.Tensor:
+        return torch.div(self.transform_index, self.numrot, rounding_mode="floor").to(torch.int8)
+
+    @property
+    def angle(self) -> torch.Tensor:
+        from somtorch.geometry.transforms import index_to_flip_angle
+
+        return index_to_flip_angle(self.transform_index, self.numrot)[1]
+
+    @property
+    def bmu(self) -> torch.Tensor:
+        """Best-matching neuron per image (lowest index on ties)."""
+        return torch.argmin(self.distances, dim=1)
+
+    def __len__(self) -> int:
+        return self.distances.shape[0]
+
+
+class Mapper:
+    """Maps images onto a :class:`RotationInvariantSOM` in bounded memory.
+
+    Parameters
+    ----------
+    som : RotationInvariantSOM
+    batch_size : int, optional
+        Images per batch; by default chosen so features and distances stay within
+        ``memory_budget`` bytes.
+    memory_budget : int
+        Bytes of working memory per batch (default 512 MiB).
+    progress : bool
+        tqdm progress bar.
+    """
+
+    def __init__(self, som: RotationInvariantSOM, batch_size: int | None = None,
+                 memory_budget: int = 512 << 20, progress: bool = False):
+        self.som = som
+        self.batch_size = batch_size
+        self.memory_budget = int(memory_budget)
+        self.progress = progress
+
+    def bytes_per_image(self) -> int:
+        """Working memory one image needs (features, squared distances, temporaries)."""
+        som = self.som
+        eng = som.engine
+        lo, hi = eng.window
+        u = hi - lo
+        k = max(som.geometry.numrot // 4, 1)
+        feat = k * som.geometry.channels * u * u * 4 * 3  # base rotations + squares + padding copy
+        dist = som.num_transforms * som.num_neurons * 4 * 3  # cross, permuted copy, dsq
+        if som.arithmetic == "pink":
+            feat = som.num_transforms * som.geometry.channels * eng.num_region_pixels * 4 * 2
+        return feat + dist
+
+    def auto_batch_size(self) -> int:
+        if self.batch_size:
+            return int(self.batch_size)
+        return int(max(1, min(1024, self.memory_budget // max(self.bytes_per_image(), 1))))
+
+    @torch.no_grad()
+    def iter_batches(self, data, rows=None):
+        """Yield ``(start, distances (b, N), transform_index (b, N))`` over ``rows`` (a range)."""
+        src = as_image_source(data)
+        som = self.som
+        g = som.geometry
+        if src.channels != g.channels or src.image_dim != g.image_dim:
+            raise ShapeError(f"images are {src.channels}x{src.image_dim}x{src.image_dim}, SOM expects "
+                             f"{g.channels}x{g.image_dim}x{g.image_dim}")
+        rows = range(len(src)) if rows is None else rows
+        if not isinstance(rows, range) or rows.step != 1:
+            raise ConfigError(None, "rows", rows, "a contiguous range of image indices")
+        bs = self.auto_batch_size()
+        eng = som.engine
+        wv = wnorm = wf = None
+        if som.arithmetic == "pink":
+            wf = eng.neuron_features(som.weight)
+        else:
+            wv, wnorm = eng.neuron_variants(som.weight)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(rows), desc="map", unit="img", dynamic_ncols=True)
+        try:
+            for s in range(rows.start, rows.stop, bs):
+                e = min(s + bs, rows.stop)
+                x = src.get(slice(s, e), device=som.device)
+                if not torch.isfinite(x).all():
+                    bad = s + torch.nonzero(~torch.isfinite(x).flatten(1).all(1)).flatten()
+                    raise ShapeError(f"non-finite pixel values in image(s) {bad.tolist()[:10]} of "
+                                     f"{src.path or 'the input'}; clean the data before mapping")
+                if wf is not None:
+                    dsq = eng.sq_distances(eng.image_features(x), wf)
+                else:
+                    r, rnorm = eng.base_features(x)
+                    dsq = eng.sq_distances_fast(r, rnorm, wv, wnorm)
+                dmin, tbest, _ = best_match(dsq)
+                yield s, dmin.sqrt_(), tbest
+                if bar is not None:
+                    bar.update(e - s)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def map(self, data, rows=None) -> MappingResult:
+        """Map images held in memory or on disk; returns a :class:`MappingResult` (CPU tensors)."""
+        ds, ts = [], []
+        for _, d, t in self.iter_batches(data, rows):
+            ds.append(d.cpu())
+            ts.append(t.cpu())
+        n = self.som.num_neurons
+        dist = torch.cat(ds) if ds else torch.zeros((0, n))
+        tidx = torch.cat(ts) if ts else torch.zeros((0, n), dtype=torch.int64)
+        return MappingResult(dist, tidx, self.som.geometry.numrot)
+
+    def map_to_files(self, data, mapping_path, transform_path=None, overwrite: bool = False,
+                     rows=None, n_images: int | None = None, resume: bool = False) -> dict:
+        """Stream a mapping (and optionally the transform file) to PINK files.
+
+        ``rows`` restricts the work to a contiguous range of images (for sharding); the files are
+        sized for ``n_images`` (default: all images) and renamed into place when complete.
+        """
+        from somtorch.geometry.transforms import index_to_flip_angle
+        from somtorch.io import MappingWriter, TransformWriter
+
+        src = as_image_source(data)
+        n_images = len(src) if n_images is None else int(n_images)
+        som = self.som
+        lat = som.lattice
+        mw = MappingWriter(mapping_path, n_images, lat.som_dims, overwrite, layout=lat.layout, resume=resume)
+        tw = (TransformWriter(transform_path, n_images, lat.som_dims, overwrite, layout=lat.layout, resume=resume)
+              if transform_path is not None else None)
+        try:
+            for s, d, t in self.iter_batches(src, rows):
+                mw.write_rows(s, d.cpu().numpy())
+                if tw is not None:
+                    fl, an = index_to_flip_angle(t.cpu(), som.geometry.numrot)
+                    tw.write_rows(s, fl.numpy(), an.numpy())
+        except BaseException:
+            mw.abort()
+            if tw is not None:
+                tw.abort()
+            raise
+        mw.commit()
+        if tw is not None:
+            tw.commit()
+        return {"mapping": os.fspath(mapping_path),
+                "transform": None if transform_path is None else os.fspath(transform_path),
+                "n_images": n_images}
+
+
+@torch.no_grad()
+def precision_agreement(som: RotationInvariantSOM, images, precision: str) -> dict:
+    """Fraction of images whose best-matching neuron (and best transform of it) under
+    ``precision`` equals the float32 result, plus the largest relative distance error."""
+    old = som.precision
+    try:
+        som.set_precision("float32")
+        ref_d, ref_t = som(images)
+        som.set_precision(precision)
+        d, t = som(images)
+    finally:
+        som.set_precision(old)
+    bmu_ref, bmu = ref_d.argmin(1), d.argmin(1)
+    rows = torch.arange(len(bmu))
+    return {
+        "precision": precision,
+        "bmu_agreement": float((bmu_ref == bmu).double().mean()),
+        "transform_agreement": float((ref_t[rows, bmu_ref] == t[rows, bmu_ref]).double().mean()),
+        "max_rel_distance_error": float(((d - ref_d).abs() / ref_d.clamp_min(1e-12)).max()),
+        "n_images": int(len(bmu)),
+    }
