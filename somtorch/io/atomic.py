@@ -1,0 +1,221 @@
+"""Atomic output files: write to a temporary name in the same directory, then rename.
+
+A reader never sees a half-written file: output goes to ``.<name>.tmp-<random>`` next to the
+target, is flushed and ``fsync``-ed, and is moved into place with :func:`os.replace` only when
+the writer finishes without error. On an exception the temporary file is removed and the
+target is left untouched (or absent).
+
+Examples
+--------
+>>> import tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> with atomic_output(os.path.join(d, "a.bin")) as f:
+...     _ = f.write(b"abc")
+>>> sorted(os.listdir(d))
+['a.bin']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from typing import IO
+
+from somtorch.errors import OutputExistsError
+
+__all__ = ["AtomicFile", "PreallocatedOutput", "atomic_output", "check_output_path"]
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool) -> str:
+    """Return ``path`` as a string; raise :class:`OutputExistsError` if it exists and not ``overwrite``."""
+    p = os.fspath(path)
+    if os.path.exists(p) and not overwrite:
+        raise OutputExistsError(f"{p}: output exists; pass overwrite=True to replace it")
+    return p
+
+
+class AtomicFile:
+    """A temporary file that becomes ``path`` on :meth:`commit` and disappears on :meth:`abort`.
+
+    Parameters
+    ----------
+    path : target file name.
+    overwrite : replace an existing target (else :class:`OutputExistsError`, raised at once).
+    mode : ``open`` mode of the temporary file (``"wb"``, ``"w+b"``, ``"r+b"``...).
+    temp_path : fixed temporary name (used by resumable writers); default ``.<name>.tmp-<random>``.
+    """
+
+    def __init__(self, path: str | os.PathLike, overwrite: bool = False, mode: str = "wb",
+                 temp_path: str | os.PathLike | None = None):
+        self.path = check_output_path(path, overwrite)
+        self.overwrite = overwrite
+        directory, name = os.path.split(os.path.abspath(self.path))
+        if temp_path is None:
+            temp_path = os.path.join(directory, f".{name}.tmp-{secrets.token_hex(6)}")
+        self.temp_path = os.fspath(temp_path)
+        self.file: IO = open(self.temp_path, mode)  # noqa: SIM115 - closed in commit/abort
+        self.done = False
+
+    def commit(self) -> None:
+        """Flush, fsync, close and move the temporary file to ``path``."""
+        if self.done:
+            return
+        check_output_path(self.path, self.overwrite)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.temp_path, self.path)
+        self.done = True
+        with contextlib.suppress(OSError):  # make the rename durable where supported
+            dfd = os.open(os.path.dirname(os.path.abspath(self.path)) or ".", os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def abort(self, remove: bool = True) -> None:
+        """Close the temporary file and (by default) remove it; the target is not touched."""
+        if self.done:
+            return
+        self.done = True
+        with contextlib.suppress(OSError):
+            self.file.close()
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.temp_path)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, overwrite: bool = False, mode: str = "wb") -> Iterator[IO]:
+    """Context manager yielding a file object whose content becomes ``path`` on success.
+
+    Raises :class:`OutputExistsError` if ``path`` exists and ``overwrite`` is False. The data is
+    written to ``.<name>.tmp-<random>`` in the same directory, fsync-ed and renamed over ``path``
+    with :func:`os.replace`; an exception inside the block removes the temporary file.
+    """
+    af = AtomicFile(path, overwrite=overwrite, mode=mode)
+    try:
+        yield af.file
+    except BaseException:
+        af.abort()
+        raise
+    af.commit()
+
+
+def _pwrite(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        if hasattr(os, "pwrite"):
+            k = os.pwrite(fd, view, offset)
+        else:  # pragma: no cover - non-POSIX
+            os.lseek(fd, offset, os.SEEK_SET)
+            k = os.write(fd, view)
+        view, offset = view[k:], offset + k
+
+
+class PreallocatedOutput:
+    """A preallocated file of ``header`` + ``n_rows`` fixed-size records, written row by row.
+
+    The file is created at ``.<name>.partial`` next to the target with its full final size
+    (sparse where supported), plus a journal ``.<name>.partial.rows`` holding one byte per row
+    (1 = written). :meth:`write_rows_bytes` may be called at any row offset, in any order.
+    :meth:`commit` (called on a clean ``with`` exit) checks that every row was written, fsyncs
+    and renames into place; an exception inside ``with`` removes both partial files unless
+    ``keep_partial=True``.
+
+    ``resume=True`` reopens an existing partial file (its header and size must match) so that a
+    crashed run can fill in :meth:`missing_rows`. Because records have a fixed size, several
+    processes can each open the partial file with ``resume=True``, write disjoint row ranges and
+    :meth:`close` without committing; one process commits at the end.
+    """
+
+    def __init__(self, path, header: bytes, n_rows: int, row_bytes: int, overwrite: bool = False, *,
+                 resume: bool = False, keep_partial: bool = False):
+        from somtorch.errors import ConfigError, GeometryMismatchError, TruncatedFileError
+
+        self.path = check_output_path(path, overwrite)
+        if n_rows < 0 or row_bytes <= 0:
+            raise ConfigError(f"n_rows must be >= 0 and row_bytes > 0, got {n_rows}, {row_bytes}")
+        self.n_rows, self.row_bytes, self.offset = int(n_rows), int(row_bytes), len(header)
+        self.keep_partial = keep_partial
+        total = self.offset + self.n_rows * self.row_bytes
+        d, name = os.path.split(os.path.abspath(self.path))
+        self.temp_path = os.path.join(d, f".{name}.partial")
+        self.rows_path = self.temp_path + ".rows"
+        reuse = resume and os.path.exists(self.temp_path)
+        if reuse:
+            with open(self.temp_path, "rb") as f:
+                found = f.read(len(header))
+            if found != header or os.path.getsize(self.temp_path) != total:
+                raise GeometryMismatchError(self.temp_path, "header", "a different header or size",
+                                            "the header of this writer", "cannot resume")
+            if not os.path.exists(self.rows_path) or os.path.getsize(self.rows_path) != self.n_rows:
+                raise TruncatedFileError(self.rows_path, "row journal", None, None,
+                                         "missing or of the wrong size; cannot resume")
+        self._af = AtomicFile(self.path, overwrite, "r+b" if reuse else "w+b", self.temp_path)
+        self._rows = open(self.rows_path, "r+b" if reuse else "w+b")  # noqa: SIM115
+        if not reuse:
+            self._af.file.write(header)
+            self._af.file.truncate(total)
+            self._rows.truncate(self.n_rows)
+        self._af.file.flush()
+
+    def write_rows_bytes(self, start: int, k: int, data: bytes) -> None:
+        """Write ``k`` records (``data``, exactly ``k * row_bytes`` bytes) at row ``start``."""
+        from somtorch.errors import ShapeError
+
+        if start < 0 or k < 0 or start + k > self.n_rows:
+            raise ShapeError(f"rows {start}..{start + k} outside 0..{self.n_rows}")
+        if len(data) != k * self.row_bytes:
+            raise ShapeError(f"{len(data)} bytes given for {k} rows of {self.row_bytes} bytes")
+        _pwrite(self._af.file.fileno(), data, self.offset + start * self.row_bytes)
+        _pwrite(self._rows.fileno(), b"\x01" * k, start)
+
+    def missing_rows(self):
+        """Indices (numpy int64) of the rows not yet written, according to the journal."""
+        import numpy as np
+
+        done = np.fromfile(self.rows_path, dtype=np.uint8, count=self.n_rows)
+        return np.flatnonzero(done == 0)
+
+    def close(self) -> None:
+        """Close the handles but keep the partial file (for another process or a later resume)."""
+        if not self._af.done:
+            self._af.abort(remove=False)
+            self._rows.close()
+
+    def commit(self) -> None:
+        """Check that every row was written, fsync and rename the output into place."""
+        from somtorch.errors import TruncatedFileError
+
+        if self._af.done:
+            return
+        missing = self.missing_rows()
+        if missing.size:
+            raise TruncatedFileError(self.path, "rows written", self.n_rows - missing.size, self.n_rows,
+                                     f"rows never written (first: {int(missing[0])}); see missing_rows()")
+        self._af.commit()
+        self._rows.close()
+        os.remove(self.rows_path)
+
+    def abort(self) -> None:
+        """Close and remove the partial file and its journal."""
+        if not self._af.done:
+            self._af.abort(remove=True)
+            self._rows.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.rows_path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        elif self.keep_partial:
+            self.close()
+        else:
+            self.abort()
+        return False
