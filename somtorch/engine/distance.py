@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 
 from somtorch.errors import ConfigError, ShapeError
 from somtorch.geometry.regions import dihedral_window, region_indices
 from somtorch.geometry.transforms import PinkTransformer
 
-__all__ = ["DistanceEngine", "best_match", "PRECISIONS"]
+__all__ = ["DistanceEngine", "TieResolver", "best_match", "PRECISIONS"]
 
 PRECISIONS = ("float32", "tf32", "bf16", "float64")
 
@@ -58,10 +59,17 @@ class DistanceEngine:
         Boolean ``(nd, nd)`` distance region (:func:`somtorch.geometry.regions.region_mask`).
     arithmetic : {"gemm", "pink"}
     precision : {"float32", "tf32", "bf16", "float64"}
+    tie_break : {"pink", "none"}
+        ``"pink"`` (default) re-evaluates near-ties of the GEMM path with PINK's exact arithmetic
+        (:class:`TieResolver`), so exact ties resolve to PINK's lowest index.
     """
 
     def __init__(self, transformer: PinkTransformer, mask: torch.Tensor, arithmetic: str = "gemm",
-                 precision: str = "float32"):
+                 precision: str = "float32", tie_break: str = "pink"):
+        if tie_break not in ("pink", "none"):
+            raise ConfigError(None, "tie_break", tie_break, "'pink' or 'none'")
+        self.tie_break = tie_break
+        self._resolver = None
         if arithmetic not in ("gemm", "pink"):
             raise ConfigError(None, "arithmetic", arithmetic, "'gemm' or 'pink'")
         if precision not in PRECISIONS:
@@ -198,7 +206,15 @@ class DistanceEngine:
             return self.sq_distances(self.image_features(images), self.neuron_features(weights))
         r, rnorm = self.base_features(images)
         v, wnorm = self.neuron_variants(weights)
-        return self.sq_distances_fast(r, rnorm, v, wnorm)
+        return self.resolve_ties(images, self.sq_distances_fast(r, rnorm, v, wnorm), weights, rnorm, wnorm)
+
+    def resolve_ties(self, images, dsq, weights, rnorm, wnorm) -> torch.Tensor:
+        """Apply PINK's exact tie-breaking to GEMM distances (no-op when ``tie_break="none"``)."""
+        if self.tie_break != "pink" or self.arithmetic == "pink":
+            return dsq
+        if self._resolver is None:
+            self._resolver = TieResolver(self)
+        return self._resolver.resolve(images, dsq, weights, rnorm, wnorm)
 
     # ------------------------------------------------------------------ distances
     def sq_distances(self, xf: torch.Tensor, wf: torch.Tensor, xnorm: torch.Tensor | None = None,
@@ -224,6 +240,62 @@ class DistanceEngine:
                 cross = torch.matmul(xf, wf.T)
         d = cross.mul_(-2.0).add_(xnorm.unsqueeze(-1)).add_(wnorm)
         return d.clamp_min_(0)
+
+
+class TieResolver:
+    """Makes the fast GEMM path break exact ties the way PINK does.
+
+    GEMM distances carry ~1e-6 relative round-off, so transformations whose distances are equal
+    in exact arithmetic (rot90 copies on symmetric data, zero-initialised SOMs) come out in an
+    arbitrary order. Candidates within ``rtol * (|x|^2 + |w|^2)`` of a minimum (per neuron over
+    transformations, and over neurons for the best match) are recomputed with PINK's exact
+    arithmetic (:func:`_pink_sq_distances` on bit-exact transformations), so the lowest index wins
+    exactly where PINK's lowest index wins.
+    """
+
+    def __init__(self, engine: DistanceEngine, rtol: float = 2e-7):
+        self.engine = engine
+        self.rtol = float(rtol)
+        tr = engine.transformer
+        self._exact = tr if tr.exact else PinkTransformer(tr.image_dim, tr.neuron_dim, tr.numrot, tr.flip,
+                                                          tr.interpolation, exact=True)
+
+    def candidates(self, dsq: torch.Tensor, rnorm: torch.Tensor, wnorm: torch.Tensor) -> torch.Tensor:
+        """Boolean ``(B, T, N)``: pairs that may tie with their neuron's (or the global) minimum."""
+        tol = self.rtol * (rnorm.amax(dim=1, keepdim=True).unsqueeze(-1) + wnorm)  # (B, 1, N)
+        dmin = dsq.amin(dim=1, keepdim=True)  # (B, 1, N)
+        near_t = dsq <= dmin + tol
+        tied_neuron = near_t.sum(dim=1) > 1  # (B, N)
+        gmin = dmin.amin(dim=2, keepdim=True)  # (B, 1, 1)
+        near_n = (dmin <= gmin + tol).squeeze(1)  # (B, N)
+        multi_n = near_n.sum(dim=1, keepdim=True) > 1
+        involved = tied_neuron | (near_n & multi_n)
+        return near_t & involved.unsqueeze(1)
+
+    @torch.no_grad()
+    def resolve(self, images: torch.Tensor, dsq: torch.Tensor, weights: torch.Tensor,
+                rnorm: torch.Tensor, wnorm: torch.Tensor) -> torch.Tensor:
+        """Replace near-tied entries of ``dsq (B, T, N)`` by PINK-exact values (in place)."""
+        cand = self.candidates(dsq, rnorm, wnorm)
+        rows = torch.nonzero(cand.flatten(1).any(dim=1)).flatten().tolist()
+        if not rows:
+            return dsq
+        eng = self.engine
+        lo, hi = eng.window
+        mask_w = eng.mask[lo:hi, lo:hi]
+        for b in rows:
+            tt, nn_ = torch.nonzero(cand[b], as_tuple=True)
+            tu, inv = torch.unique(tt, return_inverse=True)
+            # bit-exact transformations, only those that are candidates
+            x = self._exact.select(images[b], tu)[..., lo:hi, lo:hi]  # (U, C, u, u)
+            xa = x[..., mask_w].reshape(len(tu), -1)[inv].cpu().numpy()
+            wa = weights[nn_][..., lo:hi, lo:hi][..., mask_w].reshape(len(nn_), -1).cpu().numpy()
+            d2 = np.square((wa - xa).astype(np.float64))  # float32 difference, squared exactly in double
+            acc = np.zeros(len(tt), dtype=np.float64)
+            for p in range(d2.shape[1]):
+                acc = (acc + d2[:, p]).astype(np.float32).astype(np.float64)
+            dsq[b, tt, nn_] = torch.from_numpy(acc.astype(np.float32)).to(dsq.device)
+        return dsq
 
 
 def _pink_sq_distances(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -129,6 +129,7 @@ class Mapper:
                 else:
                     r, rnorm = eng.base_features(x)
                     dsq = eng.sq_distances_fast(r, rnorm, wv, wnorm)
+                    dsq = eng.resolve_ties(x, dsq, som.weight, rnorm, wnorm)
                 dmin, tbest, _ = best_match(dsq)
                 yield s, dmin.sqrt_(), tbest
                 if bar is not None:

@@ -103,6 +103,9 @@ class RotationInvariantSOM(nn.Module):
         ``"pink"`` reproduces PINK's ``std::mt19937`` fill exactly (spec §5.7).
     arithmetic : {"gemm", "pink"}
         Distance arithmetic (see :mod:`somtorch.engine.distance`).
+    tie_break : {"pink", "none"}
+        With ``"pink"`` (default) near-ties of the GEMM path are re-evaluated exactly, so results
+        match PINK where distances tie exactly (e.g. zero initialisation).
     precision : {"float32", "tf32", "bf16", "float64"}
 
     Shape
@@ -123,7 +126,7 @@ class RotationInvariantSOM(nn.Module):
 
     def __init__(self, lattice: Lattice, geometry: SOMGeometry, init="zero", seed: int = 1234,
                  rng: str = "torch", arithmetic: str = "gemm", precision: str = "float32",
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, tie_break: str = "pink"):
         super().__init__()
         if rng not in ("torch", "pink"):
             raise ConfigError(None, "rng", rng, "'torch' or 'pink'")
@@ -133,6 +136,7 @@ class RotationInvariantSOM(nn.Module):
         self.seed = int(seed)
         self.arithmetic = arithmetic
         self.precision = precision
+        self.tie_break = tie_break
         self.comments: list[str] = []
         weight = self._initial_weights(init)
         self.weight = nn.Parameter(weight, requires_grad=False)
@@ -203,7 +207,7 @@ class RotationInvariantSOM(nn.Module):
             tr = PinkTransformer(g.image_dim, g.nd, g.numrot, g.flip, g.interpolation,
                                  exact=self.arithmetic == "pink")
             mask = region_mask(g.nd, g.ed, g.distance_shape)
-            self._engine = DistanceEngine(tr, mask, self.arithmetic, self.precision)
+            self._engine = DistanceEngine(tr, mask, self.arithmetic, self.precision, self.tie_break)
         return self._engine
 
     def set_precision(self, precision: str) -> None:
@@ -273,12 +277,13 @@ class RotationInvariantSOM(nn.Module):
                         "periodic": self.lattice.periodic},
             "geometry": self.geometry.to_dict(),
             "seed": self.seed, "rng": self.rng, "arithmetic": self.arithmetic, "precision": self.precision,
+            "tie_break": self.tie_break,
         }
 
     @classmethod
     def from_config_dict(cls, cfg: dict, init="zero", **overrides) -> RotationInvariantSOM:
         lat = Lattice(cfg["lattice"]["layout"], tuple(cfg["lattice"]["shape"]), cfg["lattice"].get("periodic", False))
         geo = SOMGeometry(**cfg["geometry"])
-        kw = {k: cfg[k] for k in ("seed", "rng", "arithmetic", "precision") if k in cfg}
+        kw = {k: cfg[k] for k in ("seed", "rng", "arithmetic", "precision", "tie_break") if k in cfg}
         kw.update(overrides)
         return cls(lat, geo, init=init, **kw)

@@ -307,6 +307,7 @@ class Trainer:
                             dsq = eng.sq_distances(xf[b:b + 1], wf)
                         else:
                             dsq = eng.sq_distances_fast(xr[b:b + 1], rnorm[b:b + 1], wv, wnorm)
+                            dsq = eng.resolve_ties(imgs[b:b + 1], dsq, w, rnorm[b:b + 1], wnorm)
                         _, tb, best = best_match(dsq)
                         tb, best = tb[0], int(best[0])
                         f = factors[best]
