@@ -122,8 +122,9 @@ class PreallocatedOutput:
     (sparse where supported), plus a journal ``.<name>.partial.rows`` holding one byte per row
     (1 = written). :meth:`write_rows_bytes` may be called at any row offset, in any order.
     :meth:`commit` (called on a clean ``with`` exit) checks that every row was written, fsyncs
-    and renames into place; an exception inside ``with`` removes both partial files unless
-    ``keep_partial=True``.
+    and renames into place; an exception inside ``with`` (or a failed commit at its end) removes
+    both partial files unless ``keep_partial=True``. A failed direct :meth:`commit` call keeps the
+    writer open so the missing rows can still be written.
 
     ``resume=True`` reopens an existing partial file (its header and size must match) so that a
     crashed run can fill in :meth:`missing_rows`. Because records have a fixed size, several
@@ -213,7 +214,11 @@ class PreallocatedOutput:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                self.close() if self.keep_partial else self.abort()
+                raise
         elif self.keep_partial:
             self.close()
         else:

@@ -70,6 +70,7 @@ TRANSFORM_DTYPE = np.dtype([("flip", "i1"), ("angle", "<f4")])
 FILE_TYPE_NAMES = {0: "images", 1: "SOM", 2: "mapping", 3: "transform"}
 END_OF_HEADER = b"# END OF HEADER"
 MAX_RANK = 8                     # sanity cap on header ranks (PINK uses 1..3)
+MAX_ELEMENTS = 1 << 40         # cap on the product of header dims
 MAX_COMMENT_LINE = 1 << 20       # a comment line longer than 1 MiB is treated as garbage
 LAYOUTS = ("cartesian", "hexagonal")
 
@@ -254,6 +255,8 @@ def _layout_block(r: _Ints, path, name, max_rank=MAX_RANK):
     dims = r.take(k, f"{name} dims")
     if any(v <= 0 for v in dims):
         raise FileFormatError(path, f"{name}_dims", dims, "positive integers")
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise FileFormatError(path, f"{name}_dims", dims, f"a product of at most {MAX_ELEMENTS}")
     return layout, tuple(dims)
 
 
