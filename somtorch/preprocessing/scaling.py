@@ -398,7 +398,8 @@ def reweight(reader_or_path: Any, out_path: str | os.PathLike, old_weights: Sequ
     Convention
     ----------
     Reading and writing go through ``somtorch.io.read_images`` / ``write_images`` (imported
-    lazily). Single-channel (rank-2) binaries work (PYINK failed on them); no records sidecar is
+    lazily). Single-channel (rank-2) binaries work (PYINK failed on them) and are written back with
+    rank 2 (``write_images`` stores ``(N, 1, H, W)`` as rank 2); no records sidecar is
     required (PYINK required one), and if ``<source>.records.json`` exists it is copied to
     ``<out_path>.records.json``.
     """
