@@ -411,6 +411,19 @@ def test_atomic_output_leaves_nothing_on_error(tmp_path):
     assert (tmp_path / "b.bin").read_bytes() == b"old" and os.listdir(tmp_path) == ["b.bin"]
 
 
+def test_output_created_meanwhile_is_not_replaced(tmp_path):
+    with pytest.raises(OutputExistsError), atomic_output(tmp_path / "a.bin") as f:
+        f.write(b"mine")
+        (tmp_path / "a.bin").write_bytes(b"theirs")
+    assert (tmp_path / "a.bin").read_bytes() == b"theirs" and os.listdir(tmp_path) == ["a.bin"]
+
+
+def test_single_record_transforms(tmp_path):
+    write_transforms(tmp_path / "t.bin", np.ones((1, 1), np.int8), np.full((1, 1), 0.5), (1,))
+    f, a, h = read_transforms(tmp_path / "t.bin")
+    assert f.tolist() == [[1]] and a.tolist() == [[0.5]] and h.num_neurons == 1
+
+
 def test_helpers():
     assert [hex_num_neurons(d) for d in (1, 3, 5, 7, 21)] == [1, 7, 19, 37, 331]
     assert pink_som_dims(10, 10) == (10, 10) and pink_som_dims(10) == (10,)

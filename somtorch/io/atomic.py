@@ -62,11 +62,18 @@ class AtomicFile:
         """Flush, fsync, close and move the temporary file to ``path``."""
         if self.done:
             return
-        check_output_path(self.path, self.overwrite)
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.temp_path, self.path)
+        try:
+            check_output_path(self.path, self.overwrite)
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            if self.overwrite:
+                os.replace(self.temp_path, self.path)
+            else:
+                self._link_no_clobber()
+        except BaseException:
+            self.abort()
+            raise
         self.done = True
         with contextlib.suppress(OSError):  # make the rename durable where supported
             dfd = os.open(os.path.dirname(os.path.abspath(self.path)) or ".", os.O_RDONLY)
@@ -74,6 +81,18 @@ class AtomicFile:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+
+    def _link_no_clobber(self) -> None:
+        """Move into place without ever replacing a file created meanwhile by someone else."""
+        try:
+            os.link(self.temp_path, self.path)
+        except FileExistsError:
+            raise OutputExistsError(f"{self.path}: output appeared while writing; not replaced") from None
+        except OSError:  # file system without hard links: best effort
+            check_output_path(self.path, False)
+            os.replace(self.temp_path, self.path)
+            return
+        os.remove(self.temp_path)
 
     def abort(self, remove: bool = True) -> None:
         """Close the temporary file and (by default) remove it; the target is not touched."""

@@ -55,6 +55,7 @@ from somtorch.errors import (
 from somtorch.io.atomic import AtomicFile, check_output_path
 from somtorch.io.pink import (
     _as_f32,
+    _field,
     _ihdr,
     _images_array,
     _mapping_array,
@@ -673,11 +674,11 @@ class Transform(_Lattice):
 
     @cached_property
     def flip(self) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.flat["flip"]))
+        return torch.from_numpy(_field(self.flat, "flip"))
 
     @cached_property
     def angle(self) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.flat["angle"], dtype=np.float32))
+        return torch.from_numpy(_field(self.flat, "angle"))
 
     def __len__(self) -> int:
         return self.flat.shape[0]

@@ -631,9 +631,14 @@ def read_transforms(path):
     records cannot be viewed as tensors, so both outputs are copies.
     """
     a, h = _transform_array(path, mmap=True)
-    flip = torch.from_numpy(np.ascontiguousarray(a["flip"]))
-    angle = torch.from_numpy(np.ascontiguousarray(a["angle"], dtype=np.float32))
-    return flip, angle, h
+    return torch.from_numpy(_field(a, "flip")), torch.from_numpy(_field(a, "angle")), h
+
+
+def _field(rec: np.ndarray, name: str) -> np.ndarray:
+    """Fresh C-contiguous copy of one field of packed records (tensors need itemsize strides)."""
+    out = np.empty(rec.shape, np.int8 if name == "flip" else np.float32)
+    out[...] = rec[name]
+    return out
 
 
 def _records(flip, angle) -> np.ndarray:
