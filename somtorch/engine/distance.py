@@ -253,7 +253,7 @@ class TieResolver:
     exactly where PINK's lowest index wins.
     """
 
-    def __init__(self, engine: DistanceEngine, rtol: float = 2e-7):
+    def __init__(self, engine: DistanceEngine, rtol: float = 1e-6):
         self.engine = engine
         self.rtol = float(rtol)
         tr = engine.transformer
@@ -290,11 +290,15 @@ class TieResolver:
             x = self._exact.select(images[b], tu)[..., lo:hi, lo:hi]  # (U, C, u, u)
             xa = x[..., mask_w].reshape(len(tu), -1)[inv].cpu().numpy()
             wa = weights[nn_][..., lo:hi, lo:hi][..., mask_w].reshape(len(nn_), -1).cpu().numpy()
-            d2 = np.square((wa - xa).astype(np.float64))  # float32 difference, squared exactly in double
+            # float32 difference, squared exactly in double, accumulated as float(double(acc) + d*d)
+            d2 = np.ascontiguousarray(np.square((wa - xa).astype(np.float64)).T)
             acc = np.zeros(len(tt), dtype=np.float64)
-            for p in range(d2.shape[1]):
-                acc = (acc + d2[:, p]).astype(np.float32).astype(np.float64)
-            dsq[b, tt, nn_] = torch.from_numpy(acc.astype(np.float32)).to(dsq.device)
+            acc32 = np.zeros(len(tt), dtype=np.float32)
+            for row in d2:
+                np.add(acc, row, out=acc)
+                acc32[...] = acc
+                acc[...] = acc32
+            dsq[b, tt, nn_] = torch.from_numpy(acc32.copy()).to(dsq.device)
         return dsq
 
 

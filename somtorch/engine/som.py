@@ -103,9 +103,11 @@ class RotationInvariantSOM(nn.Module):
         ``"pink"`` reproduces PINK's ``std::mt19937`` fill exactly (spec §5.7).
     arithmetic : {"gemm", "pink"}
         Distance arithmetic (see :mod:`somtorch.engine.distance`).
-    tie_break : {"pink", "none"}
-        With ``"pink"`` (default) near-ties of the GEMM path are re-evaluated exactly, so results
-        match PINK where distances tie exactly (e.g. zero initialisation).
+    tie_break : {"pink", "none"}, optional
+        With ``"pink"`` near-ties of the GEMM path are re-evaluated with PINK's exact arithmetic, so
+        results match PINK where distances tie (zero initialisation, symmetric sources). It costs
+        a few ms per image that has near-ties. Default: ``"pink"`` when ``rng="pink"`` (PINK
+        reproduction mode), else ``"none"``.
     precision : {"float32", "tf32", "bf16", "float64"}
 
     Shape
@@ -126,7 +128,7 @@ class RotationInvariantSOM(nn.Module):
 
     def __init__(self, lattice: Lattice, geometry: SOMGeometry, init="zero", seed: int = 1234,
                  rng: str = "torch", arithmetic: str = "gemm", precision: str = "float32",
-                 device: str | torch.device | None = None, tie_break: str = "pink"):
+                 device: str | torch.device | None = None, tie_break: str | None = None):
         super().__init__()
         if rng not in ("torch", "pink"):
             raise ConfigError(None, "rng", rng, "'torch' or 'pink'")
@@ -136,7 +138,7 @@ class RotationInvariantSOM(nn.Module):
         self.seed = int(seed)
         self.arithmetic = arithmetic
         self.precision = precision
-        self.tie_break = tie_break
+        self.tie_break = tie_break if tie_break is not None else ("pink" if rng == "pink" else "none")
         self.comments: list[str] = []
         weight = self._initial_weights(init)
         self.weight = nn.Parameter(weight, requires_grad=False)
