@@ -496,6 +496,24 @@ def test_streaming_writer_resume(tmp_path):
     assert os.listdir(tmp_path) == ["m.bin"]
 
 
+def test_streaming_writer_shards_finish(tmp_path):
+    d = np.arange(8, dtype=np.float32).reshape(4, 2)
+    w1 = MappingWriter(tmp_path / "m.bin", 4, (2,))
+    w1.write_rows(0, d[:2])
+    assert w1.finish() is False and not (tmp_path / "m.bin").exists()
+    w2 = MappingWriter(tmp_path / "m.bin", 4, (2,), resume=True)
+    w2.write_rows(2, d[2:])
+    assert w2.finish() is True
+    np.testing.assert_array_equal(read_mapping(tmp_path / "m.bin")[0].numpy(), d)
+    assert os.listdir(tmp_path) == ["m.bin"]
+    w3 = MappingWriter(tmp_path / "n.bin", 4, (2,))
+    with pytest.raises(TruncatedFileError):
+        w3.commit()  # direct commit keeps the writer usable
+    w3.write_rows(0, np.zeros((4, 2)))
+    w3.commit()
+    del w1, w2, w3
+
+
 def test_errors_are_somtorch_errors():
     for cls in (FileFormatError, TruncatedFileError, GeometryMismatchError, ShapeError,
                 NonFiniteError, OutputExistsError, ConfigError):

@@ -220,6 +220,23 @@ class PreallocatedOutput:
         self._rows.close()
         os.remove(self.rows_path)
 
+    def finish(self) -> bool:
+        """Commit if every row is written (True); else close and keep the partial file (False).
+
+        Convenient for sharded runs: each shard calls ``finish()`` and the last one commits.
+        """
+        if self._af.done:
+            return os.path.exists(self.path) and not os.path.exists(self.temp_path)
+        if self.missing_rows().size:
+            self.close()
+            return False
+        self.commit()
+        return True
+
+    def __del__(self):  # never leak handles (kept partial files can be resumed)
+        with contextlib.suppress(Exception):
+            self.close()
+
     def abort(self) -> None:
         """Close and remove the partial file and its journal."""
         if not self._af.done:
