@@ -26,6 +26,11 @@ Convention
   The neuron matches ``flipud**flip(rotate_cw(image, angle))``: rotate clockwise first (row 0
   at the top), then reverse the rows if ``flip == 1``.
 
+Notes: all data-type codes 0..9 are read (converted to float32 by the tensor readers); writers
+write float32 (code 0) only. ``n_images = 0`` is accepted on read and write (PINK refuses such
+input). A mapping/transform file with 0 images cannot reveal a hexagonal lattice (empty payload)
+and reads as cartesian unless its layout code is 1.
+
 Every reader checks version, file type, data-type code, layout code, ranks, dims, counts and the
 exact payload size before touching the payload; malformed files raise
 :class:`~somtorch.errors.FileFormatError` or :class:`~somtorch.errors.TruncatedFileError`
