@@ -177,9 +177,10 @@ class Mapper:
             if tw is not None:
                 tw.abort()
             raise
-        mw.commit()
-        if tw is not None:
-            tw.commit()
+        # a shard (rows given) leaves the partial file for the other shards unless it completed it
+        for wr in (mw, tw):
+            if wr is not None:
+                wr.commit() if rows is None else wr.finish()
         return {"mapping": os.fspath(mapping_path),
                 "transform": None if transform_path is None else os.fspath(transform_path),
                 "n_images": n_images}
