@@ -1,0 +1,190 @@
+"""Map an image binary onto a trained SOM from the command line (Hydra).
+
+Usage
+-----
+::
+
+    python -m somtorch.map som=outputs/train/.../stage2/som.bin   # images it was trained on
+    python -m somtorch.map run_dir=outputs/train/...              # the run's final SOM
+    python -m somtorch.map som=SOM.bin data=file data.path=new_images.bin runtime=cuda
+    python -m somtorch.map som=SOM_B3.bin som_config=null numrot=360 data=file data.path=IMG.bin
+
+``som=<path>`` is an alias of ``som_path=<path>``. The geometry (lattice, numrot, neuron and
+distance dims, distance shape) comes from ``som_config.json`` next to the SOM file (written by
+:mod:`somtorch.train`); for a plain PINK SOM without one, the lattice is read from the file and
+``numrot`` (default 360) and the image size from the data.
+
+Outputs in the Hydra run folder: ``mapping.bin`` and ``transform.bin`` (PINK format, as
+``Pink --map ... --store-rot-flip``), ``bmu.csv`` (image, best neuron, its lattice coordinates,
+distance, flip, angle), ``bmu_counts.png`` (best-match counts per neuron) and ``map_summary.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from somtorch.cli.common import (
+    apply_runtime,
+    config_dir,
+    prepare_sample_binary,
+    read_json,
+    resolve_image_path,
+    to_plain,
+    write_json,
+)
+from somtorch.errors import ConfigError
+
+__all__ = ["run_mapping", "main"]
+
+log = logging.getLogger("somtorch.map")
+
+
+def _resolve_som(cfg) -> tuple[str, dict | None]:
+    som_path, run_dir = cfg.get("som_path"), cfg.get("run_dir")
+    if som_path is None and run_dir is not None:
+        summ = Path(run_dir).expanduser() / "summary.json"
+        if not summ.exists():
+            raise ConfigError(summ, "run_dir", str(run_dir), "a somtorch.train run folder with summary.json")
+        som_path = read_json(summ).get("final_som")
+        if not som_path:
+            raise ConfigError(summ, "final_som", None, "a finished run",
+                              "the run has no finished SOM yet; resume it with somtorch.train resume=true")
+    if som_path is None:
+        raise ConfigError(None, "som", None, "a SOM file",
+                          "pass som=<path to som.bin> or run_dir=<somtorch.train run folder>")
+    som_path = os.path.abspath(os.path.expanduser(str(som_path)))
+    if not os.path.exists(som_path):
+        raise ConfigError(None, "som", som_path, "an existing PINK SOM file")
+    cpath = cfg.get("som_config")
+    if cpath is None:
+        cand = Path(som_path).with_name("som_config.json")
+        cpath = str(cand) if cand.exists() else None
+    return som_path, (read_json(cpath) if cpath else None)
+
+
+def _coord_names(lat) -> list[str]:
+    if lat.layout == "hexagonal":
+        return ["q", "r"]
+    return ["row", "col", "depth"][: len(lat.shape)] if len(lat.shape) > 1 else ["x"]
+
+
+def run_mapping(cfg, out_dir) -> dict:
+    """Map the configured images onto the configured SOM, writing into ``out_dir``."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from somtorch.engine import Mapper, RotationInvariantSOM, SOMGeometry, quality_metrics
+    from somtorch.geometry import Lattice
+    from somtorch.io import read_images_header, read_mapping, read_som, read_transforms
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    runtime = cfg.get("runtime")
+    rt = to_plain(runtime) or {}
+    device = apply_runtime(runtime)
+    som_path, som_cfg = _resolve_som(cfg)
+
+    data = to_plain(cfg.get("data")) or {}
+    if data.get("kind") == "trained":
+        images = (som_cfg or {}).get("training_data")
+        if not images or not os.path.exists(images):
+            log.info("training images of the SOM unknown or missing; mapping the built-in sample")
+            images = prepare_sample_binary(dict(data, kind="sample"))
+    else:
+        images = resolve_image_path(data)
+    ih = read_images_header(images)
+    image_dim, channels = int(ih.img_shape[-1]), int(ih.channels)
+
+    overrides = {"precision": rt.get("precision", "float32"), "arithmetic": rt.get("arithmetic", "gemm"),
+                 "device": device}
+    if som_cfg is not None:
+        som_cfg = dict(som_cfg)
+        geo = dict(som_cfg["geometry"])
+        if cfg.get("numrot") is not None:
+            geo["numrot"] = int(cfg.get("numrot"))
+        som_cfg["geometry"] = geo
+        if int(geo["image_dim"]) != image_dim or int(geo.get("channels", 1)) != channels:
+            raise ConfigError(images, "image shape", (channels, image_dim, image_dim),
+                              (int(geo.get("channels", 1)), int(geo["image_dim"]), int(geo["image_dim"])),
+                              "the images do not have the size the SOM was trained on")
+        som = RotationInvariantSOM.from_config_dict(som_cfg, init=som_path, **overrides)
+    else:
+        w, h = read_som(som_path)
+        lat = Lattice.from_header(h.som_dims, num_neurons=w.shape[0])
+        geo = SOMGeometry(image_dim, channels, numrot=int(cfg.get("numrot") or 360), neuron_dim=int(w.shape[-1]))
+        som = RotationInvariantSOM(lat, geo, init=w, **overrides)
+    lat = som.lattice
+    log.info(f"mapping {ih.n_images} images ({images}) onto {som_path} [{lat.describe()}, "
+             f"numrot={som.geometry.numrot}] on {device}; outputs in {out}")
+    mapper = Mapper(som, batch_size=cfg.get("batch_size"), progress=bool(rt.get("progress_bar", False)))
+    overwrite = bool(cfg.get("overwrite", False))
+    mpath, tpath = out / "mapping.bin", out / "transform.bin"
+    mapper.map_to_files(images, mpath, tpath, overwrite=overwrite)
+
+    dist, _ = read_mapping(mpath)
+    dist = torch.as_tensor(dist).to(torch.float32).reshape(int(ih.n_images), -1).clone()
+    flip, angle, _ = read_transforms(tpath)
+    flip = torch.as_tensor(flip).reshape(dist.shape[0], -1).numpy()
+    angle = torch.as_tensor(angle).reshape(dist.shape[0], -1).numpy()
+    dmin, bmu = dist.min(dim=1)
+    bmu_np = bmu.numpy()
+    rows = np.arange(len(bmu_np))
+    coords = lat.coords.numpy()[bmu_np]
+    table = {"image": rows, "bmu": bmu_np}
+    for j, name in enumerate(_coord_names(lat)):
+        table[name] = coords[:, j]
+    table.update(distance=dmin.numpy(), flip=flip[rows, bmu_np].astype(int), angle=angle[rows, bmu_np])
+    pd.DataFrame(table).to_csv(out / "bmu.csv", index=False)
+    counts = np.bincount(bmu_np, minlength=lat.num_neurons)
+    metrics = quality_metrics(dist, lat) if len(dist) else {}
+    if cfg.get("plots", True):
+        from somtorch.plotting import plot_bmu_counts
+
+        plot_bmu_counts(counts, lat, path=out / "bmu_counts.png",
+                        title=f"best-match counts ({len(bmu_np)} images)")
+    summary = {"som": som_path, "images": images, "n_images": int(ih.n_images), "lattice": lat.describe(),
+               "numrot": som.geometry.numrot, "mapping": str(mpath), "transform": str(tpath),
+               "bmu_csv": str(out / "bmu.csv"),
+               "bmu_counts_png": str(out / "bmu_counts.png") if cfg.get("plots", True) else None,
+               "counts": counts.tolist(), "metrics": metrics}
+    write_json(out / "map_summary.json", summary)
+    log.info(f"done: qe={metrics.get('qe')} te={metrics.get('te')}; mapping {mpath}, transform {tpath}")
+    return summary
+
+
+_RESULT: dict = {}
+
+
+def _rewrite_argv(argv: list[str]) -> list[str]:
+    """``som=<path>`` -> ``som_path=<path>`` (``som`` is also a config group name)."""
+    return [("som_path=" + a[4:]) if a.startswith("som=") else a for a in argv]
+
+
+def _hydra_entry():
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    @hydra.main(config_path=config_dir(), config_name="map", version_base="1.3")
+    def _task(cfg) -> None:
+        _RESULT["summary"] = run_mapping(cfg, HydraConfig.get().runtime.output_dir)
+
+    return _task
+
+
+def main() -> int:
+    """Console entry point (``somtorch-map`` / ``python -m somtorch.map``)."""
+    _RESULT.clear()
+    sys.argv[1:] = _rewrite_argv(sys.argv[1:])
+    _hydra_entry()()
+    summary = _RESULT.get("summary")
+    if summary is not None:
+        print(summary["mapping"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
