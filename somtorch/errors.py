@@ -86,7 +86,29 @@ FileExistsError_ = OutputExistsError
 
 
 class ConfigError(SomtorchError, ValueError):
-    """An option or configuration value is invalid."""
+    """An option or configuration value is invalid.
+
+    Raised either with a ready message, ``ConfigError("...")``, or described like
+    :class:`FileFormatError`: ``ConfigError(path, field, found, expected, detail=None)`` where
+    ``path`` is the config file or ``None``.
+
+    Attributes
+    ----------
+    path, field, found, expected, detail : as given (``None`` for a plain message).
+    """
+
+    def __init__(self, *args, detail=None):
+        if len(args) <= 1 and detail is None:
+            self.path = self.field = self.found = self.expected = self.detail = None
+            super().__init__(*args)
+            return
+        if len(args) > 5:
+            raise TypeError("ConfigError(path, field, found, expected, detail) takes at most 5 arguments")
+        path, field, found, expected, pos_detail = (list(args) + [None] * 5)[:5]
+        detail = detail if detail is not None else pos_detail
+        self.path = None if path is None else os.fspath(path)
+        self.field, self.found, self.expected, self.detail = field, found, expected, detail
+        super().__init__(_describe(path, field, found, expected, detail))
 
 
 class PickleNotAllowedError(SomtorchError, PermissionError):

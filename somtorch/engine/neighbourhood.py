@@ -31,6 +31,15 @@ __all__ = ["Neighbourhood", "neighbourhood_function", "update_factors"]
 _NAMES = {"gaussian": "gaussian", "unitygaussian": "unitygaussian", "mexicanhat": "mexicanhat"}
 
 
+def _expf(a: np.ndarray) -> np.ndarray:
+    """Correctly rounded float32 ``exp`` (as glibc's ``expf``): evaluate in float64, round once.
+
+    numpy's float32 ``exp`` uses SIMD kernels that may be 1 ulp off on some CPUs (AVX-512), which
+    would break bit-exact reproduction of PINK's update factors.
+    """
+    return np.exp(np.asarray(a, dtype=np.float32).astype(np.float64)).astype(np.float32)
+
+
 def neighbourhood_function(x, name: str = "gaussian", sigma: float = 1.1, damping: float = 0.2) -> np.ndarray:
     """Evaluate a PINK distribution function on grid distances ``x`` (float32).
 
@@ -50,13 +59,13 @@ def neighbourhood_function(x, name: str = "gaussian", sigma: float = 1.1, dampin
     with np.errstate(over="ignore", under="ignore"):
         if key == "gaussian":
             norm = dmp / (s * np.float32(math.sqrt(2.0 * math.pi)))
-            return (norm * np.exp(np.float32(-0.5) * (x / s) * (x / s))).astype(np.float32)
+            return (norm * _expf(np.float32(-0.5) * (x / s) * (x / s))).astype(np.float32)
         if key == "unitygaussian":
-            return (dmp * np.exp(np.float32(-0.5) * (x / s) * (x / s))).astype(np.float32)
+            return (dmp * _expf(np.float32(-0.5) * (x / s) * (x / s))).astype(np.float32)
         x2 = x * x
         s2 = s * s
-        norm = np.float32(2.0) * dmp / (np.sqrt(np.float32(3.0) * s) * np.power(np.float32(math.pi), np.float32(0.25)))
-        return (norm * (np.float32(1.0) - x2 / s2) * np.exp(-x2 / (np.float32(2.0) * s2))).astype(np.float32)
+        norm = np.float32(2.0) * dmp / (np.sqrt(np.float32(3.0) * s) * np.float32(float(np.float32(math.pi)) ** 0.25))
+        return (norm * (np.float32(1.0) - x2 / s2) * _expf(-x2 / (np.float32(2.0) * s2))).astype(np.float32)
 
 
 @dataclass(frozen=True)

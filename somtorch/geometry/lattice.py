@@ -15,8 +15,9 @@ Neuron indices follow PINK 2.5 exactly (spec §1.6), so SOM files are interchang
 Grid distances are Euclidean for cartesian lattices (computed in float32 like PINK) and the hex
 distance ``(|dq| + |dr| + |dq + dr|) / 2`` for hexagonal lattices. With ``periodic=True`` the lattice
 wraps around: per axis for cartesian lattices (minimum image), and for hexagonal lattices the
-hexagon tiles the plane with translations ``(2R+1, -R)`` and its five 60-degree rotations
-(in cube coordinates), which makes every neuron equivalent. PINK 2.5 refuses ``--pbc``; somtorch
+hexagon tiles the plane with the axial translation ``(dq, dr) = (2R+1, -R-1)`` and its five
+60-degree rotations (one of the two mirror-image tilings; this chirality is the convention), which
+makes every neuron equivalent. PINK 2.5 refuses ``--pbc``; somtorch
 supports it.
 """
 

@@ -162,6 +162,16 @@ def _source_coords(d: int, nd: int, numrot: int, lo: int, hi: int) -> tuple[np.n
     return sr, sc, inside
 
 
+def _combine_taps(w: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Weighted sum over the leading tap axis in PINK's order ``((w0 a + w1 b) + w2 c) + w3 d``.
+
+    ``w`` has shape ``(taps, k-1, u, u)`` and broadcasts against ``taps`` ``(taps, ..., k-1, u, u)``.
+    """
+    if w.shape[0] == 1:
+        return w[0] * taps[0]
+    return ((w[0] * taps[0] + w[1] * taps[1]) + w[2] * taps[2]) + w[3] * taps[3]
+
+
 class PinkTransformer(nn.Module):
     """All ``T`` rotations/flips of an image stack, in PINK's order (see module docstring).
 
@@ -257,9 +267,15 @@ class PinkTransformer(nn.Module):
             c1 = np.minimum(c0 + 1, d - 1)
             idx = np.stack([r0 * d + c0, r0 * d + c1, r1 * d + c0, r1 * d + c1])
             g = (torch.from_numpy(idx).to(device), torch.from_numpy(w).to(device=device, dtype=dtype))
+        elif self.interpolation == "nearest":
+            # exact gather: source pixel floor(s + 0.5) (round half up), 0 outside [-0.5, d - 0.5)
+            inside = (sr >= -0.5) & (sr < d - 0.5) & (sc >= -0.5) & (sc < d - 0.5)
+            r0 = np.where(inside, np.floor(sr + np.float32(0.5)), 0).astype(np.int64)
+            c0 = np.where(inside, np.floor(sc + np.float32(0.5)), 0).astype(np.int64)
+            idx = (r0 * d + c0)[None]
+            w = inside.astype(np.float32)[None]
+            g = (torch.from_numpy(idx).to(device), torch.from_numpy(w).to(device=device, dtype=dtype))
         else:
-            if self.interpolation == "nearest":
-                inside = (sr >= -0.5) & (sr < d - 0.5) & (sc >= -0.5) & (sc < d - 0.5)
             scale = 2.0 / max(d - 1, 1)
             gx = np.where(inside, sc.astype(np.float64) * scale - 1.0, -10.0)
             gy = np.where(inside, sr.astype(np.float64) * scale - 1.0, -10.0)
@@ -282,9 +298,8 @@ class PinkTransformer(nn.Module):
         if isinstance(g, tuple):  # exact PINK arithmetic
             idx, w = g
             flat = images.reshape(b, c, d * d)
-            taps = flat[:, :, idx.reshape(-1)].reshape(b, c, 4, self._k - 1, u, u)
-            val = ((w[0] * taps[:, :, 0] + w[1] * taps[:, :, 1]) + w[2] * taps[:, :, 2]) + w[3] * taps[:, :, 3]
-            rot = val.permute(0, 2, 1, 3, 4)
+            taps = flat[:, :, idx.reshape(-1)].reshape(b, c, idx.shape[0], self._k - 1, u, u)
+            rot = _combine_taps(w, taps.transpose(0, 2)).transpose(0, 1).permute(0, 2, 1, 3, 4)
         else:
             from kornia.geometry.transform import remap
 
@@ -362,9 +377,8 @@ class PinkTransformer(nn.Module):
             g = self._grid(0, nd, img.device, img.dtype)
             if isinstance(g, tuple):
                 idx, wt = g[0][:, sel], g[1][:, sel]
-                taps = img.reshape(c, d * d)[:, idx.reshape(-1)].reshape(c, 4, len(rot_pos), nd, nd)
-                val = ((wt[0] * taps[:, 0] + wt[1] * taps[:, 1]) + wt[2] * taps[:, 2]) + wt[3] * taps[:, 3]
-                rot = val.transpose(0, 1)
+                taps = img.reshape(c, d * d)[:, idx.reshape(-1)].reshape(c, idx.shape[0], len(rot_pos), nd, nd)
+                rot = _combine_taps(wt, taps.transpose(0, 1)).transpose(0, 1)
             else:
                 from kornia.geometry.transform import remap
 
