@@ -23,7 +23,7 @@ from somtorch.errors import ConfigError
 __all__ = [
     "CONFIG_DIR_ENV", "CACHE_DIR_ENV", "SAMPLE_FORMAT_VERSION", "config_dir", "to_plain",
     "resolve_device", "apply_runtime", "stage_list", "stage_geometry", "build_som",
-    "sample_cache_dir", "prepare_sample_binary", "resolve_image_path", "write_json", "read_json",
+    "sample_cache_dir", "prepare_sample_binary", "preprocess_cutouts", "resolve_image_path", "write_json", "read_json",
     "GEOMETRY_KEYS",
 ]
 
@@ -283,7 +283,8 @@ def _fallback_blobs(n: int, seed: int, size: int) -> tuple[np.ndarray, list[dict
     return out, recs, "fallback-blobs"
 
 
-def _preprocess(cube: np.ndarray, snr: float, log: bool, crop: int | None, image_size: int) -> np.ndarray:
+def preprocess_cutouts(cube: np.ndarray, snr: float = 2.0, log: bool = True, crop: int | None = None,
+                       image_size: int = 32) -> np.ndarray:
     """Cookbook recipe (rms, drop < snr*rms, log10, minmax), central crop, area resampling."""
     try:
         from somtorch.preprocessing import preprocess_image
@@ -351,7 +352,7 @@ def prepare_sample_binary(cfg) -> str:
     tmp = Path(folder.parent) / f".{folder.name}.tmp-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
     cube, records, generator = _render_sample(n, seed, size)
-    images = _preprocess(cube, float(d.get("snr", 2.0)), bool(d.get("log", True)), crop, image_size)
+    images = preprocess_cutouts(cube, float(d.get("snr", 2.0)), bool(d.get("log", True)), crop, image_size)
     tpath = tmp / "sample.bin"
     write_images(tpath, images[:, None], comments=[f"somtorch built-in sample ({generator})"],
                  overwrite=True)
