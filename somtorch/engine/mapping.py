@@ -131,7 +131,8 @@ class Mapper:
                     dsq = eng.sq_distances_fast(r, rnorm, wv, wnorm)
                     dsq = eng.resolve_ties(x, dsq, som.weight, rnorm, wnorm)
                 dmin, tbest, _ = best_match(dsq)
-                yield s, dmin.sqrt_(), tbest
+                # correctly rounded float32 sqrt (torch's CPU float32 sqrt can be 1 ulp off)
+                yield s, dmin.double().sqrt_().float(), tbest
                 if bar is not None:
                     bar.update(e - s)
         finally:

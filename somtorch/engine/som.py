@@ -252,7 +252,7 @@ class RotationInvariantSOM(nn.Module):
         """Map a batch: Euclidean distance to every neuron under its best transformation, and that
         transformation's index. Returns ``(dist (B, N), t (B, N))``."""
         dmin, tbest, _ = best_match(self.sq_distances(images))
-        return dmin.sqrt(), tbest
+        return dmin.double().sqrt().float(), tbest  # correctly rounded, as C's sqrtf
 
     @torch.no_grad()
     def bmu(self, images) -> torch.Tensor:
