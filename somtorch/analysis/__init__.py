@@ -1,5 +1,27 @@
-"""Analysis of trained SOMs: knowledge transfer, catalogue columns and quality metrics."""
+"""Analysis of trained SOMs: image/neuron frames, quality metrics, sampling, knowledge transfer."""
 
-from somtorch.analysis.labels import KnowledgeTransfer, catalogue_columns, merge_catalogue, transfer_labels
+from somtorch.analysis.frames import (
+    CoordinateTransformer,
+    image_to_neuron_coords,
+    neuron_to_image_coords,
+    neuron_to_sky,
+    pink_spatial_transform,
+    pixel_to_sky,
+    sky_to_neuron,
+    sky_to_pixel,
+    transform_images,
+    trim_neuron,
+)
+from somtorch.analysis.labels import (
+    KnowledgeTransfer,
+    catalogue_columns,
+    merge_catalogue,
+    transfer_labels,
+)
 
-__all__ = ["KnowledgeTransfer", "catalogue_columns", "merge_catalogue", "transfer_labels"]
+__all__ = [
+    "KnowledgeTransfer", "catalogue_columns", "merge_catalogue", "transfer_labels",
+    "CoordinateTransformer", "image_to_neuron_coords", "neuron_to_image_coords", "neuron_to_sky",
+    "pink_spatial_transform", "pixel_to_sky", "sky_to_neuron", "sky_to_pixel", "transform_images",
+    "trim_neuron",
+]

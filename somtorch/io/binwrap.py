@@ -283,6 +283,34 @@ class ImageReader:
     def __getitem__(self, idx):
         return self.data[idx]
 
+    def transform(self, idx, transform, numrot: int = 360, neuron_dim: int | None = None) -> np.ndarray:
+        """Image ``idx`` in its neuron's frame, ``flipud**flip(rotate_cw(image, angle))``.
+
+        ``transform`` is a ``(flip, angle)`` record (e.g. ``Transform.data[i, r, c]``); the output
+        is ``(C, nd, nd)`` with ``nd = neuron_dim`` (default: the image side). PINK's exact
+        transformation for angles of a ``numrot`` run (see :mod:`somtorch.analysis.frames`).
+        """
+        if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
+            raise TypeError(f"idx must be an integer, got {type(idx).__name__}")
+        return self.transform_images([idx], [tuple(transform)], numrot, neuron_dim)[0]
+
+    def transform_images(self, idxs, transforms, numrot: int = 360, neuron_dim: int | None = None) -> np.ndarray:
+        """Images ``idxs`` each in its own neuron frame: ``(K, C, nd, nd)`` float32."""
+        from somtorch.geometry.transforms import PinkTransformer, flip_angle_to_index
+
+        idxs = np.asarray(idxs, dtype=np.int64).reshape(-1)
+        tf = transforms if getattr(getattr(transforms, "dtype", None), "names", None) else \
+            np.array([tuple(t) for t in transforms], dtype=[("flip", "i1"), ("angle", "<f4")])
+        if len(tf) != len(idxs):
+            raise ShapeError(f"{len(idxs)} image indices but {len(tf)} transforms")
+        d = self.data.shape[-1]
+        tr = PinkTransformer(d, neuron_dim or d, numrot, flip=True, exact=True)
+        t = flip_angle_to_index(np.asarray(tf["flip"]) == 1, np.asarray(tf["angle"], np.float64), numrot)
+        out = [tr.select(torch.from_numpy(np.array(self.data[i], np.float32)), t[k:k + 1])[0]
+               for k, i in enumerate(idxs)]
+        return torch.stack(out).numpy() if out else np.zeros((0, self.data.shape[1], tr.neuron_dim,
+                                                              tr.neuron_dim), np.float32)
+
     def __str__(self) -> str:
         return self.path
 
