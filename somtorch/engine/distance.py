@@ -49,6 +49,24 @@ def _matmul_precision(device: torch.device, precision: str):
         yield
 
 
+#: BLAS picks other kernels (other rounding) for very short matrices; padding the rows to at
+#: least this many makes every row's result independent of how many images share the batch
+_MIN_GEMM_ROWS = 16
+
+
+def _matmul_rows(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
+    """``a @ bt`` whose rows do not depend on the number of rows of ``a`` (batch-size invariance).
+
+    MKL uses different code paths, with different rounding, for fewer than ~12 rows; short inputs
+    are zero-padded to :data:`_MIN_GEMM_ROWS` rows, which costs nothing measurable.
+    """
+    m = a.shape[-2]
+    if m >= _MIN_GEMM_ROWS:
+        return torch.matmul(a, bt)
+    pad = a.new_zeros(a.shape[:-2] + (_MIN_GEMM_ROWS - m, a.shape[-1]))
+    return torch.matmul(torch.cat([a, pad], dim=-2), bt)[..., :m, :]
+
+
 class DistanceEngine:
     """Computes region features of transformed images and neurons, and their distances.
 
@@ -161,7 +179,8 @@ class DistanceEngine:
         b, k, c, u, _ = r.shape
         _, _, m = self._variant_tables(images.device)
         r2 = (r * r).reshape(b, k, c, u * u).sum(2)  # (B, k, u*u)
-        rnorm = torch.matmul(r2, m).permute(0, 2, 1).reshape(b, -1)  # (B, nq*k) = (B, T)
+        rnorm = _matmul_rows(r2.reshape(b * k, u * u), m).reshape(b, k, -1)
+        rnorm = rnorm.permute(0, 2, 1).reshape(b, -1)  # (B, nq*k) = (B, T)
         return r.reshape(b, k, c * u * u), rnorm
 
     def neuron_variants(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,10 +211,10 @@ class DistanceEngine:
                 cross = torch.matmul(r.reshape(b * k, f).to(torch.bfloat16),
                                      v.reshape(n * nq, f).to(torch.bfloat16).T).float()
         elif prec == "float64":
-            cross = torch.matmul(r.reshape(b * k, f).double(), v.reshape(n * nq, f).double().T)
+            cross = _matmul_rows(r.reshape(b * k, f).double(), v.reshape(n * nq, f).double().T)
         else:
             with _matmul_precision(r.device, prec):
-                cross = torch.matmul(r.reshape(b * k, f), v.reshape(n * nq, f).T)
+                cross = _matmul_rows(r.reshape(b * k, f), v.reshape(n * nq, f).T)
         cross = cross.reshape(b, k, n, nq).permute(0, 3, 1, 2).reshape(b, nq * k, n)
         d = cross.mul(-2.0).add_(rnorm.unsqueeze(-1).to(cross.dtype)).add_(wnorm.to(cross.dtype))
         return d.clamp_min_(0).float()
