@@ -233,3 +233,29 @@ def test_image_reader_transform_matches_frames(tmp_path):
         rd.transform([1], rec[1])
     with pytest.raises(ShapeError):
         rd.transform_images([0, 1], rec[:1])
+
+
+@pytest.mark.parametrize("case,shape,numrot,d", [("blobs64", "quadratic", 360, 64),
+                                                 ("blobs64_circ", "circular", 360, 64),
+                                                 ("hex5", "quadratic", 8, 24)])
+def test_pink_golden_distances_reproduced(case, shape, numrot, d):
+    """PINK's own mapping: image transformed by PINK's stored (flip, angle) vs the neuron gives
+    PINK's stored distance (over PINK's distance region)."""
+    from pathlib import Path
+
+    from somtorch.geometry import default_euclidean_dim, default_neuron_dim
+    from somtorch.io import SOM, ImageReader, Mapping, Transform
+
+    data = Path(__file__).parent / "data"
+    imgs = ImageReader(data / ("blobs24.bin" if case == "hex5" else "blobs64.bin"))
+    som = SOM(data / ("som_hex5.bin" if case == "hex5" else "som_blobs64.bin"))
+    m, t = Mapping(data / f"map_{case}.bin"), Transform(data / f"rf_{case}.bin")
+    nd = default_neuron_dim(d, numrot)
+    mask = region_mask(nd, default_euclidean_dim(d, numrot, shape), shape).numpy()
+    w = som.weights.numpy()
+    flat = t.flat.reshape(len(t), -1)
+    for i in range(len(m)):
+        for n in {int(np.argmin(m.flat[i])), i % som.num_neurons}:
+            x = pink_spatial_transform(imgs.data[i], flat[i, n], numrot=numrot, neuron_dim=nd)
+            dist = math.sqrt(float(((w[n] - x)[:, mask].astype(np.float64) ** 2).sum()))
+            assert dist == pytest.approx(float(m.flat[i, n]), rel=1e-5, abs=1e-6)

@@ -18,10 +18,22 @@ from somtorch.analysis.labels import (
     merge_catalogue,
     transfer_labels,
 )
+from somtorch.analysis.quality import (
+    best_two,
+    coherence,
+    convergence_curve,
+    intermediate_soms,
+    neuron_distance_stats,
+    quality_report,
+    quantization_error,
+    topographic_error,
+    u_matrix,
+)
 
 __all__ = [
     "KnowledgeTransfer", "catalogue_columns", "merge_catalogue", "transfer_labels",
     "CoordinateTransformer", "image_to_neuron_coords", "neuron_to_image_coords", "neuron_to_sky",
     "pink_spatial_transform", "pixel_to_sky", "sky_to_neuron", "sky_to_pixel", "transform_images",
-    "trim_neuron",
+    "trim_neuron", "best_two", "coherence", "convergence_curve", "intermediate_soms",
+    "neuron_distance_stats", "quality_report", "quantization_error", "topographic_error", "u_matrix",
 ]

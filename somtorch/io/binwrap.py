@@ -649,6 +649,29 @@ class Mapping(_Lattice):
             out[key] = counts.astype(np.float64).reshape(self._grid)
         return out
 
+    def coherence(self, idx=None, cyclic: bool = False, fraction: bool = False):
+        """Number (or ``fraction``) of images whose second-best neuron neighbours the best one.
+
+        Neighbour (PYINK semantics): Chebyshev lattice distance <= 1 (cartesian, diagonals count,
+        all PINK lattice axes), hex distance 1 (hexagonal); ``cyclic`` wraps the lattice around
+        (:class:`~somtorch.geometry.Lattice` ``periodic``). ``bmu_mask`` applies to both picks.
+        """
+        from somtorch.geometry.lattice import Lattice
+
+        ind = self._indices(idx)
+        k0, k1 = self._best(ind, 0)[0], self._best(ind, 1)[0]
+        lat = Lattice.from_header(self.header.som_dims, self.num_neurons, periodic=cyclic)
+        if lat.layout == "hexagonal":
+            near = lat.distances().numpy()[k0, k1] <= 1.0 + 1e-6
+        else:
+            c = lat.coords.numpy()
+            delta = np.abs(c[k0] - c[k1])
+            if cyclic:
+                delta = np.minimum(delta, np.asarray(lat.shape) - delta)
+            near = delta.max(axis=1) <= 1
+        n = int(near.sum())
+        return n / max(len(ind), 1) if fraction else n
+
     def worst_matches(self, N=None, frac=None, neuron=None, return_ed: bool = False):
         """Image indices ordered by BMU distance, worst first.
 
