@@ -122,8 +122,11 @@ def best_two(mapping, idx=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k0.append(order[:, 0].numpy())
         k1.append(order[:, 1].numpy())
         dmin.append(d.gather(1, order[:, :1])[:, 0].numpy())
-    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
-    return cat(k0, np.int64), cat(k1, np.int64), cat(dmin, np.float32)
+    return _cat(k0, np.int64), _cat(k1, np.int64), _cat(dmin, np.float32)
+
+
+def _cat(parts, dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def coherence(mapping, lattice=None, periodic: bool = False, idx=None, fraction: bool = True):
