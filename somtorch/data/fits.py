@@ -250,7 +250,9 @@ def cutout(image: FitsImage, ra: float, dec: float, size: int | tuple[int, int],
     shape = (int(size), int(size)) if np.ndim(size) == 0 else tuple(int(s) for s in size)
     if len(shape) != 2 or min(shape) < 1:
         raise ShapeError(f"cutout size must be a positive int or (rows, cols), got {size!r}")
-    x, y = (float(v) for v in image.wcs.all_world2pix(float(ra), float(dec), 0))
+    # rounded to 1e-6 pixel: a position on a pixel centre must not flip to the next pixel on
+    # float noise (Cutout2D takes ceil(position - size/2) as the first pixel)
+    x, y = (round(float(v), 6) for v in image.wcs.all_world2pix(float(ra), float(dec), 0))
     if not (np.isfinite(x) and np.isfinite(y)):
         raise NoOverlapError(f"{image.path}: position ({ra}, {dec}) does not project onto the image")
     try:
