@@ -76,7 +76,10 @@ class ImageSource:
             x = self._t[torch.as_tensor(idx)] if not isinstance(idx, slice) else self._t[idx]
         else:
             if isinstance(idx, slice):
-                x = torch.from_numpy(np.ascontiguousarray(self._np[idx], dtype=np.float32))
+                rows = np.ascontiguousarray(self._np[idx], dtype=np.float32)
+                if not rows.flags.writeable:  # read-only memmap: torch needs its own copy
+                    rows = rows.copy()
+                x = torch.from_numpy(rows)
             else:
                 idx = np.asarray(idx)
                 # sorted reads are much faster on memory maps; restore the order afterwards
