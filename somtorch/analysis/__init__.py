@@ -29,6 +29,14 @@ from somtorch.analysis.quality import (
     topographic_error,
     u_matrix,
 )
+from somtorch.analysis.sampler import SOMSampler, weighted_kmeans
+from somtorch.analysis.valid import (
+    area_ratio,
+    compute_distances_between_valid_pixels,
+    distances_between_valid_pixels,
+    valid_pixel_coords,
+    valid_region,
+)
 
 __all__ = [
     "KnowledgeTransfer", "catalogue_columns", "merge_catalogue", "transfer_labels",
@@ -36,4 +44,6 @@ __all__ = [
     "pink_spatial_transform", "pixel_to_sky", "sky_to_neuron", "sky_to_pixel", "transform_images",
     "trim_neuron", "best_two", "coherence", "convergence_curve", "intermediate_soms",
     "neuron_distance_stats", "quality_report", "quantization_error", "topographic_error", "u_matrix",
+    "SOMSampler", "weighted_kmeans", "area_ratio", "compute_distances_between_valid_pixels",
+    "distances_between_valid_pixels", "valid_pixel_coords", "valid_region",
 ]
