@@ -161,6 +161,9 @@ def run_preprocess(cfg, run_dir=None) -> dict:
         msg = (f"{summary['written']} of {summary['n_rows']} entries written to "
                f"{summary['outputs']['binary']} (images {tuple(summary['image_shape'])}); "
                f"{summary['skipped']} skipped ({reasons}), listed in {summary['outputs']['skipped']}")
+    elif summary["status"] == "empty":
+        msg = (f"all {summary['n_rows']} entries were skipped ({summary['skipped_by_reason']}); "
+               f"no image binary written; see {summary['outputs']['skipped']}")
     else:
         msg = f"interrupted after {summary['done_rows']} of {summary['n_rows']} rows; run again to resume"
     log.info(msg)
@@ -188,8 +191,10 @@ def main() -> int:
     summary = _RESULT.get("summary")
     if summary is None:  # --help, --cfg, or an error Hydra already reported
         return 0
-    if summary.get("status") != "done":
+    if summary.get("status") == "interrupted":
         return 130
+    if summary.get("status") != "done":  # every entry skipped: nothing to train on
+        return 1
     print(summary["outputs"]["binary"])
     sys.stdout.flush()
     return 0

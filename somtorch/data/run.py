@@ -79,7 +79,7 @@ class ChannelSpec:
 class PreprocessConfig:
     """Settings of :func:`run_preprocessing` (see the module docstring).
 
-    ``image_dir`` prefixes relative file names. ``cutout_size`` set: every file is a mosaic and
+    ``image_dir`` prefixes relative file names (default: the catalogue's folder). ``cutout_size`` set: every file is a mosaic and
     the entry is cut at (``ra_column``, ``dec_column``) with ``cutout_size`` pixels.
     ``image_shape`` is the expected shape of channel 0 before the recipe (``None``: the
     cutout size, else the shape of the first readable entry, in catalogue order).
@@ -90,7 +90,7 @@ class PreprocessConfig:
 
     catalogue: Any = None  # path or DataFrame
     output: str = "images.bin"
-    image_dir: str = "."
+    image_dir: str | None = None  # None: the catalogue's folder (the working folder for a DataFrame)
     id_column: str = "Component_name"
     channels: list = field(default_factory=lambda: [ChannelSpec()])
     recipe: list = field(default_factory=list)
@@ -229,7 +229,11 @@ def _spec(cfg: PreprocessConfig) -> dict:
         chans.append(c)
     if not chans:
         raise ConfigError(None, "channels", [], "at least one channel")
-    return {"channels": chans, "image_dir": os.path.abspath(os.path.expanduser(str(cfg.image_dir))),
+    image_dir = cfg.image_dir
+    if image_dir is None:
+        image_dir = "." if isinstance(cfg.catalogue, pd.DataFrame) else os.path.dirname(
+            os.path.abspath(os.path.expanduser(str(cfg.catalogue))))
+    return {"channels": chans, "image_dir": os.path.abspath(os.path.expanduser(str(image_dir))),
             "cutout_size": None if cfg.cutout_size is None else int(cfg.cutout_size),
             "resample": bool(cfg.resample), "max_padded_fraction": float(cfg.max_padded_fraction),
             "image_shape": None if cfg.image_shape is None else [int(s) for s in cfg.image_shape]}
@@ -477,10 +481,8 @@ def _assemble(cfg, cat, spec, paths, state, state_path, n_chunks, cat_path, t0) 
                     n_partial += d["n_padded"] > 0
                 writer.add(img[0] if shape[0] == 1 else img, attributes=_clean(rec))
                 n_written += 1
-        if writer is None:
-            raise ShapeError(f"{paths['binary']}: every one of the {len(cat)} entries was skipped; "
-                             f"nothing written (reasons: {dict(Counter(s['reason'] for s in skipped_all))})")
-        writer.close()
+        if writer is not None:
+            writer.close()
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -488,10 +490,15 @@ def _assemble(cfg, cat, spec, paths, state, state_path, n_chunks, cat_path, t0) 
     sk = pd.DataFrame(skipped_all, columns=["row", "id", "channel", "file", "reason", "detail"])
     with atomic_output(paths["skipped"], overwrite=overwrite, mode="w") as f:
         sk.to_csv(f, index=False)
+    if writer is None:
+        import warnings
+
+        warnings.warn(f"{paths['binary']}: every one of the {len(cat)} entries was skipped; no image "
+                      f"binary written (see {paths['skipped']})", RuntimeWarning, stacklevel=3)
     summary = {
-        "status": "done", "n_rows": len(cat), "written": n_written, "skipped": len(skipped_all),
+        "status": "done" if n_written else "empty", "n_rows": len(cat), "written": n_written, "skipped": len(skipped_all),
         "skipped_by_reason": dict(Counter(s["reason"] for s in skipped_all)),
-        "partial_cutouts": int(n_partial), "image_shape": list(shape),
+        "partial_cutouts": int(n_partial), "image_shape": None if shape is None else list(shape),
         "catalogue": cat_path, "id_column": cfg.id_column,
         "channels": [c["name"] for c in spec["channels"]], "spec": spec,
         "outputs": {k: v for k, v in paths.items() if k != "work"},
