@@ -1,0 +1,21 @@
+"""Collation: project neuron masks onto catalogues and group components into sources.
+
+* :mod:`.filters` -- :class:`FilterSet` / :class:`Filter` (the "cookie cutter");
+* :mod:`.graph` -- :class:`Action`, :class:`LabelResolve`, :class:`Sorter`, :func:`greedy_graph`,
+  :class:`Grouper`;
+* :mod:`.catalogue` -- :func:`collate` into a source catalogue, :func:`write_source_catalogue`.
+"""
+
+from somtorch.collation.catalogue import collate, write_source_catalogue
+from somtorch.collation.filters import Filter, FilterSet
+from somtorch.collation.graph import (
+           Action,
+           Grouper,
+           LabelResolve,
+           Sorter,
+           greedy_graph,
+           max_separation,
+)
+
+__all__ = ["Action", "Filter", "FilterSet", "Grouper", "LabelResolve", "Sorter", "collate", "greedy_graph",
+           "max_separation", "write_source_catalogue"]
