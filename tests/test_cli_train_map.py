@@ -1,0 +1,214 @@
+"""The Hydra programs ``python -m somtorch.train`` and ``python -m somtorch.map`` on tiny configurations.
+
+The entry points (:func:`somtorch.train.main`, :func:`somtorch.map.main`) run in-process with
+``sys.argv`` set as the shell would set it; one slow test runs them as real subprocesses.
+
+* a single stage writes every per-stage output (PINK SOM, config, checkpoint, metrics, plots);
+* in a 2-stage schedule, stage 2 starts from stage 1's SOM (re-trained here through the Python API
+  from stage 1's file: identical);
+* ``somtorch.map`` writes mapping/transform files equal to :meth:`Mapper.map_to_files`;
+* an interrupted run (``stop_after_images``) resumed with ``resume=true`` ends with exactly the SOM
+  of an uninterrupted run; an existing run folder is not overwritten without ``resume``/``overwrite``;
+* bad configurations fail with exit status 1 and a message naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from somtorch.engine import Mapper, Neighbourhood, RotationInvariantSOM, Trainer
+from somtorch.io import read_mapping, read_som, read_transforms, write_images
+
+REPO = Path(__file__).resolve().parents[1]
+
+# a tiny schedule: 2x2 SOM, 10x10 images, numrot 4 then 8, one iteration each, no plots
+TINY = ["som=small", "som.shape=[2,2]", "runtime=cpu", "metrics_sample=5", "plots=false",
+        "schedule.stages.stage1.num_iter=1", "schedule.stages.stage2.num_iter=1"]
+
+
+def _run(module: str, argv: list[str]) -> int:
+    """Run ``python -m somtorch.<module> argv...`` in-process; returns the exit status."""
+    import importlib
+
+    mod = importlib.import_module(f"somtorch.{module}")
+    old = sys.argv[:]
+    sys.argv = [f"somtorch.{module}"] + [str(a) for a in argv]
+    try:
+        return mod.main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    finally:
+        sys.argv = old
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(10.0), torch.arange(10.0), indexing="ij")
+    imgs = torch.zeros(10, 1, 10, 10)
+    for i in range(10):  # one elongated blob per image, at several angles
+        a = i * 0.6
+        u = (xx - 4.5) * np.cos(a) + (yy - 4.5) * np.sin(a)
+        v = -(xx - 4.5) * np.sin(a) + (yy - 4.5) * np.cos(a)
+        imgs[i, 0] = torch.exp(-(u / 2.5) ** 2 - (v / 1.0) ** 2)
+    imgs += 0.05 * torch.rand(imgs.shape, generator=g)
+    path = tmp_path_factory.mktemp("data") / "imgs.bin"
+    write_images(path, imgs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_run(images, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("ref") / "run"
+    assert _run("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}"]) == 0
+    return run
+
+
+def test_single_stage_writes_every_output(images, tmp_path, capsys):
+    run = tmp_path / "run"
+    rc = _run("train", ["+stage=demo", "stage.numrot=4", "stage.num_iter=1", "stage.inter_store=keep",
+                        "som=small", "som.shape=[2,2]", "runtime=cpu", "metrics_sample=4",
+                        "data=file", f"data.path={images}", f"hydra.run.dir={run}"])
+    assert rc == 0
+    stage = run / "demo"
+    for name in ("som.bin", "som_config.json", "checkpoint.pt", "metrics.csv", "metrics.json",
+                 "mosaic.png", "training_curves.png"):
+        assert (stage / name).is_file() and (stage / name).stat().st_size > 0, name
+    assert (stage / "mosaic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(stage / "som.bin") in capsys.readouterr().out  # main prints the final SOM
+    w, h = read_som(stage / "som.bin")
+    assert w.shape == (4, 1, 15, 15) and tuple(h.som_dims) == (2, 2)
+    assert any("somtorch stage demo" in c for c in h.comments)
+    cfg = json.loads((stage / "som_config.json").read_text())
+    assert cfg["geometry"]["numrot"] == 4 and cfg["lattice"]["shape"] == [2, 2]
+    metrics = pd.read_csv(stage / "metrics.csv")
+    assert {"qe", "te", "change", "tick"} <= set(metrics.columns) and len(metrics) == 10
+    assert metrics["qe"].notna().all()
+    ck = Trainer.load_checkpoint(stage / "checkpoint.pt")
+    assert torch.equal(ck["weight"], w)
+    assert sorted(os.listdir(stage / "progress")) == [f"som_{k}.bin" for k in range(9)]  # PINK: 9 stores
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["final_som"] == str(stage / "som.bin")
+    assert summary["stages"][0]["final_metrics"]["qe"] == pytest.approx(metrics["qe"].iloc[-1])
+
+
+def test_schedule_stage2_starts_from_stage1(reference_run, images):
+    s1, s2 = reference_run / "stage1", reference_run / "stage2"
+    summary = json.loads((reference_run / "summary.json").read_text())
+    assert [s["status"] for s in summary["stages"]] == ["done", "done"]
+    assert summary["stages"][1]["init"] == str(s1 / "som.bin")
+    assert summary["final_som"] == str(s2 / "som.bin")
+    # stage 2 re-trained with the Python API from stage 1's file gives stage 2's file
+    cfg2 = json.loads((s2 / "som_config.json").read_text())
+    assert cfg2["geometry"]["numrot"] == 8 and json.loads((s1 / "som_config.json").read_text())["geometry"]["numrot"] == 4
+    som = RotationInvariantSOM.from_config_dict(cfg2, init=str(s1 / "som.bin"))
+    st = cfg2["stage"]
+    Trainer(som, Neighbourhood(st["dist_func"], st["sigma"], st["damping"], st["max_update_distance"]),
+            num_iter=st["num_iter"], shuffle=st["shuffle"], metrics_sample=0).fit(images)
+    assert torch.equal(som.weight, read_som(s2 / "som.bin")[0])
+    # and stage 1 from scratch (random init, seed 1234) gives stage 1's file
+    cfg1 = json.loads((s1 / "som_config.json").read_text())
+    som1 = RotationInvariantSOM.from_config_dict(cfg1, init="random")
+    st1 = cfg1["stage"]
+    Trainer(som1, Neighbourhood(st1["dist_func"], st1["sigma"], st1["damping"]), num_iter=1,
+            metrics_sample=0).fit(images)
+    assert torch.equal(som1.weight, read_som(s1 / "som.bin")[0])
+
+
+def test_map_writes_the_python_api_result(reference_run, images, tmp_path):
+    out = tmp_path / "map"
+    som_file = reference_run / "stage2" / "som.bin"
+    rc = _run("map", [f"som={som_file}", "data=file", f"data.path={images}", "runtime=cpu",
+                      "batch_size=3", "plots=false", f"hydra.run.dir={out}"])
+    assert rc == 0
+    cfg = json.loads((reference_run / "stage2" / "som_config.json").read_text())
+    som = RotationInvariantSOM.from_config_dict(cfg, init=str(som_file))
+    Mapper(som).map_to_files(images, tmp_path / "m.bin", tmp_path / "t.bin")
+    assert (out / "mapping.bin").read_bytes() == (tmp_path / "m.bin").read_bytes()
+    assert (out / "transform.bin").read_bytes() == (tmp_path / "t.bin").read_bytes()
+    dist, _ = read_mapping(out / "mapping.bin")
+    flip, angle, _ = read_transforms(out / "transform.bin")
+    bmu = pd.read_csv(out / "bmu.csv")
+    assert bmu["bmu"].tolist() == dist.argmin(1).tolist()
+    rows = np.arange(len(bmu))
+    np.testing.assert_allclose(bmu["distance"], dist.min(1).values.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(bmu["flip"], flip.numpy()[rows, bmu["bmu"]])
+    summ = json.loads((out / "map_summary.json").read_text())
+    assert sum(summ["counts"]) == 10 and summ["counts"] == np.bincount(bmu["bmu"], minlength=4).tolist()
+    # run_dir= (the run's final SOM) and data=trained (the images it was trained on) give the same
+    out2 = tmp_path / "map2"
+    assert _run("map", [f"run_dir={reference_run}", "plots=false", f"hydra.run.dir={out2}"]) == 0
+    assert (out2 / "mapping.bin").read_bytes() == (out / "mapping.bin").read_bytes()
+
+
+def test_interrupt_and_resume(reference_run, images, tmp_path):
+    run = tmp_path / "run"
+    base = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}"]
+    assert _run("train", base + ["stop_after_images=4", "stop_stage=stage2"]) == 130
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert [s["status"] for s in summary["stages"]] == ["done", "interrupted"]
+    assert not (run / "stage2" / "som.bin").exists() and (run / "stage2" / "checkpoint.pt").exists()
+    # without resume the run folder is protected
+    assert _run("train", base) == 1
+    assert _run("train", base + ["resume=true"]) == 0
+    for stage in ("stage1", "stage2"):
+        assert torch.equal(read_som(run / stage / "som.bin")[0], read_som(reference_run / stage / "som.bin")[0])
+    ours = json.loads((run / "stage2" / "metrics.json").read_text())
+    ref = json.loads((reference_run / "stage2" / "metrics.json").read_text())
+    assert [r["qe"] for r in ours] == [r["qe"] for r in ref]
+    assert json.loads((run / "summary.json").read_text())["status"] == "done"
+    # resuming with other stage parameters is refused
+    run2 = tmp_path / "run2"
+    b2 = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run2}"]
+    assert _run("train", b2 + ["stop_after_images=3"]) == 130
+    assert _run("train", b2 + ["resume=true", "schedule.stages.stage1.sigma=0.5"]) == 1
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["som.layout=hexagonal", "som.shape=[4]"], "field 'shape': found (4,), expected an odd side"),
+    (["data.path=/nonexistent/imgs.bin"], "field 'data.path'"),
+    (["schedule.stages.stage1.num_iter=0"], "num_iter"),
+    (["+schedule.stages.stage1.colour=red"], "colour"),
+    (["schedule.common.dist_func=triangle"], "dist_func"),
+    (["som.numrot=6", "schedule.stages.stage1.numrot=null", "schedule.stages.stage2.numrot=null"], "numrot"),
+    (["runtime.threads=0"], "runtime.threads"),
+])
+def test_bad_config_is_a_clear_error(overrides, message, images, tmp_path, capsys):
+    argv = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={tmp_path / 'run'}"] + overrides
+    assert _run("train", argv) == 1
+    err = capsys.readouterr().err
+    assert "ConfigError" in err and message in err, err[-2000:]
+
+
+def test_map_bad_config(tmp_path, images, capsys):
+    assert _run("map", [f"som={tmp_path / 'missing.bin'}", "data=file", f"data.path={images}",
+                        f"hydra.run.dir={tmp_path / 'm'}"]) == 1
+    assert "an existing PINK SOM file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_entry_points_as_subprocesses(images, tmp_path):
+    """``python -m somtorch.train`` / ``python -m somtorch.map`` as a user runs them (about 15 s)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    run = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "somtorch.train", *TINY, "data=file", f"data.path={images}",
+                        f"hydra.run.dir={run}"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.strip().splitlines()[-1] == str(run / "stage2" / "som.bin")
+    p = subprocess.run([sys.executable, "-m", "somtorch.map", f"run_dir={run}", "plots=false",
+                        f"hydra.run.dir={tmp_path / 'map'}"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert read_mapping(tmp_path / "map" / "mapping.bin")[0].shape == (10, 4)
+    p = subprocess.run([sys.executable, "-m", "somtorch.train", "data=file", "data.path=/nonexistent.bin",
+                        f"hydra.run.dir={tmp_path / 'bad'}"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert p.returncode == 1 and "data.path" in p.stderr
