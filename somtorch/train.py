@@ -245,7 +245,8 @@ def run_training(cfg, run_dir) -> dict:
     if cfg.get("plots", True) and histories and len(stages) > 1:
         from somtorch.plotting import plot_training_curves
 
-        plot_training_curves(histories, path=run_dir / "training_curves.png", title=schedule_name)
+        # a summary regenerated from all stages' histories: replaced on every (resumed) run
+        plot_training_curves(histories, path=run_dir / "training_curves.png", title=schedule_name, overwrite=True)
     flush()
     _say(f"all stages done; final SOM: {summary['final_som']}; summary: {summary_path}")
     return summary
