@@ -144,7 +144,7 @@ def run_mapping(cfg, out_dir) -> dict:
     if cfg.get("plots", True):
         from somtorch.plotting import plot_bmu_counts
 
-        plot_bmu_counts(counts, lat, path=out / "bmu_counts.png",
+        plot_bmu_counts(counts, lat, path=out / "bmu_counts.png", overwrite=overwrite,
                         title=f"best-match counts ({len(bmu_np)} images)")
     summary = {"som": som_path, "images": images, "n_images": int(ih.n_images), "lattice": lat.describe(),
                "numrot": som.geometry.numrot, "mapping": str(mpath), "transform": str(tpath),
