@@ -134,3 +134,39 @@ def test_figure_reused_memory_flat(tmp_path):
     assert len(fig.findobj()) == n_artists and plt.get_fignums() == [fig.number]
     ann.close()
     assert plt.get_fignums() == []
+
+
+def test_command_line_single_key_and_resume(tmp_path, capsys):
+    from somtorch.annotation.__main__ import main
+    from somtorch.io.pink import write_som
+
+    som = tmp_path / "som.bin"
+    write_som(som, _neurons(n=6), (2, 3))
+    assert main([str(som), "--labels", "core", "--no-block"]) == 0
+    # single neuron by lattice key (1, 2) -> flat index 1 * 3 + 2 = 5
+    saved = tmp_path / "som.bin.annotations.npz"
+    s = AnnotationSet()
+    s.labels.add("core")
+    s.save(saved)
+    assert main([str(som), "-k", "1", "2", "--no-block"]) == 0
+    assert main([str(som), "-c", "--no-block"]) == 0
+    assert main([str(som), "-r", str(saved), "-d", "--no-block"]) == 0
+    plt.close("all")
+
+
+def test_command_line_key_opens_requested_neuron(tmp_path, monkeypatch):
+    from somtorch.annotation import __main__ as cli
+    from somtorch.io.pink import write_som
+
+    som = tmp_path / "som.bin"
+    write_som(som, _neurons(n=6), (2, 3))
+    seen = {}
+
+    def spy(self, key, block=None):
+        seen["index"] = self._resolve(key)
+        seen["block"] = block
+        return None
+
+    monkeypatch.setattr(Annotator, "annotate_neuron", spy)
+    cli.main([str(som), "-k", "1", "2", "--no-block"])
+    assert seen == {"index": 5, "block": False}
