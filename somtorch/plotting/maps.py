@@ -72,8 +72,8 @@ def plot_neuron_map(values, lattice, *, path=None, ax=None, cmap: str = COUNT_CM
     if annotate:
         for v, (x, y) in zip(vals, xy):
             txt = "–" if not np.isfinite(v) else fmt.format(v)
-            dark = np.isfinite(v) and norm(v) > 0.6
-            ax.text(x, y, txt, ha="center", va="center", fontsize=7, color="black" if dark else "white")
+            colour = "dimgrey" if not np.isfinite(v) else ("black" if norm(v) > 0.6 else "white")
+            ax.text(x, y, txt, ha="center", va="center", fontsize=7, color=colour)
     if highlight is not None:
         pos = {int(i): k for k, i in enumerate(idx)}
         for i in np.atleast_1d(highlight):
