@@ -248,3 +248,32 @@ def test_all_entries_skipped_writes_the_report_but_no_binary(tmp_path):
     assert s["status"] == "empty" and s["written"] == 0 and s["skipped_by_reason"] == {"missing file": 3}
     assert not out.exists()
     assert list(pd.read_csv(f"{out}.skipped.csv")["id"]) == ["src00", "src01", "src02"]
+
+
+def test_two_mosaics_cut_and_resampled_at_catalogue_positions(tmp_path):
+    # radio mosaic 0.6" pixels; IR mosaic 1.5" pixels, same tangent point, a plane in IR pixels
+    wr = tan_wcs((120, 120), crpix=(60.5, 60.5))
+    wi = tan_wcs((60, 60), cdelt_arcsec=1.5, crpix=(30.0, 31.0))
+    radio = np.random.default_rng(3).normal(size=(120, 120)).astype(np.float32)
+    yy, xx = np.mgrid[0:60, 0:60]
+    fits.PrimaryHDU(radio, header=wr.to_header()).writeto(tmp_path / "r.fits")
+    fits.PrimaryHDU((2.0 + 0.3 * xx + 0.1 * yy).astype(np.float32), header=wi.to_header()).writeto(
+        tmp_path / "i.fits")
+    pos = [(40, 50), (70, 64)]  # radio (x, y)
+    rows = []
+    for k, (x, y) in enumerate(pos):
+        ra, dec = wr.all_pix2world(x, y, 0)
+        rows.append({"Component_name": f"m{k}", "R": "r.fits", "I": "i.fits", "RA": float(ra), "DEC": float(dec)})
+    pd.DataFrame(rows).to_csv(tmp_path / "cat.csv", index=False)
+    s = run_preprocessing(catalogue=tmp_path / "cat.csv", output=str(tmp_path / "m.bin"), cutout_size=9,
+                          channels=[{"name": "radio", "file_column": "R"}, {"name": "ir", "file_column": "I"}],
+                          recipe=[], progress=False)
+    assert s["written"] == 2 and s["image_shape"] == [2, 9, 9]
+    imgs = read_images(tmp_path / "m.bin").numpy()
+    r, c = np.mgrid[0:9, 0:9]
+    for k, (x, y) in enumerate(pos):
+        np.testing.assert_array_equal(imgs[k, 0], radio[y - 4:y + 5, x - 4:x + 5])
+        # radio pixel -> IR pixel: offsets from CRPIX scaled by 0.6 / 1.5 (same tangent point)
+        xi = (x - 4 + c + 1 - 60.5) * 0.4 + 30.0 - 1
+        yi = (y - 4 + r + 1 - 60.5) * 0.4 + 31.0 - 1
+        np.testing.assert_allclose(imgs[k, 1], 2.0 + 0.3 * xi + 0.1 * yi, atol=1e-4)

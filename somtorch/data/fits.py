@@ -300,7 +300,9 @@ def reproject_bilinear(data: np.ndarray, wcs_in, wcs_out, shape_out: tuple[int, 
     """
     from scipy.ndimage import map_coordinates
 
-    a = np.asarray(data, dtype=np.float64)
+    a = np.asarray(data)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
     if a.ndim != 2:
         raise ShapeError(f"reproject_bilinear: expected a 2-D image, got shape {a.shape}")
     h, w = (int(s) for s in shape_out)

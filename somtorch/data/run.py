@@ -166,6 +166,8 @@ def process_entry(entry: dict, spec: dict) -> np.ndarray:
                 raise EntrySkipped("partial overlap", f"{path}: {n_padded} of {im.data.size} "
                                    f"cutout pixels outside the image (> {spec['max_padded_fraction']:.0%})",
                                    ch["name"], path)
+        elif mosaic:  # other channels: a cutout covering channel 0's, resampled below
+            im = _cover(im, loaded[0][0], entry, spec["cutout_size"], ch["name"], path)
         elif k == 0 and tuple(im.data.shape) != tuple(spec["image_shape"]):
             raise EntrySkipped("wrong shape", f"{path}: image shape {tuple(im.data.shape)}, "
                                f"expected {tuple(spec['image_shape'])}", ch["name"], path)
@@ -195,6 +197,19 @@ def process_entry(entry: dict, spec: dict) -> np.ndarray:
                            "their recipes", None, loaded[0][1])
     entry["n_padded"] = int(n_padded)
     return np.stack(out)
+
+
+def _cover(im, first, entry: dict, size: int, name: str, path: str):
+    """A cutout of ``im`` around the entry wide enough to cover ``first`` (any rotation)."""
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    s0 = float(np.max(proj_plane_pixel_scales(first.wcs)))
+    sk = float(np.min(proj_plane_pixel_scales(im.wcs)))
+    side = int(np.ceil(size * s0 / sk * np.sqrt(2.0))) + 4
+    try:
+        return cutout(im, entry["ra"], entry["dec"], side)
+    except NoOverlapError as e:
+        raise EntrySkipped("no overlap", str(e), name, path) from None
 
 
 def _worker_init() -> None:
@@ -373,15 +388,18 @@ def run_preprocessing(config: PreprocessConfig | dict | None = None, *,
     done_set = {c for c in state["done_chunks"]
                 if os.path.exists(os.path.join(work, f"chunk_{c:06d}.json"))}
 
+    ids = cat[cfg.id_column].tolist()
+    files = [cat[ch["file_column"]].tolist() for ch in spec["channels"]]
+    if spec["cutout_size"] is not None:
+        ras, decs = cat[cfg.ra_column].to_numpy(float), cat[cfg.dec_column].to_numpy(float)
+
     def entries(c: int) -> list[dict]:
         lo, hi = c * int(cfg.chunk_size), min(n, (c + 1) * int(cfg.chunk_size))
         out = []
         for r in range(lo, hi):
-            row = cat.iloc[r]
-            e = {"row": r, "id": row[cfg.id_column],
-                 "files": [row[ch["file_column"]] for ch in spec["channels"]]}
+            e = {"row": r, "id": ids[r], "files": [f[r] for f in files]}
             if spec["cutout_size"] is not None:
-                e["ra"], e["dec"] = float(row[cfg.ra_column]), float(row[cfg.dec_column])
+                e["ra"], e["dec"] = float(ras[r]), float(decs[r])
             out.append(e)
         return out
 
