@@ -266,3 +266,31 @@ def test_collate_unvisited_entries_are_single_sources():
     g = greedy_graph(fs, s, LabelResolve({"lobe": Action.LINK}), [1])
     cat = collate(g, fs)
     assert cat["Components"].tolist() == ["0;1", "2"] and np.isnan(cat["Total_flux"]).all()
+
+
+def test_annotate_from_truth_drives_grouping():
+    from somtorch.collation import annotate_from_truth
+
+    d = 31
+    w_ = CEN.spherical_offsets_by(-6 * u.arcsec, 0 * u.arcsec)
+    e_ = CEN.spherical_offsets_by(6 * u.arcsec, 0 * u.arcsec)
+    s_ = w_.spherical_offsets_by(0 * u.arcsec, 8 * u.arcsec)     # sidelobe 8" north of W
+    f_ = CEN.spherical_offsets_by(0 * u.arcsec, 90 * u.arcsec)
+    base = SkyCoord([p.ra for p in (w_, e_, f_, s_)], [p.dec for p in (w_, e_, f_, s_)])
+    ir = SkyCoord([CEN.ra, f_.ra], [CEN.dec, f_.dec])
+    kw = dict(bmu=[0, 0, 1, 2], transform=([0, 0, 0, 0], [0.0, np.pi, 0.0, 0.0]), image_dim=d,
+              pixel_scale=1 * u.arcsec, seplimit=40 * u.arcsec, numrot=None)
+    ann = annotate_from_truth(np.zeros((3, 2, d, d), np.float32), base, [0, 0, 1, 0], sidelobe=[0, 0, 0, 1],
+                              hosts=ir, host_of=[0, 0, 1, -1], radius=1.0, **kw)
+    assert ann.labels.names == ["link", "host", "sidelobe"]
+    f0 = ann[0].filter(0)
+    assert f0[15, 15] == 2 and f0[15, 3] == 2 and f0[23, 15] == 5 and f0[7, 3] == 5
+    assert ann[0].filter(1)[15, 9] == 3 and ann[0].filter(1)[15, 15] == 0
+    assert ann[0].regions[0].kind == "mask"  # painted through the annotation API
+    fs = FilterSet(base, (None, ir), ann, distance=[0.3, 0.2, 0.1, 0.4], **kw)
+    resolve = LabelResolve({"link": Action.LINK, "host": Action.DATA_ATTACH, "sidelobe": Action.ISOLATE})
+    grp = Grouper(fs, ann, resolve, Sorter(fs))
+    assert grp.groups() == [{0, 1}, {2}, {3}]
+    assert grp.graph.nodes[3]["isolated"] == "sidelobe"
+    cat = grp.collate(host_labels=["host"])
+    assert cat["Host_candidates"].tolist() == ["1:0", "1:1", ""] and cat["Isolated"].tolist() == [False, False, True]

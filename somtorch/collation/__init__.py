@@ -4,18 +4,20 @@
 * :mod:`.graph` -- :class:`Action`, :class:`LabelResolve`, :class:`Sorter`, :func:`greedy_graph`,
   :class:`Grouper`;
 * :mod:`.catalogue` -- :func:`collate` into a source catalogue, :func:`write_source_catalogue`.
+* :mod:`.truth` -- :func:`annotate_from_truth` (programmatic annotation for benchmarks).
 """
 
 from somtorch.collation.catalogue import collate, write_source_catalogue
 from somtorch.collation.filters import Filter, FilterSet
 from somtorch.collation.graph import (
-           Action,
-           Grouper,
-           LabelResolve,
-           Sorter,
-           greedy_graph,
-           max_separation,
+    Action,
+    Grouper,
+    LabelResolve,
+    Sorter,
+    greedy_graph,
+    max_separation,
 )
+from somtorch.collation.truth import annotate_from_truth
 
-__all__ = ["Action", "Filter", "FilterSet", "Grouper", "LabelResolve", "Sorter", "collate", "greedy_graph",
-           "max_separation", "write_source_catalogue"]
+__all__ = ["Action", "Filter", "FilterSet", "Grouper", "LabelResolve", "Sorter", "annotate_from_truth", "collate",
+           "greedy_graph", "max_separation", "write_source_catalogue"]
