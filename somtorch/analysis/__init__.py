@@ -18,6 +18,7 @@ from somtorch.analysis.labels import (
     merge_catalogue,
     transfer_labels,
 )
+from somtorch.analysis.lookalike import find_lookalikes, template_neurons, write_template_som
 from somtorch.analysis.quality import (
     best_two,
     coherence,
@@ -46,4 +47,5 @@ __all__ = [
     "neuron_distance_stats", "quality_report", "quantization_error", "topographic_error", "u_matrix",
     "SOMSampler", "weighted_kmeans", "area_ratio", "compute_distances_between_valid_pixels",
     "distances_between_valid_pixels", "valid_pixel_coords", "valid_region",
+    "find_lookalikes", "template_neurons", "write_template_som",
 ]
