@@ -212,3 +212,19 @@ def test_sampler_visualize():
     fig = s.visualize()
     arr = np.asarray(fig.axes[0].collections[0].get_array())
     assert arr.sum() == 4 and set(np.flatnonzero(arr)) == set(s.indices)
+
+
+def test_label_fractions_from_counts_and_knowledge_transfer():
+    from somtorch.analysis import transfer_labels
+
+    lat = Lattice("hexagonal", (3,))
+    counts = {"a": np.array([2, 0, 1, 0, 0, 0, 3]), "b": np.array([2, 0, 3, 0, 0, 0, 0])}
+    fig = plot_label_fractions(counts, lat, from_counts=True)
+    axes = _map_axes(fig)
+    assert [a.get_title() for a in axes] == ["a", "b"]
+    a = np.ma.filled(np.asarray(axes[0].collections[0].get_array(), dtype=float), np.nan)
+    np.testing.assert_allclose(a[[0, 2, 6]], [0.5, 0.25, 1.0])
+    assert np.isnan(a[1]) and len(axes[0].collections[0].get_paths()) == 7
+    kt = transfer_labels(np.array([0, 0, 2, 6]), np.array(["x", "y", "x", "x"]), num_neurons=7)
+    fig = plot_label_fractions(kt, lat)
+    assert [a.get_title() for a in _map_axes(fig)] == ["x", "y"]

@@ -135,6 +135,12 @@ def coherence(mapping, lattice=None, periodic: bool = False, idx=None, fraction:
     which returns the count), hex distance 1 on hexagonal ones; ``periodic`` wraps around."""
     lat = mapping_lattice(mapping, lattice, periodic)
     k0, k1, _ = best_two(mapping, idx)
+    n = int(_adjacent(lat, k0, k1).sum())
+    return (n / len(k0) if len(k0) else float("nan")) if fraction else n
+
+
+def _adjacent(lat: Lattice, k0: np.ndarray, k1: np.ndarray) -> np.ndarray:
+    """PYINK coherence criterion per image (see :func:`coherence`)."""
     if lat.layout == "hexagonal":
         near = lat.distances().numpy()[k0, k1] <= 1.0 + 1e-6
     else:
@@ -143,8 +149,7 @@ def coherence(mapping, lattice=None, periodic: bool = False, idx=None, fraction:
         if lat.periodic:
             delta = np.minimum(delta, np.asarray(lat.shape) - delta)
         near = delta.max(axis=1) <= 1 if len(delta) else np.zeros(0, bool)
-    n = int(near.sum())
-    return (n / len(k0) if len(k0) else float("nan")) if fraction else n
+    return near
 
 
 def neuron_distance_stats(mapping, lattice=None, idx=None):
@@ -195,7 +200,7 @@ def quality_report(mapping, lattice=None, periodic: bool = False, idx=None) -> d
         "qe_median": float(np.median(d64)) if len(d64) else float("nan"),
         "qe_std": float(d64.std(ddof=1)) if len(d64) > 1 else 0.0,
         "te": float((gd[k0, k1] > 1.0 + 1e-6).mean()) if len(k0) else float("nan"),
-        "coherence": coherence(mapping, lat, periodic, idx, fraction=True),
+        "coherence": float(_adjacent(lat, k0, k1).mean()) if len(k0) else float("nan"),
         "empty_neurons": int((stats_counts == 0).sum()),
         "lattice": lat.describe(),
     }

@@ -89,17 +89,22 @@ def plot_neuron_map(values, lattice, *, path=None, ax=None, cmap: str = COUNT_CM
     return save_figure(fig, path, overwrite=overwrite, dpi=dpi)
 
 
-def plot_label_fractions(fractions, lattice, *, labels=None, path=None, cmap: str = "magma", ncols: int = 3,
-                         title: str | None = None, annotate: bool = True, figsize=None, dpi: int = 100,
-                         overwrite: bool = False):
+def plot_label_fractions(fractions, lattice, *, labels=None, from_counts: bool = False, balanced: bool = False,
+                         path=None, cmap: str = "magma", ncols: int = 3, title: str | None = None,
+                         annotate: bool = True, figsize=None, dpi: int = 100, overwrite: bool = False):
     """One panel per label: the fraction of each neuron's images carrying that label.
 
     ``fractions``: a dict ``label -> N values`` (e.g. :meth:`~somtorch.io.Mapping.map_labels`
     counts normalised per neuron), a pandas DataFrame with one column per label and one row
-    per neuron, or an ``(N, L)`` array with ``labels``. Colour scale 0..1. Returns the Figure
-    with one map axes per label.
+    per neuron, an ``(N, L)`` array with ``labels``, or a
+    :class:`~somtorch.analysis.KnowledgeTransfer` (its raw or ``balanced`` fractions).
+    ``from_counts``: the values are counts (e.g. ``Mapping.map_labels``), normalised here per
+    neuron (neurons without labelled images: NaN). Colour scale 0..1. Returns the Figure with
+    one map axes per label.
     """
     lat = as_lattice(lattice)
+    if hasattr(fractions, "fractions") and callable(fractions.fractions):
+        fractions = fractions.fractions(balanced=balanced)
     if isinstance(fractions, dict):
         labels = list(fractions) if labels is None else list(labels)
         cols = [to_numpy(fractions[k]).astype(float).reshape(-1) for k in labels]
@@ -110,6 +115,10 @@ def plot_label_fractions(fractions, lattice, *, labels=None, path=None, cmap: st
         arr = to_numpy(fractions).astype(float).reshape(lat.num_neurons, -1)
         labels = list(range(arr.shape[1])) if labels is None else list(labels)
         cols = [arr[:, k] for k in range(arr.shape[1])]
+    if from_counts:
+        tot = np.sum(cols, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cols = [np.where(tot > 0, c / tot, np.nan) for c in cols]
     from somtorch.plotting.som import neuron_positions
 
     _, xy = neuron_positions(lat)
