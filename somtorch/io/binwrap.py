@@ -303,13 +303,12 @@ class ImageReader:
             np.array([tuple(t) for t in transforms], dtype=[("flip", "i1"), ("angle", "<f4")])
         if len(tf) != len(idxs):
             raise ShapeError(f"{len(idxs)} image indices but {len(tf)} transforms")
-        d = self.data.shape[-1]
-        tr = PinkTransformer(d, neuron_dim or d, numrot, flip=True, exact=True)
+        tr = PinkTransformer(self.data.shape[-1], neuron_dim or self.data.shape[-1], numrot, flip=True, exact=True)
         t = flip_angle_to_index(np.asarray(tf["flip"]) == 1, np.asarray(tf["angle"], np.float64), numrot)
-        out = [tr.select(torch.from_numpy(np.array(self.data[i], np.float32)), t[k:k + 1])[0]
-               for k, i in enumerate(idxs)]
-        return torch.stack(out).numpy() if out else np.zeros((0, self.data.shape[1], tr.neuron_dim,
-                                                              tr.neuron_dim), np.float32)
+        out = np.zeros((len(idxs), self.data.shape[1], tr.neuron_dim, tr.neuron_dim), np.float32)
+        for k, i in enumerate(idxs):
+            out[k] = tr.select(torch.from_numpy(np.array(self.data[i], np.float32)), t[k:k + 1])[0].numpy()
+        return out
 
     def __str__(self) -> str:
         return self.path
@@ -661,14 +660,12 @@ class Mapping(_Lattice):
         ind = self._indices(idx)
         k0, k1 = self._best(ind, 0)[0], self._best(ind, 1)[0]
         lat = Lattice.from_header(self.header.som_dims, self.num_neurons, periodic=cyclic)
-        if lat.layout == "hexagonal":
-            near = lat.distances().numpy()[k0, k1] <= 1.0 + 1e-6
-        else:
-            c = lat.coords.numpy()
-            delta = np.abs(c[k0] - c[k1])
-            if cyclic:
-                delta = np.minimum(delta, np.asarray(lat.shape) - delta)
-            near = delta.max(axis=1) <= 1
+        c = lat.coords.numpy()
+        delta = np.abs(c[k0] - c[k1])
+        if cyclic and lat.layout == "cartesian":
+            delta = np.minimum(delta, np.asarray(lat.shape) - delta)
+        near = (lat.distances().numpy()[k0, k1] <= 1.0 + 1e-6 if lat.layout == "hexagonal"
+                else delta.max(axis=1, initial=0) <= 1)
         n = int(near.sum())
         return n / max(len(ind), 1) if fraction else n
 
