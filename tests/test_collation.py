@@ -294,3 +294,13 @@ def test_annotate_from_truth_drives_grouping():
     assert grp.graph.nodes[3]["isolated"] == "sidelobe"
     cat = grp.collate(host_labels=["host"])
     assert cat["Host_candidates"].tolist() == ["1:0", "1:1", ""] and cat["Isolated"].tolist() == [False, False, True]
+
+
+def test_lone_linked_entry_stays_a_subject():
+    # A's neuron marks only B (not A itself) with LINK: no edge, and B must still act as a subject
+    base = _cat([(10, 10), (10, 15)])
+    ann = _ann(["lobe"], {0: [(0, B, slice(13, 18), ["lobe"])]})
+    fs = FilterSet(base, None, ann, bmu=[0, 1], transform=(np.zeros(2), np.zeros(2)), distance=[0.1, 0.2],
+                   image_dim=D, pixel_scale=1 * u.arcsec, numrot=None)
+    g = greedy_graph(fs, ann, LabelResolve({"lobe": Action.LINK}), Sorter(fs))
+    assert sorted(g.edges()) == [(0, 0), (1, 1)]

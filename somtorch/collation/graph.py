@@ -273,7 +273,8 @@ def greedy_graph(filters, annotations, label_resolve: LabelResolve, sorter, src_
             G.add_edge(a, b, **edge_data)
         G.add_edge(src, src, **edge_data)
         claimed.add(src)
-        claimed.update(link_nodes)
+        if len(link_nodes) > 1:  # a lone LINKed entry gets no edge: it stays free to be a subject
+            claimed.update(link_nodes)
         for n in dict.fromkeys(unlink):
             if n in G:
                 G.remove_edges_from(list(G.edges(n, keys=True)))

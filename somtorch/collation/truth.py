@@ -53,7 +53,7 @@ def _votes(pairs, bmu, weights_mask, num_neurons, nd, kernel):
 def annotate_from_truth(neurons, base, source_id, *, bmu, transform, image_dim: int, pixel_scale=None,
                         wcs=None, sidelobe=None, hosts=None, host_of=None, seplimit=None,
                         numrot: int | None = 360, radius: float = 1.5, min_votes: float = 1.0,
-                        labels=("link", "host", "sidelobe")):
+                        labels=("link", "host", "sidelobe"), subjects=None):
     """Build an :class:`~somtorch.annotation.AnnotationSet` from true source memberships.
 
     Parameters
@@ -68,6 +68,8 @@ def annotate_from_truth(neurons, base, source_id, *, bmu, transform, image_dim: 
         of each entry's true host in it, -1 for none.
     radius, min_votes : vote disk radius (pixels) and minimum votes for a label.
     labels : names of the (link, host, sidelobe) labels.
+    subjects : bool ``(n,)``, optional -- only these entries' views vote (the "labelled" part of
+        the catalogue, to measure grouping on entries whose truth was not used).
     """
     from somtorch.annotation import Annotation, AnnotationSet
     from somtorch.collation.filters import FilterSet
@@ -85,7 +87,9 @@ def annotate_from_truth(neurons, base, source_id, *, bmu, transform, image_dim: 
                    image_dim=image_dim, pixel_scale=pixel_scale, wcs=wcs, seplimit=seplimit, numrot=numrot)
     b = fs.bmu
     kern = _disk(radius)
+    subj = np.ones(len(sid), bool) if subjects is None else np.asarray(subjects, dtype=bool)
     p0 = fs.pairs(0)
+    p0["inside"] = p0["inside"] & subj[p0["base"]]
     same = (sid[p0["match"]] == sid[p0["base"]]) & ~side[p0["match"]]
     v_link = _votes(p0, b, same, num_neurons, nd, kern)
     v_side = _votes(p0, b, side[p0["match"]], num_neurons, nd, kern)
@@ -96,6 +100,7 @@ def annotate_from_truth(neurons, base, source_id, *, bmu, transform, image_dim: 
              side_lab: (0, (v_side > v_all0 - v_side) & (v_side >= min_votes))}
     if hosts is not None:
         p1 = fs.pairs(1)
+        p1["inside"] = p1["inside"] & subj[p1["base"]]
         hof = np.asarray(host_of)
         is_host = hof[p1["base"]] == p1["match"]
         v_host = _votes(p1, b, is_host, num_neurons, nd, kern)
