@@ -417,8 +417,9 @@ def run_preprocessing(config: PreprocessConfig | dict | None = None, *,
         _save_chunk(work, cid, arr, done, skipped)
         done_set.add(cid)
         state["done_chunks"] = sorted(done_set)
-        state["done_rows"] = int(sum(min(n, (c + 1) * cfg.chunk_size) - c * cfg.chunk_size
-                                     for c in done_set))
+        ranges = [[c * cfg.chunk_size, min(n, (c + 1) * cfg.chunk_size)] for c in sorted(done_set)]
+        state["done_row_ranges"] = ranges  # [first, end) catalogue rows of each finished chunk
+        state["done_rows"] = int(sum(hi - lo for lo, hi in ranges))
         _write_json(state_path, state)
         bar.update(len(done) + len(skipped))
 
