@@ -72,7 +72,9 @@ def plot_neuron_map(values, lattice, *, path=None, ax=None, cmap: str = COUNT_CM
     if annotate:
         for v, (x, y) in zip(vals, xy):
             txt = "–" if not np.isfinite(v) else fmt.format(v)
-            colour = "dimgrey" if not np.isfinite(v) else ("black" if norm(v) > 0.6 else "white")
+            rgb = cm(norm(v))[:3] if np.isfinite(v) else (0.8, 0.8, 0.8)
+            lum = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]  # text readable on the cell colour
+            colour = "dimgrey" if not np.isfinite(v) else ("black" if lum > 0.5 else "white")
             ax.text(x, y, txt, ha="center", va="center", fontsize=7, color=colour)
     if highlight is not None:
         pos = {int(i): k for k, i in enumerate(idx)}
