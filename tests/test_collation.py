@@ -304,3 +304,24 @@ def test_lone_linked_entry_stays_a_subject():
                    image_dim=D, pixel_scale=1 * u.arcsec, numrot=None)
     g = greedy_graph(fs, ann, LabelResolve({"lobe": Action.LINK}), Sorter(fs))
     assert sorted(g.edges()) == [(0, 0), (1, 1)]
+
+
+def test_filterset_from_somset_files(tmp_path):
+    from somtorch.io.binwrap import SOMSet
+    from somtorch.io.pink import write_mapping, write_som, write_transforms
+
+    # 2 images, 2x1 SOM; image 0 -> neuron 1 (flipped, 90 deg), image 1 -> neuron 0
+    write_som(tmp_path / "som.bin", np.zeros((2, 1, D, D), np.float32), (2, 1))
+    write_mapping(tmp_path / "map.bin", np.array([[5.0, 1.0], [0.5, 3.0]], np.float32), (2, 1))
+    flip = np.array([[0, 1], [0, 0]], np.int8)
+    angle = np.array([[0.0, np.pi / 2], [0.0, 0.0]], np.float32)
+    write_transforms(tmp_path / "tr.bin", flip, angle, (2, 1))
+    ss = SOMSet(tmp_path / "som.bin", tmp_path / "map.bin", tmp_path / "tr.bin")
+    base = _cat([(10, 10), (10, 15)])
+    ann = _ann(["x"], {1: [(0, slice(5, 6), slice(10, 11), ["x"])]})
+    fs = FilterSet(base, None, ann, ss, image_dim=D, pixel_scale=1 * u.arcsec)
+    assert fs.bmu.tolist() == [1, 0] and fs.distance.tolist() == [1.0, 0.5]
+    assert fs.flip.tolist() == [1, 0] and fs.angle[0] == pytest.approx(np.pi / 2)
+    # image 1 sits 5 px right of image 0's centre: 90 deg clockwise -> below, flip -> above (row 5)
+    assert fs[0][0].product_labels.tolist() == [0, 2]
+    assert Sorter(fs).order.tolist() == [1, 0]

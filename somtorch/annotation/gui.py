@@ -26,6 +26,9 @@ Checkbox states carry over from one neuron to the next. The text box accepts a n
 :meth:`lasso`, :meth:`key`...), so sessions can be scripted and tested without a screen
 (Agg backend).
 
+In Jupyter use an interactive backend (``%matplotlib widget`` with ipympl); the session is
+event driven, so the call returns at once and the figure stays live.
+
 Convention
 ----------
 Neurons are indexed by their flat PINK index; ``annotate_neuron`` also accepts a lattice key
@@ -47,6 +50,14 @@ __all__ = ["Annotator", "HELP"]
 
 HELP = __doc__.split("Checkbox states")[0].split("Mouse:")[1].strip()
 _NONINTERACTIVE = {"agg", "pdf", "ps", "svg", "pgf", "cairo", "template"}
+
+
+def _interactive() -> bool:
+    """Whether the matplotlib backend shows live windows/widgets (not Agg, files or inline)."""
+    import matplotlib
+
+    b = matplotlib.get_backend().lower()
+    return b not in _NONINTERACTIVE and "inline" not in b
 
 
 class Annotator:
@@ -161,7 +172,7 @@ class Annotator:
             self._build()
         self.show(index)
         if block is None:
-            block = matplotlib.get_backend().lower() not in _NONINTERACTIVE
+            block = _interactive() and "ipympl" not in matplotlib.get_backend().lower()
         if block:
             plt.show(block=True)
         return self.fig
@@ -284,8 +295,7 @@ class Annotator:
         self._draw()
 
     def _draw(self) -> None:
-        import matplotlib
-        if matplotlib.get_backend().lower() not in _NONINTERACTIVE:  # Agg: draw on demand only
+        if _interactive():  # Agg / inline: draw on demand only
             self.fig.canvas.draw_idle()
 
     # ---------------------------------------------------------------- actions
