@@ -349,7 +349,7 @@ class PinkTransformer(nn.Module):
         """
         if images.ndim != 3:
             raise ShapeError(f"select expects one image (C, d, d); got {tuple(images.shape)}")
-        nd, k = self.neuron_dim, self._k
+        k = self._k
         t = t.to(torch.int64)
         f = torch.div(t, self.numrot, rounding_mode="floor")
         s = t - f * self.numrot
@@ -357,10 +357,19 @@ class PinkTransformer(nn.Module):
         i = s - j * k
         uniq, inv = torch.unique(i, return_inverse=True)
         full = self._base_full(images, uniq)  # (U, C, nd, nd)
-        c = full.shape[1]
-        perm = self._perms(images.device)[(j + 4 * f)]  # (M, nd*nd)
-        src = full.reshape(full.shape[0], c, nd * nd)[inv]
-        return torch.gather(src, 2, perm[:, None, :].expand(-1, c, -1)).reshape(-1, c, nd, nd)
+        # exact quarter turns / flips, one group per dihedral variant (at most 8 groups): cheaper
+        # than a per-pixel gather with an (M, nd*nd) index table
+        q = j + 4 * f
+        out = full.new_empty((len(t),) + tuple(full.shape[1:]))
+        for qq in torch.unique(q).tolist():
+            idx = torch.nonzero(q == qq).flatten()
+            b = full.index_select(0, inv.index_select(0, idx))
+            if qq % 4:
+                b = torch.rot90(b, -(qq % 4), dims=(-2, -1))
+            if qq >= 4:
+                b = torch.flip(b, dims=(-2,))
+            out.index_copy_(0, idx, b)
+        return out
 
     def _base_full(self, image: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """(U, C, nd, nd) full-size base orientations for the base indices ``which`` (sorted, unique)."""
