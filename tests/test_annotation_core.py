@@ -199,3 +199,19 @@ def test_import_pyink_results_opt_in(tmp_path):
         pickle.dump({0: Evil()}, fh)
     with pytest.raises(FileFormatError):
         import_pyink_results(tmp_path / "evil.pkl", allow_pickle=True)
+
+
+def test_too_many_labels_on_one_pixel_raises_instead_of_overflowing():
+    from somtorch.annotation import PRIMES
+    from somtorch.errors import ShapeError
+
+    a = Annotation(np.ones((4, 4)))
+    m = np.ones((4, 4), bool)
+    v = 1
+    for p in PRIMES[:15]:
+        v *= p
+    a.add_mask(0, m, v)
+    assert a.filter(0)[0, 0] == v
+    a.add_mask(0, m, PRIMES[15])
+    with pytest.raises(ShapeError):
+        a.filter(0)

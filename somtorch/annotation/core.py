@@ -90,8 +90,16 @@ class Region:
         return d
 
 
+_LOG_INT64_MAX = float(np.log(np.iinfo(np.int64).max))
+
+
 def _combine(base: np.ndarray, mask: np.ndarray, value: int) -> None:
     sel = base[mask]
+    if sel.size and value > 1:
+        g = np.gcd(sel, value)
+        if np.any(np.log(np.maximum(sel, 1)) + np.log(value) - np.log(g) > _LOG_INT64_MAX):
+            raise ShapeError("a pixel would carry more labels than an int64 prime product can hold "
+                             "(at most the 15 smallest primes together)")
     base[mask] = np.where(sel == 0, value, np.lcm(sel, value))
 
 
