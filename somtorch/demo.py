@@ -7,10 +7,12 @@
 2. **Selection.** Components with ``Peak_to_ring < 3`` and ``S_Code != 'E'`` are the ones the
    sidelobe SOM is about (cookbook §8: sidelobes have low peak-to-ring ratios); only they are
    imaged, trained on and mapped. The others keep ``P_sidelobe = -1`` in the final catalogue.
-3. **Preprocessing.** 150×150 cutouts (0.6″ pixels) centred on each component, the cookbook
-   recipe (noise rms, drop pixels below 2σ, log10, min-max), a central crop and area resampling
-   to ``image_size`` pixels; written as a PINK image binary with a JSON records sidecar that
-   links each image to its ``Component_name``.
+3. **Preprocessing.** 150×150 FITS cutouts (0.6″ pixels, WCS and beam keywords) centred on
+   each component go through a :func:`somtorch.data.run_preprocessing` run with the cookbook
+   recipe (noise rms, drop pixels below 2σ, log10, min-max), a central crop and area
+   resampling to ``image_size`` pixels; it writes a PINK image binary with a JSON records
+   sidecar linking each image to its ``Component_name`` (entries that fail are skipped and
+   reported, and keep nulls in the final catalogue).
 4. **Training** through the Hydra entry point, ``python -m somtorch.train`` with a fast
    multi-stage schedule (``configs/schedule/demo_sidelobe.yaml``: broad neighbourhood and few
    rotations first, then narrower and more rotations), on a 10×10 SOM.
@@ -169,10 +171,11 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
              schedule: str = "demo_sidelobe", extra_train_overrides=()) -> dict:
     """Run the whole demo (see the module docstring); returns the quality report dict."""
     from somtorch.analysis import catalogue_columns, merge_catalogue, transfer_labels
-    from somtorch.cli.common import preprocess_cutouts, read_json
-    from somtorch.datasets import SkyConfig, generate_sky, render_cutouts
+    from somtorch.cli.common import read_json
+    from somtorch.data import PreprocessConfig, run_preprocessing
+    from somtorch.datasets import SkyConfig, generate_sky, write_fits_cutouts
     from somtorch.geometry import Lattice
-    from somtorch.io import read_mapping, read_som, records_path, write_images, write_records
+    from somtorch.io import read_images, read_mapping, read_records, read_som
     from somtorch.plotting import plot_bmu_counts
 
     t0 = time.perf_counter()
@@ -196,20 +199,31 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
     _say(f"      {len(full)} catalogued components; {len(sel)} with Peak_to_ring < 3 "
          f"({full.Is_sidelobe.to_numpy()[sel].mean():.0%} of them sidelobes)")
 
-    # 2-3. cutouts, preprocessing, image binary
-    _say(f"[2/7] rendering and preprocessing {len(sel)} cutouts (crop {crop}, {image_size}x{image_size})")
-    cube = render_cutouts(sky, indices=sel, channels=("radio",))[:, 0]
-    images = preprocess_cutouts(cube, snr=2.0, log=True, crop=crop, image_size=image_size)
+    # 2-3. FITS cutouts, preprocessing run -> image binary + records
+    _say(f"[2/7] writing {len(sel)} FITS cutouts and preprocessing them (cookbook recipe, crop {crop}, "
+         f"{image_size}x{image_size})")
+    write_fits_cutouts(sky, out / "cutouts", indices=sel, catalogue_name="selected.csv")
     img_path = out / "images.bin"
-    write_images(img_path, images, comments=["somtorch demo: synthetic VLASS sidelobe candidates"])
-    write_records(records_path(img_path), [{"index": i, "Component_name": full.Component_name.iat[j]}
-                             for i, j in enumerate(sel)])
+    recipe = [{"name": "rms", "mode": "mad", "clip_rounds": 2, "ignore_zeros": True},
+              {"name": "snr_clip", "snr": 2.0, "mode": "drop"}, "log", "minmax",
+              {"name": "crop", "size": int(crop)}, {"name": "resize", "size": int(image_size)}, "minmax"]
+    prep = run_preprocessing(PreprocessConfig(
+        catalogue=str(out / "cutouts" / "selected.csv"), output=str(img_path),
+        id_column="Component_name", recipe=recipe, workers=1, progress=False,
+        comment="somtorch demo: synthetic VLASS sidelobe candidates"))
+    _say(f"      written {prep['written']}, skipped {prep['skipped']} "
+         f"{prep['skipped_by_reason'] or ''}")
+    recs = read_records(img_path)
+    names = np.asarray([r["Component_name"] for r in recs], dtype=object)
+    row_of = pd.Series(np.arange(len(full)), index=full.Component_name.to_numpy())
+    sel = row_of.loc[names].to_numpy()  # catalogue rows of the written images, in image order
+    images = read_images(img_path).numpy().reshape(len(sel), image_size, image_size)
 
     # 4. training through Hydra
     _say(f"[3/7] training: python -m somtorch.train schedule={schedule} (log: train.log)")
     train_dir = out / "train"
     _run([sys.executable, "-m", "somtorch.train", "data=file", f"data.path={img_path}",
-          f"schedule={schedule}", f"som.seed={seed + 1234}", f"hydra.run.dir={train_dir}",
+          f"schedule={schedule}", f"som.seed={seed + 1234}", "metrics_sample=128", f"hydra.run.dir={train_dir}",
           *extra_train_overrides], out / "train.log")
     summary = read_json(train_dir / "summary.json")
 
