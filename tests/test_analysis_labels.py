@@ -144,3 +144,11 @@ def test_knn_by_hand():
     tr = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
     lab = ["a", "a", "b", "b"]
     assert knn_predict(tr, lab, [[0.05, 0.0], [4.9, 5.2]], k=1).tolist() == ["a", "b"]
+
+
+def test_knowledge_transfer_csv_roundtrip(tmp_path):
+    kt = transfer_labels([0, 0, 1], ["a", "b", "a"], 3)
+    kt.write_csv(tmp_path / "kt.csv")
+    back = read_neuron_table(tmp_path / "kt.csv")
+    assert back["count_a"].tolist() == [1, 1, 0] and back["frac_b"].iloc[0] == pytest.approx(0.5)
+    assert back.index.tolist() == [0, 1, 2]

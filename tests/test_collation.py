@@ -325,3 +325,16 @@ def test_filterset_from_somset_files(tmp_path):
     # image 1 sits 5 px right of image 0's centre: 90 deg clockwise -> below, flip -> above (row 5)
     assert fs[0][0].product_labels.tolist() == [0, 2]
     assert Sorter(fs).order.tolist() == [1, 0]
+
+
+def test_filter_plot_returns_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fs, _ = _three(resolve={"core": Action.LINK})
+    fig = fs[0][0].plot()
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["core", "lobe", "side"]
+    plt.close(fig)

@@ -113,6 +113,10 @@ class KnowledgeTransfer:
         df["ambiguous"] = self.ambiguous()
         return df
 
+    def write_csv(self, path, overwrite: bool = False) -> str:
+        """Write :meth:`table` as a neuron table CSV (:func:`write_neuron_table`)."""
+        return write_neuron_table(self.table(), path, overwrite=overwrite)
+
 
 def transfer_labels(bmu, labels, num_neurons: int, coords=None, classes=None, min_count: int = 3,
                     margin: float = 0.2) -> KnowledgeTransfer:
@@ -320,6 +324,8 @@ def join_neuron_table(bmu, table: pd.DataFrame, columns=None, applicable=None, n
 # --------------------------------------------------------------------------------------------
 
 def _as_features(distances) -> np.ndarray:
+    if hasattr(distances, "flat") and hasattr(distances, "bmu_ed"):  # a somtorch.io.Mapping
+        distances = distances.flat
     x = distances.detach().cpu().numpy() if hasattr(distances, "detach") else np.asarray(distances)
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:

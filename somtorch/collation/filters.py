@@ -67,6 +67,29 @@ class Filter:
     def __len__(self) -> int:
         return len(self.src_idx)
 
+    def plot(self, figure=None, axes=None):
+        """Diagnostic plot: the neuron's filter with the projected entries, one legend entry per
+        label combination (``origin='upper'``, row 0 at the top). Returns the Figure."""
+        import matplotlib.pyplot as plt
+
+        if axes is None:
+            figure = figure if figure is not None else plt.figure(figsize=(5, 5))
+            axes = figure.add_subplot(1, 1, 1)
+        figure = axes.figure
+        f = self._fs.filters[self.neuron, self.channel]
+        vals = np.unique(f)
+        axes.imshow(np.searchsorted(vals, f), cmap="tab20", origin="upper", interpolation="nearest",
+                    vmin=0, vmax=max(len(vals) - 1, 1))
+        labs = self.coord_labels
+        for key in dict.fromkeys(labs):
+            sel = np.array([lab == key for lab in labs], dtype=bool)
+            axes.scatter(self.coords[sel, 1], self.coords[sel, 0], s=30, edgecolor="k",
+                         label=" + ".join(key) if key else "no label")
+        if len(self):
+            axes.legend(fontsize=8, loc="upper right")
+        axes.set_title(f"entry {self.base_idx}, neuron {self.neuron}, channel {self.channel}", fontsize=9)
+        return figure
+
     def __repr__(self) -> str:
         return f"Filter(base={self.base_idx}, channel={self.channel}, neuron={self.neuron}, matches={len(self)})"
 
