@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["run_demo", "quality_report", "roc_auc", "main"]
+__all__ = ["run_demo", "sidelobe_report", "roc_auc", "main"]
 
 TRUTH_COLUMNS = ("Component_id", "Source_id", "Parent_source_id", "Morph_class", "Role",
                  "Is_sidelobe", "True_peak_flux", "True_total_flux")
@@ -66,7 +66,7 @@ def roc_auc(score, truth) -> float:
     return float((r[t].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
-def quality_report(bmu, morph, is_sidelobe, p_sidelobe, heldout, num_neurons: int,
+def sidelobe_report(bmu, morph, is_sidelobe, p_sidelobe, heldout, num_neurons: int,
                    threshold: float = 0.5) -> dict:
     """Quality of a SOM-based sidelobe classification against the truth.
 
@@ -292,7 +292,7 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
                    [f"neuron {n} {tuple(lat.coords[n].tolist())}\nP_sl={p_neuron[n]:.2f}" for n in chosen],
                    plots / "neuron_examples.png")
 
-    report = quality_report(bmu, full.Morph_class.to_numpy()[sel], truth_sl,
+    report = sidelobe_report(bmu, full.Morph_class.to_numpy()[sel], truth_sl,
                             np.nan_to_num(p_neuron[bmu], nan=-1.0), ~labelled, lat.num_neurons)
     report["elapsed_s"] = round(time.perf_counter() - t0, 1)
     report["final_som"] = summary["final_som"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from somtorch.demo import main, quality_report, roc_auc
+from somtorch.demo import main, sidelobe_report, roc_auc
 
 
 def _auc_pairs(score, truth) -> float:
@@ -33,14 +33,14 @@ def test_roc_auc_edge_cases():
     assert np.isnan(roc_auc([0.5, 0.5], [True, True]))
 
 
-def test_quality_report_on_a_constructed_case():
+def test_sidelobe_report_on_a_constructed_case():
     # neuron 0: 3 sidelobes + 1 real (compact); neuron 1: 4 real (2 double, 2 compact)
     bmu = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     sl = np.array([1, 1, 1, 0, 0, 0, 0, 0], bool)
     morph = np.array(["sidelobe"] * 3 + ["compact", "double", "double", "compact", "compact"])
     p = np.array([0.75] * 4 + [0.0] * 4)
     held = np.array([1, 1, 0, 1, 1, 0, 1, 1], bool)
-    r = quality_report(bmu, morph, sl, p, held, num_neurons=4)
+    r = sidelobe_report(bmu, morph, sl, p, held, num_neurons=4)
     assert r["purity_sidelobe"] == pytest.approx(7 / 8)
     assert r["purity_morphology"] == pytest.approx((3 + 2) / 8)  # ties in neuron 1 pick 2
     assert r["n_neurons_used"] == 2 and r["n_heldout"] == 6 and r["coverage"] == 1.0
@@ -50,8 +50,8 @@ def test_quality_report_on_a_constructed_case():
     assert r["roc_auc"] == pytest.approx(_auc_pairs(p[held], sl[held]))
 
 
-def test_quality_report_undefined_probabilities_reduce_coverage():
-    r = quality_report([0, 1], ["a", "b"], [True, False], [-1.0, 0.2], [True, True], num_neurons=2)
+def test_sidelobe_report_undefined_probabilities_reduce_coverage():
+    r = sidelobe_report([0, 1], ["a", "b"], [True, False], [-1.0, 0.2], [True, True], num_neurons=2)
     assert r["coverage"] == 0.5 and np.isnan(r["recall"])
 
 
