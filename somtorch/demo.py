@@ -23,8 +23,8 @@
    (``-1`` for neurons with fewer than ``min_labelled`` labelled matches).
 7. **Catalogue.** Left join on ``Component_name`` of ``Best_neuron``, ``Best_neuron_y/x``,
    ``Neuron_dist`` and ``P_sidelobe`` onto the original catalogue (CSV and FITS table).
-8. **Plots** (SOM mosaic, best-match counts, P_sidelobe per neuron, training curves, images
-   matched to the most and least sidelobe-like neurons) and a **quality report** against the
+8. **Plots** (SOM mosaic, best-match counts, label fractions per neuron, training curves,
+   images matched to the most and least sidelobe-like neurons, in their neuron's frame) and a **quality report** against the
    hidden truth (``report.json``): neuron purity by morphology and by sidelobe/real, and
    sidelobe precision / recall / ROC AUC on the held-out (unlabelled) components.
 
@@ -143,29 +143,6 @@ def _write_table(df: pd.DataFrame, path: Path) -> None:
         Table.from_pandas(t).write(f, format="fits")
 
 
-def _plot_examples(images, bmu, neurons, titles, path: Path, per_neuron: int = 8) -> None:
-    """Grid: one row per chosen neuron, its best-matching images (smallest distance first)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(1.3 * per_neuron, 1.4 * len(neurons)), layout="constrained")
-    axes = fig.subplots(len(neurons), per_neuron, squeeze=False)
-    for r, (n, title) in enumerate(zip(neurons, titles)):
-        rows = np.flatnonzero(bmu == n)[:per_neuron]
-        for c in range(per_neuron):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(rows):
-                ax.imshow(images[rows[c]], origin="lower", cmap="inferno")
-                ax.plot([images.shape[-1] / 2 - 0.5], [images.shape[-2] / 2 - 0.5], "+", color="cyan",
-                        ms=6)
-            else:
-                ax.axis("off")
-        axes[r, 0].set_ylabel(title, fontsize=7)
-    fig.suptitle("images matched to chosen neurons (+ marks the component)")
-    fig.savefig(path, dpi=90)
-
-
 def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int = 40,
              crop: int = 120, label_fraction: float = 0.3, min_labelled: int = 2,
              schedule: str = "demo_sidelobe", extra_train_overrides=()) -> dict:
@@ -175,7 +152,7 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
     from somtorch.data import PreprocessConfig, run_preprocessing
     from somtorch.datasets import SkyConfig, generate_sky, write_fits_cutouts
     from somtorch.geometry import Lattice
-    from somtorch.io import read_images, read_mapping, read_records, read_som
+    from somtorch.io import read_mapping, read_records, read_som
     from somtorch.plotting import plot_bmu_counts
 
     t0 = time.perf_counter()
@@ -217,7 +194,6 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
     names = np.asarray([r["Component_name"] for r in recs], dtype=object)
     row_of = pd.Series(np.arange(len(full)), index=full.Component_name.to_numpy())
     sel = row_of.loc[names].to_numpy()  # catalogue rows of the written images, in image order
-    images = read_images(img_path).numpy().reshape(len(sel), image_size, image_size)
 
     # 4. training through Hydra
     _say(f"[3/7] training: python -m somtorch.train schedule={schedule} (log: train.log)")
@@ -267,13 +243,19 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
     _say("[7/7] plots and quality report")
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
-    from somtorch.plotting import plot_som_mosaic, plot_training_curves
+    from somtorch.io import ImageReader, Mapping, Transform
+    from somtorch.plotting import (
+        plot_label_fractions,
+        plot_neuron_matches,
+        plot_som_mosaic,
+        plot_training_curves,
+    )
 
     plot_som_mosaic(weights, lat, path=plots / "som_mosaic.png", cmap="inferno",
                     counts=np.bincount(bmu, minlength=lat.num_neurons), title="final SOM")
     plot_bmu_counts(np.bincount(bmu, minlength=lat.num_neurons), lat, path=plots / "bmu_counts.png")
-    plot_bmu_counts(np.nan_to_num(p_neuron, nan=0.0) * 100, lat, path=plots / "p_sidelobe.png",
-                    cmap="coolwarm", title="P_sidelobe per neuron (%; 0 where undefined)")
+    plot_label_fractions(kt, lat, path=plots / "label_fractions.png",
+                         title="label fractions per neuron (labelled subset)")
     hist = []
     for st in summary.get("stages", []):
         mp = Path(st.get("files", {}).get("metrics_csv", "") or "")
@@ -284,14 +266,19 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
     if hist:
         plot_training_curves(pd.concat(hist, ignore_index=True), path=plots / "training_curves.png")
     counts = np.bincount(bmu, minlength=lat.num_neurons)
-    order = np.argsort(np.nan_to_num(p_neuron, nan=-1.0))
-    hi = [n for n in order[::-1] if counts[n] >= 4][:3]
-    lo = [n for n in order if counts[n] >= 4 and np.isfinite(p_neuron[n])][:3]
-    chosen = hi + lo
-    _plot_examples(images[np.argsort(ndist)], bmu[np.argsort(ndist)], chosen,
-                   [f"neuron {n} {tuple(lat.coords[n].tolist())}\nP_sl={p_neuron[n]:.2f}" for n in chosen],
-                   plots / "neuron_examples.png")
-
+    order = np.argsort(np.nan_to_num(p_neuron, nan=-1.0), kind="stable")
+    usable = [n for n in order if counts[n] >= 4 and np.isfinite(p_neuron[n])]
+    mapping, transform = Mapping(map_dir / "mapping.bin"), Transform(map_dir / "transform.bin")
+    reader = ImageReader(img_path)
+    for tag, n in (("sidelobe_like", usable[-1] if usable else None),
+                   ("real_like", usable[0] if usable else None)):
+        if n is None:
+            continue
+        key = tuple(int(v) for v in lat.coords[n].tolist())
+        plot_neuron_matches(reader, mapping, int(n), transform=transform, n=16, ncols=8,
+                            numrot=int(som_cfg["geometry"]["numrot"]),
+                            title=f"neuron {key}: P_sidelobe = {p_neuron[n]:.2f} ({counts[n]} matches)",
+                            path=plots / f"neuron_matches_{tag}.png")
     report = sidelobe_report(bmu, full.Morph_class.to_numpy()[sel], truth_sl,
                             np.nan_to_num(p_neuron[bmu], nan=-1.0), ~labelled, lat.num_neurons)
     report["elapsed_s"] = round(time.perf_counter() - t0, 1)

@@ -86,7 +86,8 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     assert len(Table.read(out / "catalogue_final.fits")) == len(cat)
     rep = json.loads((out / "report.json").read_text())
     assert 0 <= rep["purity_sidelobe"] <= 1 and rep["n_mapped"] == int(applicable.sum())
-    for name in ("som_mosaic.png", "bmu_counts.png", "p_sidelobe.png", "neuron_examples.png"):
+    for name in ("som_mosaic.png", "bmu_counts.png", "label_fractions.png",
+                 "neuron_matches_sidelobe_like.png", "neuron_matches_real_like.png"):
         assert (out / "plots" / name).stat().st_size > 1000
     # never overwrite an earlier run
     assert main(["--out", str(out)]) == 1
