@@ -1,18 +1,30 @@
 """Training and mapping throughput and peak memory of the somtorch engine.
 
-Each case runs in a fresh subprocess so that peak memory (max RSS on CPU, max allocated on CUDA)
-belongs to that case alone. Cases follow the issue's reference geometries:
+Every measurement runs in a fresh subprocess, so its peak memory belongs to it alone. Cases follow
+the issue's reference geometries (PINK defaults, 10x10 cartesian SOM, 360 rotations + flip):
 
-* ``64``:  64x64 images, 10x10 SOM, 360 rotations + flip, PINK defaults nd=91, ed=45;
-* ``150``: 150x150 images, 10x10 SOM, 360 rotations + flip, nd=213, ed=106.
+* ``64``:  64x64 images, neuron 91, distance window 45 (T = 720 transformations);
+* ``150``: 150x150 images, neuron 213, distance window 106.
 
 Usage::
 
-    python benchmarks/bench_engine.py                    # all cases on the default device
-    python benchmarks/bench_engine.py --cases 64 --device cuda --train-images 2000 --map-images 20000
-    python benchmarks/bench_engine.py --memory-scaling   # mapping peak memory vs number of images
+    python benchmarks/bench_engine.py                       # throughput, 64 and 150, default device
+    python benchmarks/bench_engine.py --cases 64 --device cuda --train-images 5000 --map-images 20000
+    python benchmarks/bench_engine.py --memory-scaling      # map N and 4N images from a memory-mapped file
+    python benchmarks/bench_engine.py --profile             # per-step time of one 64x64 training step
+    python benchmarks/bench_engine.py --record              # also write the results to RESULTS.md
 
-Prints one line per case; ``--record`` appends a table to benchmarks/RESULTS.md with the machine.
+Memory figures (MiB)
+--------------------
+* ``rss_before``: resident memory when the timed work starts (interpreter, torch, data, SOM);
+* ``peak_rss``: ``getrusage`` max RSS (high-water mark; includes file pages of memory maps);
+* ``peak_anon``: highest anonymous resident memory (``RssAnon``, sampled every 5 ms), i.e. heap
+  without the page cache of a memory-mapped input;
+* ``tracemalloc_peak``: peak of allocations tracemalloc sees (Python objects and numpy arrays, not
+  torch tensors; only with ``--memory-scaling``);
+* ``peak_cuda``: ``torch.cuda.max_memory_allocated`` on CUDA.
+
+PINK 2.5's CPU build on a 2-core machine: 3.9 images/s training, 6.1 images/s mapping (64x64).
 """
 
 from __future__ import annotations
@@ -23,7 +35,70 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PINK_CPU = {"train": 3.9, "map": 6.1}  # images/s, PINK 2.5 --cuda-off, 64x64, 2-core machine
+
+
+# ---------------------------------------------------------------------------------------- memory
+def _status_kib(field: str) -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class _AnonPeak:
+    """Samples ``RssAnon`` in a thread; ``peak`` is the highest value seen (KiB)."""
+
+    def __init__(self, interval=0.005):
+        self.interval, self.peak, self._stop = interval, _status_kib("RssAnon"), False
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop:
+            self.peak = max(self.peak, _status_kib("RssAnon"))
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._t.join()
+        self.peak = max(self.peak, _status_kib("RssAnon"))
+
+
+def _mib(kib: float) -> float:
+    return round(kib / 1024, 1)
+
+
+# ---------------------------------------------------------------------------------------- child
+def _images(d: int, n: int, seed: int = 1):
+    """Smooth, source-like images (sums of three Gaussian blobs), ``(n, 1, d, d)``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n_unique = min(n, 512)
+    yy, xx = torch.meshgrid(torch.arange(d, dtype=torch.float32), torch.arange(d, dtype=torch.float32),
+                            indexing="ij")
+    imgs = torch.zeros(n_unique, 1, d, d)
+    for _ in range(3):
+        cy = torch.rand(n_unique, 1, 1, generator=g) * d * 0.6 + d * 0.2
+        cx = torch.rand(n_unique, 1, 1, generator=g) * d * 0.6 + d * 0.2
+        s = torch.rand(n_unique, 1, 1, generator=g) * d * 0.05 + d * 0.02
+        a = torch.rand(n_unique, 1, 1, generator=g)
+        imgs[:, 0] += a * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+    imgs += 0.01 * torch.rand(imgs.shape, generator=g)
+    return imgs[torch.arange(n) % n_unique]
 
 
 def _child(args: dict) -> dict:
@@ -34,71 +109,129 @@ def _child(args: dict) -> dict:
     from somtorch.engine import Mapper, Neighbourhood, RotationInvariantSOM, SOMGeometry, Trainer
     from somtorch.geometry import Lattice
 
-    torch.manual_seed(0)
     dev = torch.device(args["device"])
     if args.get("threads"):
         torch.set_num_threads(args["threads"])
-    d = args["size"]
+    d, mode = args["size"], args["mode"]
     som = RotationInvariantSOM(Lattice("cartesian", (10, 10)), SOMGeometry(d, numrot=360), init="random",
                                seed=1, device=dev, precision=args.get("precision", "float32"),
-                               tie_break=args.get("tie_break", "pink"))
-    g = torch.Generator().manual_seed(1)
-    # smooth, source-like images (sums of Gaussian blobs), not white noise
-    n = max(args["train_images"], args["map_images"])
-    n_unique = min(n, 512)
-    yy, xx = torch.meshgrid(torch.arange(d, dtype=torch.float32), torch.arange(d, dtype=torch.float32), indexing="ij")
-    imgs = torch.zeros(n_unique, 1, d, d)
-    for _ in range(3):
-        cy = torch.rand(n_unique, 1, 1, generator=g) * d * 0.6 + d * 0.2
-        cx = torch.rand(n_unique, 1, 1, generator=g) * d * 0.6 + d * 0.2
-        s = torch.rand(n_unique, 1, 1, generator=g) * d * 0.05 + d * 0.02
-        a = torch.rand(n_unique, 1, 1, generator=g)
-        imgs[:, 0] += a * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
-    imgs += 0.01 * torch.rand(imgs.shape, generator=g)
-    idx = torch.arange(n) % n_unique
-    out = {"case": d, "device": str(dev), "nd": som.geometry.nd, "ed": som.geometry.ed,
+                               tie_break=args.get("tie_break"))
+    out = {"mode": mode, "case": d, "device": str(dev), "nd": som.geometry.nd, "ed": som.geometry.ed,
            "T": som.num_transforms, "threads": torch.get_num_threads(), "precision": som.precision,
            "tie_break": som.tie_break}
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
 
     def sync():
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    if args["train_images"]:
-        data = imgs[idx[: args["train_images"]]]
-        tr = Trainer(som, Neighbourhood("gaussian", 1.1, 0.2), shuffle=True, metrics_sample=0)
-        Trainer(som, metrics_sample=0).fit(data[: min(8, len(data))])  # warm-up (grids, allocator)
-        sync()
-        t0 = time.perf_counter()
-        tr.fit(data)
-        sync()
-        out["train_img_per_s"] = round(args["train_images"] / (time.perf_counter() - t0), 2)
-    if args["map_images"]:
-        data = imgs[idx[: args["map_images"]]] if not args.get("map_file") else args["map_file"]
-        m = Mapper(som, batch_size=args.get("batch_size"))
-        m.map(imgs[:8])
-        sync()
-        t0 = time.perf_counter()
-        if args.get("map_file"):
-            m.map_to_files(data, args["map_file"] + ".map", overwrite=True)
-            nmap = len(m.som.weight) and args["map_images"]
-        else:
-            res = m.map(data)
-            nmap = len(res)
-        sync()
-        out["map_img_per_s"] = round(nmap / (time.perf_counter() - t0), 2)
-        out["map_batch"] = m.auto_batch_size()
-    out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    n = args["n"]
+    data = _images(d, n) if mode in ("train", "map") else args["file"]
+    # warm-up: sampling grids, allocator, BLAS
+    warm = _images(d, 4, seed=2)
+    if mode == "train":
+        Trainer(som, metrics_sample=0).fit(warm)
+    else:
+        Mapper(som).map(warm)
+    sync()
     if dev.type == "cuda":
-        out["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        torch.cuda.reset_peak_memory_stats()
+    tm = None
+    if args.get("tracemalloc"):
+        import tracemalloc
+
+        tracemalloc.start()
+        tm = tracemalloc
+    out["rss_before"] = _mib(_status_kib("VmRSS"))
+    with _AnonPeak() as anon:
+        t0 = time.perf_counter()
+        if mode == "train":
+            Trainer(som, Neighbourhood("gaussian", 1.1, 0.2), shuffle=True, metrics_sample=0,
+                    batch_size=args.get("batch_size")).fit(data)
+        elif mode == "map":
+            Mapper(som, batch_size=args.get("batch_size")).map(data)
+        else:  # map a PINK image file (memory-mapped) straight to PINK output files
+            m = Mapper(som, batch_size=args.get("batch_size"))
+            outdir = args["outdir"]
+            m.map_to_files(data, os.path.join(outdir, f"map_{n}.bin"), os.path.join(outdir, f"rf_{n}.bin"),
+                           overwrite=True)
+            out["batch"] = m.auto_batch_size()
+        sync()
+        dt = time.perf_counter() - t0
+    out["images"] = n
+    out["seconds"] = round(dt, 2)
+    out["img_per_s"] = round(n / dt, 2)
+    out["peak_rss"] = _mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    out["peak_anon"] = _mib(anon.peak)
+    if tm is not None:
+        out["tracemalloc_peak"] = round(tm.get_traced_memory()[1] / 2**20, 1)
+        tm.stop()
+    if dev.type == "cuda":
+        out["peak_cuda"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
 
 
+def _profile(args: dict) -> dict:
+    """Milliseconds per training image spent in each step of the Trainer's inner loop."""
+    import torch
+
+    from somtorch.engine import Neighbourhood, RotationInvariantSOM, SOMGeometry
+    from somtorch.engine.distance import best_match
+    from somtorch.geometry import Lattice
+
+    dev = torch.device(args["device"])
+    if args.get("threads"):
+        torch.set_num_threads(args["threads"])
+    d = args["size"]
+    som = RotationInvariantSOM(Lattice("cartesian", (10, 10)), SOMGeometry(d, numrot=360), init="random",
+                               seed=1, device=dev, tie_break=args.get("tie_break"))
+    eng, w = som.engine, som.weight.data
+    f_all = som.factors(Neighbourhood())
+    imgs = _images(d, args["n"]).to(dev)
+    acc: dict = {}
+
+    def tick(name, t0):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        acc[name] = acc.get(name, 0.0) + (t1 - t0)
+        return t1
+
+    wv, wnorm = eng.neuron_variants(w)
+    for _rep in range(2):  # first pass warms up
+        acc.clear()
+        for b in range(len(imgs)):
+            x = imgs[b:b + 1]
+            t = time.perf_counter()
+            xr, rnorm = eng.base_features(x)
+            t = tick("base rotations + norms", t)
+            dsq = eng.sq_distances_fast(xr, rnorm, wv, wnorm)
+            t = tick("distances (GEMM)", t)
+            dsq = eng.resolve_ties(x, dsq, w, rnorm, wnorm)
+            t = tick("tie re-evaluation", t)
+            _, tb, best = best_match(dsq)
+            best = int(best[0])
+            t = tick("best match", t)
+            sel = eng.transformer.select(x[0], tb[0])
+            t = tick("select best transforms (full size)", t)
+            f = f_all[best]
+            w.sub_(sel.sub_(w).neg_().mul_(f.view(-1, 1, 1, 1)))
+            t = tick("update", t)
+            wv, wnorm = eng.neuron_variants(w)
+            t = tick("neuron variants", t)
+    n = len(imgs)
+    ms = {k: round(v / n * 1e3, 3) for k, v in acc.items()}
+    ms["total"] = round(sum(acc.values()) / n * 1e3, 3)
+    return {"mode": "profile", "case": d, "device": str(dev), "threads": torch.get_num_threads(),
+            "tie_break": som.tie_break, "images": n, "ms_per_image": ms}
+
+
+# ---------------------------------------------------------------------------------------- parent
 def run_case(args: dict) -> dict:
-    cmd = [sys.executable, __file__, "--child", json.dumps(args)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(args)]
+    env = dict(os.environ)
+    if args.get("threads"):
+        env.setdefault("OMP_NUM_THREADS", str(args["threads"]))
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"case {args} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -117,7 +250,23 @@ def machine() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, Python {platform.python_version()}"
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f", {round(int(f.readline().split()[1]) / 2**20)} GiB RAM"
+    except OSError:
+        pass
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = ", load average {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
+    return (f"{cpu}, {os.cpu_count()} logical CPUs{mem}, {gpu}, torch {torch.__version__}, "
+            f"Python {platform.python_version()}{load}")
+
+
+def _write_images(path: str, d: int, n: int) -> None:
+    from somtorch.io import write_images
+
+    write_images(path, _images(d, n, seed=3), overwrite=True)
 
 
 def main(argv=None) -> int:
@@ -125,45 +274,86 @@ def main(argv=None) -> int:
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--cases", default="64,150")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--train-images", type=int, default=0, help="default: 200 (64) / 40 (150) on CPU")
-    p.add_argument("--map-images", type=int, default=0, help="default: 300 (64) / 60 (150) on CPU")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--train-images", type=int, default=0,
+                   help="default: 200 (64) / 30 (150) on CPU; 5000 / 1000 on CUDA")
+    p.add_argument("--map-images", type=int, default=0,
+                   help="default: 300 (64) / 50 (150) on CPU; 20000 / 4000 on CUDA")
+    p.add_argument("--batch-size", type=int, default=0, help="images per batch (0: automatic)")
     p.add_argument("--precision", default="float32")
-    p.add_argument("--tie-break", default="pink")
-    p.add_argument("--memory-scaling", action="store_true", help="mapping peak RSS for 1x, 4x, 16x images")
-    p.add_argument("--record", action="store_true", help="append results to benchmarks/RESULTS.md")
+    p.add_argument("--tie-break", default=None, help="pink | none (default: the library default)")
+    p.add_argument("--memory-scaling", action="store_true",
+                   help="map N and 4N images from a memory-mapped file (N = --scaling-images)")
+    p.add_argument("--scaling-images", type=int, default=256)
+    p.add_argument("--profile", action="store_true", help="per-step time of training (64x64)")
+    p.add_argument("--record", action="store_true", help="write the results to benchmarks/RESULTS.md")
     a = p.parse_args(argv)
     if a.child:
-        print(json.dumps(_child(json.loads(a.child))))
+        args = json.loads(a.child)
+        print(json.dumps(_profile(args) if args["mode"] == "profile" else _child(args)))
         return 0
-    rows = []
     gpu = a.device.startswith("cuda")
-    for case in [int(c) for c in a.cases.split(",") if c]:
-        ntr = a.train_images or ((5000 if gpu else 200) if case == 64 else (1000 if gpu else 40))
-        nmp = a.map_images or ((20000 if gpu else 300) if case == 64 else (4000 if gpu else 60))
-        if a.memory_scaling:
-            for mult in (1, 4, 16):
-                r = run_case({"size": case, "device": a.device, "threads": a.threads, "train_images": 0,
-                              "map_images": nmp * mult, "precision": a.precision, "tie_break": a.tie_break})
-                r["map_images"] = nmp * mult
-                rows.append(r)
-                print(json.dumps(r), flush=True)
-            continue
-        r = run_case({"size": case, "device": a.device, "threads": a.threads, "train_images": ntr,
-                      "map_images": nmp, "precision": a.precision, "tie_break": a.tie_break})
-        r["train_images"], r["map_images"] = ntr, nmp
+    common = {"device": a.device, "threads": a.threads, "precision": a.precision, "tie_break": a.tie_break,
+              "batch_size": a.batch_size or None}
+    rows = []
+    cases = [int(c) for c in a.cases.split(",") if c]
+    if a.profile:
+        r = run_case(dict(common, mode="profile", size=cases[0], n=24 if not gpu else 200))
         rows.append(r)
         print(json.dumps(r), flush=True)
+    elif a.memory_scaling:
+        with tempfile.TemporaryDirectory() as tmp:
+            for case in cases:
+                n = a.scaling_images
+                path = os.path.join(tmp, f"images{case}.bin")
+                _write_images(path, case, 4 * n)
+                for k in (n, 4 * n):
+                    part = os.path.join(tmp, f"images{case}_{k}.bin")
+                    if k != 4 * n:
+                        _write_images(part, case, k)
+                    else:
+                        part = path
+                    r = run_case(dict(common, mode="map_file", size=case, n=k, file=part, outdir=tmp,
+                                      batch_size=a.batch_size or 64, tracemalloc=True))
+                    rows.append(r)
+                    print(json.dumps(r), flush=True)
+    else:
+        for case in cases:
+            ntr = a.train_images or ((5000 if gpu else 200) if case == 64 else (1000 if gpu else 30))
+            nmp = a.map_images or ((20000 if gpu else 300) if case == 64 else (4000 if gpu else 50))
+            for mode, n in (("train", ntr), ("map", nmp)):
+                r = run_case(dict(common, mode=mode, size=case, n=n))
+                if case == 64 and not gpu:
+                    r["x_pink_cpu"] = round(r["img_per_s"] / PINK_CPU[mode], 1)
+                rows.append(r)
+                print(json.dumps(r), flush=True)
     if a.record:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
-        with open(path, "a") as f:
-            f.write(f"\n### {time.strftime('%Y-%m-%d %H:%M')} — {machine()}\n\n")
-            f.write("`python benchmarks/bench_engine.py " + " ".join(argv or sys.argv[1:]) + "`\n\n")
-            keys = sorted({k for r in rows for k in r})
-            f.write("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n")
-            for r in rows:
-                f.write("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |\n")
+        _record(rows, argv if argv is not None else sys.argv[1:])
     return 0
+
+
+def _record(rows: list[dict], argv: list[str]) -> None:
+    path = os.path.join(HERE, "RESULTS.md")
+    new = not os.path.exists(path)
+    with open(path, "a") as f:
+        if new:
+            f.write("# somtorch engine benchmarks\n")
+        f.write(f"\n### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {machine()}\n\n")
+        f.write("`python benchmarks/bench_engine.py " + " ".join(argv) + "`\n\n")
+        flat = []
+        for r in rows:
+            r = dict(r)
+            ms = r.pop("ms_per_image", None)
+            if ms:
+                r.update({f"ms:{k}": v for k, v in ms.items()})
+            r.pop("file", None)
+            flat.append(r)
+        keys = []
+        for r in flat:
+            keys += [k for k in r if k not in keys]
+        f.write("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n")
+        for r in flat:
+            f.write("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |\n")
 
 
 def _cuda() -> bool:
