@@ -1,0 +1,195 @@
+"""Sharded, resumable mapping: every rank writes its own rows of the PINK mapping/transform files.
+
+Convention
+----------
+Mapping and transform files have a fixed header and fixed-size records (one row of ``N``
+distances / ``N`` (flip, angle) pairs per image), so rank ``r`` of ``K`` can ``pwrite`` its rows
+straight into one preallocated file (:class:`somtorch.io.atomic.PreallocatedOutput`), with no
+gather and no join step. Images are split into contiguous shards whose boundaries are multiples
+of the mapping batch size (:func:`shard_rows`), so every image is computed in the same batch as
+in a single-process run and the files are **byte-identical** to it.
+
+A one-byte-per-row journal (``.<name>.partial.rows``) records finished rows. A rerun with
+``resume=True`` after a crash (a killed rank, a full disk, a power cut) maps only the rows the
+journal lacks -- shards are idempotent. Rank 0 creates the partial files before the others open
+them and commits (checks every row, fsyncs, renames into place) after all ranks are done; a
+failure on any rank is reported to every rank, which all stop with an error, keeping the partial
+files for the rerun.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import numpy as np
+
+from somtorch.distributed.env import DistributedError, all_reduce_flag, detect, is_distributed
+
+__all__ = ["shard_rows", "row_runs", "map_to_files_sharded"]
+
+
+def shard_rows(n: int, world_size: int, rank: int, align: int = 1) -> range:
+    """Contiguous rows of ``n`` for ``rank`` of ``world_size``, boundaries multiples of ``align``.
+
+    Blocks of ``align`` rows are dealt out as evenly as possible (the first ranks get one block
+    more); shards are disjoint and cover ``0..n``.
+
+    >>> [shard_rows(10, 3, r, align=2) for r in range(3)]
+    [range(0, 4), range(4, 8), range(8, 10)]
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        from somtorch.errors import ConfigError
+
+        raise ConfigError(None, "rank", rank, f"0..{world_size - 1}")
+    align = max(int(align), 1)
+    blocks = -(-n // align)
+    per, extra = divmod(blocks, world_size)
+    b0 = rank * per + min(rank, extra)
+    b1 = b0 + per + (1 if rank < extra else 0)
+    return range(min(b0 * align, n), min(b1 * align, n))
+
+
+def row_runs(rows: np.ndarray, align: int = 1) -> list[range]:
+    """Sorted row indices as contiguous ranges, split at multiples of ``align``.
+
+    >>> row_runs(np.array([0, 1, 2, 5, 6, 7, 8]), align=4)
+    [range(0, 3), range(5, 8), range(8, 9)]
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return []
+    align = max(int(align), 1)
+    brk = np.diff(rows) != 1
+    if align > 1:
+        brk |= rows[1:] % align == 0
+    cut = np.flatnonzero(brk) + 1
+    return [range(int(p[0]), int(p[-1]) + 1) for p in np.split(rows, cut)]
+
+
+def _disk_error(e: OSError, path) -> OSError:
+    if e.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1)):
+        return OSError(e.errno, f"{os.strerror(e.errno)} while writing {path}; the partial output and its "
+                       "row journal are kept: free space and rerun with resume=true to map only the "
+                       "missing rows", os.fspath(path))
+    return e
+
+
+def _sync(writer) -> None:
+    """Flush this rank's rows to storage before another rank (maybe on another node) commits."""
+    import contextlib
+
+    for f in (getattr(getattr(writer, "_af", None), "file", None), getattr(writer, "_rows", None)):
+        if f is not None and not f.closed:
+            with contextlib.suppress(OSError, ValueError):
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def map_to_files_sharded(mapper, data, mapping_path, transform_path=None, overwrite: bool = False,
+                         resume: bool = False) -> dict:
+    """Map ``data`` with ``mapper`` into PINK files, sharded over the ranks of the process group.
+
+    Works on one process too (then it is the resumable single-process mapping). Every rank must
+    call it with the same arguments.
+
+    Parameters
+    ----------
+    mapper : somtorch.engine.Mapper
+    data : path to a PINK image file (or anything :func:`~somtorch.engine.as_image_source` takes)
+    mapping_path, transform_path : output paths (``transform_path=None``: no transform file)
+    overwrite : bool
+        Replace existing final outputs.
+    resume : bool
+        Reuse partial files of an earlier, interrupted run and map only the rows they lack.
+
+    Returns
+    -------
+    dict
+        ``mapping``, ``transform``, ``n_images``, ``rows_mapped`` (by this rank), ``shard``
+        (this rank's range), ``rank``, ``world_size``.
+    """
+    from somtorch.engine.data import as_image_source
+    from somtorch.geometry.transforms import index_to_flip_angle
+    from somtorch.io import MappingWriter, TransformWriter
+    from somtorch.io.atomic import check_output_path
+
+    env = detect()
+    src = as_image_source(data)
+    n = len(src)
+    som = mapper.som
+    lat = som.lattice
+    paths = [p for p in (mapping_path, transform_path) if p is not None]
+    writers_cls = [MappingWriter, TransformWriter][: len(paths)]
+
+    def open_writers(res: bool):
+        return [cls(p, n, lat.som_dims, overwrite, layout=lat.layout, resume=res)
+                for cls, p in zip(writers_cls, paths)]
+
+    # rank 0 creates (or checks, on resume) the partial files; then everybody opens them
+    err = None
+    if env.is_main:
+        try:
+            for p in paths:
+                check_output_path(p, overwrite)
+            for w in open_writers(resume):
+                w.close()
+        except BaseException as e:  # noqa: BLE001 -- reported to the other ranks below
+            err = e
+    if all_reduce_flag(err is not None, "create mapping outputs") and err is None:
+        raise DistributedError(f"rank {env.rank}: rank 0 could not create the outputs {paths} (see its log)")
+    if err is not None:
+        raise err
+
+    bs = mapper.auto_batch_size()
+    shard = shard_rows(n, env.world_size, env.rank, align=bs)
+    done_rows = 0
+    err = None
+    writers = []
+    try:
+        writers = open_writers(True)
+        missing = writers[0].missing_rows()
+        for w in writers[1:]:
+            missing = np.union1d(missing, w.missing_rows())
+        mine = missing[(missing >= shard.start) & (missing < shard.stop)]
+        for run in row_runs(mine, align=bs):
+            for s, d, t in mapper.iter_batches(src, run):
+                try:
+                    writers[0].write_rows(s, d.cpu().numpy())
+                    if len(writers) > 1:
+                        fl, an = index_to_flip_angle(t.cpu(), som.geometry.numrot)
+                        writers[1].write_rows(s, fl.numpy(), an.numpy())
+                except OSError as e:
+                    raise _disk_error(e, mapping_path) from e
+                done_rows += len(d)
+    except BaseException as e:  # noqa: BLE001
+        err = e
+    finally:
+        for w in writers:
+            _sync(w)
+            w.close()  # keep the partial files: other shards, or a rerun, fill them in
+    failed = all_reduce_flag(err is not None, "mapping shards done")
+    if err is not None:
+        raise err
+    if failed:
+        raise DistributedError(f"rank {env.rank}: {failed} other rank(s) failed while mapping (see their logs); "
+                               "the partial outputs are kept -- rerun with resume=true to finish them")
+
+    if env.is_main:
+        try:
+            for w in open_writers(True):
+                try:
+                    w.commit()
+                except OSError as e:
+                    w.close()
+                    raise _disk_error(e, w.path) from e
+        except BaseException as e:  # noqa: BLE001
+            err = e
+    if is_distributed() and all_reduce_flag(err is not None, "commit mapping outputs") and err is None:
+        raise DistributedError(f"rank {env.rank}: rank 0 could not commit {paths} (see its log)")
+    if err is not None:
+        raise err
+    return {"mapping": os.fspath(mapping_path),
+            "transform": None if transform_path is None else os.fspath(transform_path),
+            "n_images": n, "rows_mapped": done_rows, "shard": [shard.start, shard.stop],
+            "rank": env.rank, "world_size": env.world_size}
