@@ -84,6 +84,22 @@ def test_blobs64_reproduced():
     assert diff < 1e-3, diff
 
 
+@pytest.mark.parametrize("name,lattice,numrot,nb,seed,images", [
+    ("som_hex5.bin", Lattice("hexagonal", (5,)), 8, ("mexicanHat", 1.2, 0.2), 5, "blobs24.bin"),
+    ("som_two_channel.bin", Lattice("cartesian", (3, 3)), 8, ("gaussian", 1.1, 0.2), 9, "two_channel20.bin"),
+])
+def test_other_golden_trainings_reproduced(name, lattice, numrot, nb, seed, images):
+    """manifest.json: hexagonal SOM with mexicanHat, and two-channel data (random init, shuffled)."""
+    imgs = read_images(DATA / images)
+    som = RotationInvariantSOM(lattice, SOMGeometry(imgs.shape[-1], imgs.shape[1], numrot=numrot),
+                               init="random", seed=seed, rng="pink")
+    Trainer(som, Neighbourhood(*nb), metrics_sample=0).fit(imgs)
+    gold, _ = read_som(DATA / name)
+    assert gold.shape == som.weight.shape
+    diff = float((som.weight - gold).abs().max())
+    assert diff < 1e-3, diff
+
+
 def test_pink_arithmetic_reproduces_run_a_bit_for_bit():
     som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4), init="zero",
                                seed=1, rng="pink", arithmetic="pink")
