@@ -60,7 +60,9 @@ class Mapper:
     som : RotationInvariantSOM
     batch_size : int, optional
         Images per batch; by default chosen so features and distances stay within
-        ``memory_budget`` bytes.
+        ``memory_budget`` bytes (:func:`somtorch.engine.memory.memory_budget` computes one from
+        the free memory of the device or a user limit). A batch that runs out of device memory
+        is retried in halves (the results do not depend on the batch size).
     memory_budget : int
         Bytes of working memory per batch (default 512 MiB).
     progress : bool
@@ -117,24 +119,37 @@ class Mapper:
 
             bar = tqdm(total=len(rows), desc="map", unit="img", dynamic_ncols=True)
         try:
-            for s in range(rows.start, rows.stop, bs):
+            s = rows.start
+            while s < rows.stop:
                 e = min(s + bs, rows.stop)
                 x = src.get(slice(s, e), device=som.device)
                 if not torch.isfinite(x).all():
                     bad = s + torch.nonzero(~torch.isfinite(x).flatten(1).all(1)).flatten()
                     raise ShapeError(f"non-finite pixel values in image(s) {bad.tolist()[:10]} of "
                                      f"{src.path or 'the input'}; clean the data before mapping")
-                if wf is not None:
-                    dsq = eng.sq_distances(eng.image_features(x), wf)
-                else:
-                    r, rnorm = eng.base_features(x)
-                    dsq = eng.sq_distances_fast(r, rnorm, wv, wnorm)
-                    dsq = eng.resolve_ties(x, dsq, som.weight, rnorm, wnorm)
+                try:
+                    if wf is not None:
+                        dsq = eng.sq_distances(eng.image_features(x), wf)
+                    else:
+                        r, rnorm = eng.base_features(x)
+                        dsq = eng.sq_distances_fast(r, rnorm, wv, wnorm)
+                        dsq = eng.resolve_ties(x, dsq, som.weight, rnorm, wnorm)
+                except torch.OutOfMemoryError:
+                    # results do not depend on the batch size: retry the same rows in halves
+                    if bs == 1:
+                        raise
+                    bs = max(1, bs // 2)
+                    self.batch_size = bs
+                    x = dsq = r = None
+                    if som.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
                 dmin, tbest, _ = best_match(dsq)
                 # correctly rounded float32 sqrt (torch's CPU float32 sqrt can be 1 ulp off)
                 yield s, dmin.double().sqrt_().float(), tbest
                 if bar is not None:
                     bar.update(e - s)
+                s = e
         finally:
             if bar is not None:
                 bar.close()
@@ -174,9 +189,9 @@ class Mapper:
                     fl, an = index_to_flip_angle(t.cpu(), som.geometry.numrot)
                     tw.write_rows(s, fl.numpy(), an.numpy())
         except BaseException:
-            mw.abort()
-            if tw is not None:
-                tw.abort()
+            for wr in (mw, tw):  # a shard keeps the partial files (other shards' rows, resume)
+                if wr is not None:
+                    wr.close() if (rows is not None or resume) else wr.abort()
             raise
         # a shard (rows given) leaves the partial file for the other shards unless it completed it
         for wr in (mw, tw):
