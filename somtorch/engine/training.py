@@ -219,6 +219,29 @@ class Trainer:
         """Load a checkpoint written by :meth:`save_checkpoint` (safe: ``weights_only=True``)."""
         return torch.load(path, map_location="cpu", weights_only=True)
 
+    def _check_resume(self, st: dict, n_images: int) -> None:
+        """Refuse a checkpoint whose run differs in anything that changes the result."""
+        meta = json.loads(st["meta_json"])
+        nb = self.neighbourhood
+        want = {"seed": self.seed, "rng": self.rng, "shuffle": self.shuffle, "num_iter": self.num_iter,
+                "neighbourhood": [nb.name, nb.sigma, nb.damping, nb.max_update_distance]}
+        for key, value in want.items():
+            found = meta.get(key)
+            if key == "neighbourhood" and found is not None:
+                same = (str(found[0]).lower() == str(value[0]).lower() and list(found[1:]) == list(value[1:]))
+            else:
+                same = found == value
+            if not same:
+                raise ConfigError(self.checkpoint_path, key, found, value,
+                                  "the checkpoint belongs to a run with other settings; resume with the "
+                                  "original settings or start afresh (resume=False)")
+        shape = tuple(self.som.weight.shape)
+        if tuple(st["weight"].shape) != shape:
+            raise ConfigError(self.checkpoint_path, "weight shape", tuple(st["weight"].shape), shape)
+        if int(st["tick"]) > n_images * self.num_iter:
+            raise ConfigError(self.checkpoint_path, "tick", int(st["tick"]), f"<= {n_images * self.num_iter}",
+                              "the checkpoint was written for more images than given")
+
     def _inter_store(self) -> None:
         path = self.inter_store_path
         if self.inter_store == "keep":
@@ -253,6 +276,7 @@ class Trainer:
         prev_w = som.weight.detach().clone()
         if resume and self.checkpoint_path is not None and os.path.exists(self.checkpoint_path):
             st = self.load_checkpoint(self.checkpoint_path)
+            self._check_resume(st, n)
             som.weight.copy_(st["weight"].to(dev))
             som.update_count.copy_(st["update_count"].to(som.update_count.device))
             prev_w = st["prev_weight"].to(dev)
