@@ -187,6 +187,22 @@ def test_stop_request_by_signal_then_resume(small_images, tmp_path):
     assert torch.equal(som2.weight, ref.weight)
 
 
+@pytest.mark.parametrize("change,field", [
+    (dict(seed=5), "seed"), (dict(shuffle=False), "shuffle"), (dict(num_iter=2), "num_iter"),
+    (dict(neighbourhood=Neighbourhood("unitygaussian", 1.0, 0.3)), "neighbourhood"), (dict(rng="pink"), "rng"),
+])
+def test_resume_with_other_settings_is_refused(change, field, small_images, tmp_path):
+    tr = _trainer(_small_som(), tmp_path)
+    tr.stop_after = 3
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit(small_images)
+    with pytest.raises(ConfigError, match=f"field '{field}'"):
+        _trainer(_small_som(), tmp_path, **change).fit(small_images, resume=True)
+    with pytest.raises(ConfigError, match="weight shape"):
+        other = RotationInvariantSOM(Lattice("cartesian", (2, 2)), SOMGeometry(10, numrot=8), seed=4)
+        _trainer(other, tmp_path).fit(small_images, resume=True)
+
+
 def test_checkpoint_is_plain_tensors_and_json(small_images, tmp_path):
     som = _small_som()
     tr = _trainer(som, tmp_path, checkpoint_every=2)
