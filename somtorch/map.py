@@ -8,6 +8,13 @@ Usage
     python -m somtorch.map run_dir=outputs/train/...              # the run's final SOM
     python -m somtorch.map som=SOM.bin data=file data.path=new_images.bin runtime=cuda
     python -m somtorch.map som=SOM_B3.bin som_config=null numrot=360 data=file data.path=IMG.bin
+    torchrun --nproc_per_node=4 -m somtorch.map som=SOM.bin data=file data.path=IMG.bin hydra.run.dir=out
+    python -m somtorch.map ... resume=true hydra.run.dir=out   # finish a crashed mapping
+
+Under ``torchrun`` every rank maps a contiguous shard of the images and writes its rows of the
+mapping/transform files in place (byte-identical to one process); rank 0 writes the tables and
+plots (:mod:`somtorch.distributed`). ``runtime.memory_limit`` (default: half the free memory of
+the device) sets the working-memory budget the batch size is chosen for; the estimate is logged.
 
 ``som=<path>`` is an alias of ``som_path=<path>``. The geometry (lattice, numrot, neuron and
 distance dims, distance shape) comes from ``som_config.json`` next to the SOM file (written by
@@ -77,15 +84,20 @@ def run_mapping(cfg, out_dir) -> dict:
     import pandas as pd
     import torch
 
+    from somtorch import distributed as sd
     from somtorch.engine import Mapper, RotationInvariantSOM, SOMGeometry, quality_metrics
+    from somtorch.engine.memory import estimate_memory, memory_budget
     from somtorch.geometry import Lattice
     from somtorch.io import read_images_header, read_mapping, read_som, read_transforms
 
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     runtime = cfg.get("runtime")
     rt = to_plain(runtime) or {}
     device = apply_runtime(runtime)
+    # under torchrun: join the process group; every rank uses rank 0's run folder
+    env = sd.init(device, rt.get("dist_timeout_s"))
+    device = sd.device_for(env, device)
+    out = Path(sd.broadcast_object(str(Path(out_dir).resolve()), what="run folder"))
+    out.mkdir(parents=True, exist_ok=True)
     som_path, som_cfg = _resolve_som(cfg)
 
     data = to_plain(cfg.get("data")) or {}
@@ -120,10 +132,21 @@ def run_mapping(cfg, out_dir) -> dict:
     lat = som.lattice
     log.info(f"mapping {ih.n_images} images ({images}) onto {som_path} [{lat.describe()}, "
              f"numrot={som.geometry.numrot}] on {device}; outputs in {out}")
-    mapper = Mapper(som, batch_size=cfg.get("batch_size"), progress=bool(rt.get("progress_bar", False)))
+    est = estimate_memory(som, "map")
+    budget = memory_budget(device, rt.get("memory_limit"))
+    mapper = Mapper(som, batch_size=cfg.get("batch_size") or rt.get("batch_size"),
+                    memory_budget=max(budget - est.fixed_bytes, est.per_image_bytes),
+                    progress=bool(rt.get("progress_bar", False)) and env.is_main)
+    if env.is_main:
+        log.info(f"{est.describe(mapper.auto_batch_size())}; budget {budget / 2**20:.0f} MiB"
+                 + (f"; {env.world_size} ranks ({env.backend})" if env.distributed else ""))
     overwrite = bool(cfg.get("overwrite", False))
     mpath, tpath = out / "mapping.bin", out / "transform.bin"
-    mapper.map_to_files(images, mpath, tpath, overwrite=overwrite)
+    # each rank writes its shard's rows in place; resume=true maps only rows a crashed run missed
+    info = sd.map_to_files_sharded(mapper, images, mpath, tpath, overwrite=overwrite,
+                                   resume=bool(cfg.get("resume", False)))
+    if not env.is_main:  # rank 0 writes the tables, plots and summary
+        return {"mapping": str(mpath), "transform": str(tpath), "rank": env.rank, "shard": info["shard"]}
 
     dist, _ = read_mapping(mpath)
     dist = torch.as_tensor(dist).to(torch.float32).reshape(int(ih.n_images), -1).clone()
@@ -150,7 +173,8 @@ def run_mapping(cfg, out_dir) -> dict:
                "numrot": som.geometry.numrot, "mapping": str(mpath), "transform": str(tpath),
                "bmu_csv": str(out / "bmu.csv"),
                "bmu_counts_png": str(out / "bmu_counts.png") if cfg.get("plots", True) else None,
-               "counts": counts.tolist(), "metrics": metrics}
+               "counts": counts.tolist(), "metrics": metrics, "world_size": env.world_size,
+               "memory_estimate": est.to_dict(mapper.auto_batch_size())}
     write_json(out / "map_summary.json", summary)
     log.info(f"done: qe={metrics.get('qe')} te={metrics.get('te')}; mapping {mpath}, transform {tpath}")
     return summary
@@ -177,9 +201,14 @@ def _hydra_entry():
 
 def main() -> int:
     """Console entry point (``somtorch-map`` / ``python -m somtorch.map``)."""
+    from somtorch.distributed import shutdown
+
     _RESULT.clear()
     sys.argv[1:] = _rewrite_argv(sys.argv[1:])
-    _hydra_entry()()
+    try:
+        _hydra_entry()()
+    finally:
+        shutdown()
     summary = _RESULT.get("summary")
     if summary is not None:
         print(summary["mapping"])

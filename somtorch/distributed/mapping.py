@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from somtorch.distributed.env import DistributedError, all_reduce_flag, detect, is_distributed
+from somtorch.distributed.env import DistributedError, all_reduce_flag, broadcast_object, detect, is_distributed
 
 __all__ = ["shard_rows", "row_runs", "map_to_files_sharded"]
 
@@ -141,7 +141,9 @@ def map_to_files_sharded(mapper, data, mapping_path, transform_path=None, overwr
     if err is not None:
         raise err
 
-    bs = mapper.auto_batch_size()
+    # every rank must cut the same shards: rank 0's batch size (budgets may differ per device)
+    bs = int(broadcast_object(int(mapper.auto_batch_size()), what="mapping batch size"))
+    mapper.batch_size = bs
     shard = shard_rows(n, env.world_size, env.rank, align=bs)
     done_rows = 0
     err = None
