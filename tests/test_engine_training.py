@@ -16,6 +16,7 @@ import json
 import math
 import os
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,8 @@ def test_resume_after_k_images_gives_the_uninterrupted_som(stop_after, small_ima
     assert _strip_time(hist.records) == _strip_time(ref_hist.records)
 
 
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signal handlers can only be installed from the main thread")
 def test_stop_request_by_signal_then_resume(small_images, tmp_path):
     ref = _small_som()
     _trainer(ref, batch_size=1).fit(small_images)
