@@ -4,6 +4,7 @@ Usage (same options as PINK 2.5, see ``somtorch-pink --help``)::
 
     python -m somtorch.pink [Options] --train <image-file> <result-SOM>
     python -m somtorch.pink [Options] --map <image-file> <result-mapping> <SOM-file> [--store-rot-flip <file>]
+    torchrun --nproc_per_node=K -m somtorch.pink [Options] --map ...   # sharded over K processes
 
 Training, mapping, the files written (byte layout of every header), the shuffle order and the
 random initialisation follow PINK 2.5 (spec ``pink-semantics.md`` §1, §5, §6, §7); the random
@@ -411,8 +412,14 @@ def _map(a: PinkArgs, h: dict, lat, geo, device) -> None:
                 bar.update_to(s + len(d))
 
     _out("  Starting mapping.", "")
-    PinkMapper(som, batch_size=a.batch_size).map_to_files(a.data, a.map_out, a.store_rot_flip,
-                                                          overwrite=a.overwrite)
+    from somtorch import distributed as sd
+
+    if sd.detect().distributed:  # torchrun: every rank writes its shard's rows of the same files
+        sd.map_to_files_sharded(PinkMapper(som, batch_size=a.batch_size), a.data, a.map_out, a.store_rot_flip,
+                                overwrite=a.overwrite)
+    else:
+        PinkMapper(som, batch_size=a.batch_size).map_to_files(a.data, a.map_out, a.store_rot_flip,
+                                                              overwrite=a.overwrite)
     _out(f"  Mapping written to {a.map_out}" + (f", best rotation/flip to {a.store_rot_flip}"
                                                   if a.store_rot_flip else ""), "")
     if a.verbose:
@@ -439,6 +446,14 @@ def run(a: PinkArgs) -> int:
             torch.set_num_threads(a.numthreads)
         lat = _lattice(a)
         device = _device(a)
+        from somtorch import distributed as sd
+
+        if sd.detect().distributed:  # launched by torchrun
+            if a.mode == "train":
+                raise PinkError("training is sequential (online PINK updates); torchrun runs --map only "
+                                "(for data-parallel training use: torchrun -m somtorch.train runtime.mode=batch)")
+            env = sd.init(device)
+            device = sd.device_for(env, device)
         h = read_data_header(a.data)
         c, d, nd, ed = _dims(a, h)
         _out(*_banner(), *_parameters(a, h, lat, c, d, nd, ed, device))
@@ -493,6 +508,10 @@ def main(argv=None) -> int:
     except (SomtorchError, OSError) as e:
         sys.stdout.write("\n")
         return _abort("PINK exception", str(e))
+    finally:
+        from somtorch.distributed import shutdown
+
+        shutdown()
 
 
 if __name__ == "__main__":
