@@ -9,6 +9,8 @@ Usage
     python -m somtorch.train schedule=vlass_table3 data=file data.path=IMG_catalog.bin runtime=cuda
     python -m somtorch.train schedule.stages.stage1.num_iter=1 data.n=500 data.image_size=48
     python -m somtorch.train resume=true hydra.run.dir=outputs/train/2024-05-01/10-00-00
+    python -m somtorch.train runtime.mode=batch runtime.step_size=64        # batch training
+    torchrun --nproc_per_node=4 -m somtorch.train runtime.mode=batch hydra.run.dir=out   # data-parallel
 
 Config groups live in the repository's ``configs/`` (``$SOMTORCH_CONFIG_DIR`` overrides):
 ``som`` (lattice and geometry), ``data`` (``sample`` or ``file``), ``schedule`` / ``stage``
@@ -24,6 +26,12 @@ whole schedule. Stage ``k > 0`` starts from stage ``k - 1``'s SOM.
 ``resume=true`` with ``hydra.run.dir=<existing run>`` skips finished stages and continues an
 interrupted stage from its checkpoint (Ctrl-C / SIGTERM write one), ending with exactly the SOM
 an uninterrupted run gives.
+
+``runtime.mode=batch`` trains with :class:`~somtorch.engine.batch.BatchTrainer` (per-step
+averaged updates, ``runtime.step_size`` images per step; see its docstring for how results differ
+from the default online PINK updates). Under ``torchrun`` batch training is data-parallel: every
+rank handles part of each step and the per-neuron sums are all-reduced; rank 0 writes the run
+folder, ranks ``k > 0`` keep their identical state in ``<run>/.rank<k>/`` (for resume).
 """
 
 from __future__ import annotations
@@ -89,6 +97,19 @@ def _final_metrics(records: list[dict]) -> dict:
             if k in last}
 
 
+def _with(cfg, **values):
+    """A copy of ``cfg`` with top-level ``values`` replaced (works on DictConfig and dict)."""
+    try:
+        from omegaconf import OmegaConf
+
+        c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        for k, v in values.items():
+            c[k] = v
+        return c
+    except (ImportError, ValueError):  # a plain dict
+        return dict(cfg, **values)
+
+
 def run_training(cfg, run_dir) -> dict:
     """Run the stages of ``cfg`` (a composed ``train`` config) into ``run_dir``.
 
@@ -97,16 +118,30 @@ def run_training(cfg, run_dir) -> dict:
     """
     import torch
 
+    from somtorch import distributed as sd
     from somtorch.engine import Neighbourhood, Trainer
     from somtorch.io import read_images_header
 
-    run_dir = Path(run_dir).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    summary_path = run_dir / "summary.json"
     resume = bool(cfg.get("resume", False))
     overwrite = bool(cfg.get("overwrite", False))
     runtime = cfg.get("runtime")
     device = apply_runtime(runtime)
+    rt = to_plain(runtime) or {}
+    mode = str(rt.get("mode") or "online")
+    if mode not in ("online", "batch"):
+        raise ConfigError(None, "runtime.mode", mode, "online or batch")
+    env = sd.init(device, rt.get("dist_timeout_s"))
+    device = sd.device_for(env, device)
+    if env.distributed and mode != "batch":
+        raise ConfigError(None, "runtime.mode", mode, "batch under torchrun",
+                          "online (PINK) training is sequential; pass runtime.mode=batch for data-parallel training")
+    # every rank uses rank 0's run folder; ranks > 0 keep their (identical) state in .rank<k>/
+    run_dir = Path(sd.broadcast_object(str(Path(run_dir).resolve()), what="run folder"))
+    if not env.is_main:
+        run_dir = run_dir / f".rank{env.rank}"
+        cfg = _with(cfg, plots=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = run_dir / "summary.json"
     if (to_plain(cfg.get("data")) or {}).get("kind") == "trained":
         raise ConfigError(None, "data", "trained", "sample or file", "data=trained is for somtorch.map")
     data_path = resolve_image_path(cfg.get("data"))
@@ -173,7 +208,15 @@ def run_training(cfg, run_dir) -> dict:
         som = build_som(som_plain, runtime, image_dim, channels, stage=st, init=init, device=device)
         nb = Neighbourhood(str(st["dist_func"]).lower(), float(st["sigma"]), float(st["damping"]),
                            None if st["max_update_distance"] is None else float(st["max_update_distance"]))
-        trainer = Trainer(
+        if mode == "batch":  # data-parallel over the ranks under torchrun (see somtorch.engine.batch)
+            from functools import partial
+
+            from somtorch.distributed.training import make_batch_trainer
+
+            make = partial(make_batch_trainer, step_size=int(rt.get("step_size") or 256))
+        else:
+            make = Trainer
+        trainer = make(
             som, nb, num_iter=int(st["num_iter"]), shuffle=bool(st["shuffle"]),
             batch_size=(to_plain(runtime) or {}).get("batch_size"),
             progress=bool((to_plain(runtime) or {}).get("progress_bar", False)),
@@ -270,8 +313,13 @@ def _hydra_entry():
 
 def main() -> int:
     """Console entry point (``somtorch-train`` / ``python -m somtorch.train``)."""
+    from somtorch.distributed import shutdown
+
     _RESULT.clear()
-    _hydra_entry()()
+    try:
+        _hydra_entry()()
+    finally:
+        shutdown()
     summary = _RESULT.get("summary")
     if summary is None:  # --help, --cfg, or an error Hydra already reported
         return 0
