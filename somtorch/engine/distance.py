@@ -302,6 +302,10 @@ class TieResolver:
         eng = self.engine
         lo, hi = eng.window
         mask_w = eng.mask[lo:hi, lo:hi]
+        # candidates of several images share one accumulation loop (its cost is per pixel, not
+        # per candidate); at most _TIE_CHUNK candidates are held at a time
+        pending: list = []
+        held = 0
         for b in rows:
             tt, nn_ = torch.nonzero(cand[b], as_tuple=True)
             tu, inv = torch.unique(tt, return_inverse=True)
@@ -309,16 +313,37 @@ class TieResolver:
             x = self._exact.select(images[b], tu)[..., lo:hi, lo:hi]  # (U, C, u, u)
             xa = x[..., mask_w].reshape(len(tu), -1)[inv].cpu().numpy()
             wa = weights[nn_][..., lo:hi, lo:hi][..., mask_w].reshape(len(nn_), -1).cpu().numpy()
-            # float32 difference, squared exactly in double, accumulated as float(double(acc) + d*d)
-            d2 = np.ascontiguousarray(np.square((wa - xa).astype(np.float64)).T)
-            acc = np.zeros(len(tt), dtype=np.float64)
-            acc32 = np.zeros(len(tt), dtype=np.float32)
-            for row in d2:
-                np.add(acc, row, out=acc)
-                acc32[...] = acc
-                acc[...] = acc32
-            dsq[b, tt, nn_] = torch.from_numpy(acc32.copy()).to(dsq.device)
+            pending.append((b, tt, nn_, xa, wa))
+            held += len(tt)
+            if held >= _TIE_CHUNK:
+                _assign_exact(dsq, pending)
+                pending, held = [], 0
+        if pending:
+            _assign_exact(dsq, pending)
         return dsq
+
+
+#: candidates whose exact distances are accumulated together by :meth:`TieResolver.resolve`
+_TIE_CHUNK = 4096
+
+
+def _assign_exact(dsq: torch.Tensor, pending: list) -> None:
+    """PINK-exact squared distances of the pending candidates, written into ``dsq``."""
+    xa = np.concatenate([p[3] for p in pending])
+    wa = np.concatenate([p[4] for p in pending])
+    # float32 difference, squared exactly in double, accumulated as float(double(acc) + d*d)
+    d2 = np.ascontiguousarray(np.square((wa - xa).astype(np.float64)).T)
+    acc = np.zeros(len(xa), dtype=np.float64)
+    acc32 = np.zeros(len(xa), dtype=np.float32)
+    for row in d2:
+        np.add(acc, row, out=acc)
+        acc32[...] = acc
+        acc[...] = acc32
+    vals = torch.from_numpy(acc32).to(dsq.device)
+    k = 0
+    for b, tt, nn_, _, _ in pending:
+        dsq[b, tt, nn_] = vals[k:k + len(tt)]
+        k += len(tt)
 
 
 def _pink_sq_distances(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
