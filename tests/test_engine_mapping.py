@@ -28,6 +28,7 @@ from somtorch.io import (
     read_images,
     read_images_header,
     read_mapping,
+    read_som,
     read_transforms,
     write_images,
 )
@@ -239,3 +240,21 @@ def test_precision_agreement_reports(precision):
     d, _ = som(imgs[:12])
     tol = 1e-4 if precision == "float64" else 0.2
     np.testing.assert_allclose(d.numpy(), ref[:12].numpy(), rtol=tol)
+
+
+@pytest.mark.parametrize("chunk", [7, 4096])
+@pytest.mark.parametrize("init", ["zero", "somD"])
+def test_pink_tie_break_equals_pink_arithmetic(init, chunk, monkeypatch):
+    """GEMM + exact re-evaluation of near-ties chooses exactly what PINK's arithmetic chooses, also
+    where everything ties (zero SOM) and when candidates are processed in small chunks."""
+    import somtorch.engine.distance as dist
+
+    monkeypatch.setattr(dist, "_TIE_CHUNK", chunk)
+    imgs = read_images(DATA / "train20.bin")
+    lat, geo = Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=8)
+    w = torch.zeros(9, 1, 23, 23) if init == "zero" else read_som(DATA / "somD.bin")[0]
+    fast = Mapper(RotationInvariantSOM(lat, geo, init=w, tie_break="pink"), batch_size=6).map(imgs)
+    exact = Mapper(RotationInvariantSOM(lat, geo, init=w, arithmetic="pink")).map(imgs)
+    assert torch.equal(fast.transform_index, exact.transform_index)
+    assert torch.equal(fast.bmu, exact.bmu)
+    np.testing.assert_allclose(fast.distances.numpy(), exact.distances.numpy(), rtol=1e-5)
