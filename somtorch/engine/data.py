@@ -31,6 +31,7 @@ class ImageSource:
             from somtorch.io import read_images
 
             self.path = os.fspath(data)
+            self._size = os.path.getsize(self.path)
             data = read_images(data)
         elif hasattr(data, "tensor") and not isinstance(data, (torch.Tensor, np.ndarray)):
             self.path = getattr(data, "path", None)
@@ -72,6 +73,8 @@ class ImageSource:
         """Images at ``idx`` (int array/tensor or slice) as float32 ``(B, C, d, d)`` on ``device``."""
         if isinstance(idx, torch.Tensor):
             idx = idx.cpu().numpy()
+        if self.path is not None and getattr(self, "_size", None) is not None:
+            self._check_size()
         if self._t is not None:
             x = self._t[torch.as_tensor(idx)] if not isinstance(idx, slice) else self._t[idx]
         else:
@@ -91,6 +94,21 @@ class ImageSource:
         if self._squeeze:
             x = x.unsqueeze(1)
         return x.to(device=device, dtype=torch.float32)
+
+    def _check_size(self) -> None:
+        """A file shrunk under a memory map would kill the process (SIGBUS) on the next read."""
+        try:
+            now = os.path.getsize(self.path)
+        except OSError as e:
+            from somtorch.errors import TruncatedFileError
+
+            raise TruncatedFileError(self.path, "file", None, None, f"cannot be read any more ({e})") from None
+        if now < self._size:
+            from somtorch.errors import TruncatedFileError
+
+            raise TruncatedFileError(self.path, "file size", now, self._size,
+                                     "the image file was truncated while in use; restore it and rerun "
+                                     "(resume=true continues where the run stopped)")
 
     def __getitem__(self, idx) -> torch.Tensor:
         return self.get(idx)
