@@ -134,6 +134,8 @@ def map_to_files_sharded(mapper, data, mapping_path, transform_path=None, overwr
                 check_output_path(p, overwrite)
             for w in open_writers(resume):
                 w.close()
+        except OSError as e:
+            err = _disk_error(e, mapping_path)
         except BaseException as e:  # noqa: BLE001 -- reported to the other ranks below
             err = e
     if all_reduce_flag(err is not None, "create mapping outputs") and err is None:
