@@ -243,6 +243,9 @@ def run_training(cfg, run_dir) -> dict:
         _say(f"stage {k + 1}/{len(stages)} '{name}': {nb.name} sigma={nb.sigma} damping={nb.damping} "
              f"num_iter={st['num_iter']} numrot={som.geometry.numrot} neurons={som.num_neurons} "
              f"nd={som.geometry.nd} ed={som.geometry.ed}" + (" (resuming from checkpoint)" if resuming else ""))
+        from somtorch.engine.memory import estimate_memory
+
+        _say(estimate_memory(som, mode).describe(trainer._auto_batch()))
         t0 = time.perf_counter()
         try:
             history = trainer.fit(data_path, resume=resuming)
