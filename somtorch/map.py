@@ -174,6 +174,7 @@ def run_mapping(cfg, out_dir) -> dict:
                "bmu_csv": str(out / "bmu.csv"),
                "bmu_counts_png": str(out / "bmu_counts.png") if cfg.get("plots", True) else None,
                "counts": counts.tolist(), "metrics": metrics, "world_size": env.world_size,
+               "rows_mapped": info["rows_mapped_total"],
                "memory_estimate": est.to_dict(mapper.auto_batch_size())}
     write_json(out / "map_summary.json", summary)
     log.info(f"done: qe={metrics.get('qe')} te={metrics.get('te')}; mapping {mpath}, transform {tpath}")

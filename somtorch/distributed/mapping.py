@@ -23,8 +23,16 @@ import errno
 import os
 
 import numpy as np
+import torch
 
-from somtorch.distributed.env import DistributedError, all_reduce_flag, broadcast_object, detect, is_distributed
+from somtorch.distributed.env import (
+    DistributedError,
+    all_reduce_flag,
+    all_reduce_sum_,
+    broadcast_object,
+    detect,
+    is_distributed,
+)
 
 __all__ = ["shard_rows", "row_runs", "map_to_files_sharded"]
 
@@ -106,7 +114,8 @@ def map_to_files_sharded(mapper, data, mapping_path, transform_path=None, overwr
     Returns
     -------
     dict
-        ``mapping``, ``transform``, ``n_images``, ``rows_mapped`` (by this rank), ``shard``
+        ``mapping``, ``transform``, ``n_images``, ``rows_mapped`` (by this rank),
+        ``rows_mapped_total`` (by all ranks; less than ``n_images`` after a resume), ``shard``
         (this rank's range), ``rank``, ``world_size``.
     """
     from somtorch.engine.data import as_image_source
@@ -173,6 +182,8 @@ def map_to_files_sharded(mapper, data, mapping_path, transform_path=None, overwr
             _sync(w)
             w.close()  # keep the partial files: other shards, or a rerun, fill them in
     failed = all_reduce_flag(err is not None, "mapping shards done")
+    total = int(all_reduce_sum_(torch.tensor([float(done_rows)], dtype=torch.float64), "rows mapped").item()) \
+        if not failed else done_rows
     if err is not None:
         raise err
     if failed:
@@ -195,5 +206,5 @@ def map_to_files_sharded(mapper, data, mapping_path, transform_path=None, overwr
         raise err
     return {"mapping": os.fspath(mapping_path),
             "transform": None if transform_path is None else os.fspath(transform_path),
-            "n_images": n, "rows_mapped": done_rows, "shard": [shard.start, shard.stop],
+            "n_images": n, "rows_mapped": done_rows, "rows_mapped_total": total, "shard": [shard.start, shard.stop],
             "rank": env.rank, "world_size": env.world_size}

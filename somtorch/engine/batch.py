@@ -172,6 +172,21 @@ class BatchTrainer(Trainer):
         st["meta_json"] = json.dumps(meta)
         return st
 
+    def _check_same_start(self, tick: int, w: torch.Tensor) -> None:
+        """All ranks must start from the same weights and position (e.g. a resume with another
+        number of processes would not): compare a hash and the tick through the reduction."""
+        import zlib
+
+        h = float(zlib.crc32(w.detach().cpu().numpy().tobytes()) % (1 << 20))
+        loc = torch.tensor([float(tick), float(tick) ** 2, h, h * h], dtype=torch.float64, device=w.device)
+        tot = loc.clone()
+        self.reduce(tot, "start-state check")
+        if not torch.equal(tot, loc * self.world_size):
+            raise ConfigError(None, "distributed start state", f"rank {self.rank}: tick {tick}",
+                              "the same weights and position on every rank",
+                              "the ranks start from different states: resume a distributed run with the same "
+                              "number of processes, the same data and the same run folder")
+
     @torch.no_grad()
     def fit(self, data, resume: bool = False) -> TrainingHistory:
         """Train on ``data`` (tensor, array, PINK image file or ImageReader)."""
@@ -208,6 +223,8 @@ class BatchTrainer(Trainer):
             elapsed0 = float(st["elapsed_s"])
             self.history.records = json.loads(st["history_json"])
         w = som.weight.data
+        if self.reduce is not None and self.world_size > 1:
+            self._check_same_start(tick, w)
         t_start = time.perf_counter()
         bar = None
         if self.progress and self.rank == 0:
