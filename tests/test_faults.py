@@ -223,3 +223,41 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, mode):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming from checkpoint" in r.stderr + r.stdout
     assert (run / "demo" / "som.bin").read_bytes() == (ref / "demo" / "som.bin").read_bytes()
+
+
+# ------------------------------------------------------------------ training: a dead or hung rank
+def _train_fault_worker(img, kind):
+    from somtorch.distributed import detect
+    from somtorch.distributed.training import fit_batch_distributed
+    from somtorch.engine import batch as batch_mod
+
+    if detect().rank == 1:
+        if kind == "hang":
+            time.sleep(120)  # alive but never joins the collective
+        orig, calls = batch_mod.batch_sums, [0]
+
+        def batch_sums(*a, **k):
+            calls[0] += 1
+            if calls[0] == 2:
+                os._exit(4)
+            return orig(*a, **k)
+
+        batch_mod.batch_sums = batch_sums
+    fit_batch_distributed(_som(), img, num_iter=2, step_size=8, metrics_sample=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["dies", "hang"])
+def test_training_rank_dies_or_hangs_others_abort(tmp_path, capfd, kind):
+    img = tmp_path / "img.bin"
+    _images(img)
+    t0 = time.monotonic()
+    codes = launch_local(_train_fault_worker, 2, (str(img), kind), timeout_s=100, grace_s=5,
+                         env={"SOMTORCH_DIST_TIMEOUT_S": "4"})
+    assert codes[0] == 1, codes
+    assert codes[1] == (4 if kind == "dies" else -9), codes
+    assert time.monotonic() - t0 < 60
+    err = capfd.readouterr().err
+    assert "DistributedError: rank 0/2: collective" in err
+    if kind == "hang":
+        assert "start-state check" in err and "SOMTORCH_DIST_TIMEOUT_S=4" in err
