@@ -97,6 +97,17 @@ def _final_metrics(records: list[dict]) -> dict:
             if k in last}
 
 
+def _fit_batch(som, mode: str, rt: dict, device) -> int | None:
+    """``runtime.batch_size``, or with ``runtime.memory_limit`` set, the largest batch (<= 64) whose
+    memory estimate fits it (ConfigError naming the estimate if the SOM alone does not fit).
+    The batch size never changes the result."""
+    if rt.get("batch_size") or not rt.get("memory_limit"):
+        return rt.get("batch_size")
+    from somtorch.engine.memory import estimate_memory, fit_batch_size, memory_budget
+
+    return fit_batch_size(estimate_memory(som, mode), memory_budget(device, rt.get("memory_limit")), max_batch=64)
+
+
 def _with(cfg, **values):
     """A copy of ``cfg`` with top-level ``values`` replaced (works on DictConfig and dict)."""
     try:
@@ -218,7 +229,7 @@ def run_training(cfg, run_dir) -> dict:
             make = Trainer
         trainer = make(
             som, nb, num_iter=int(st["num_iter"]), shuffle=bool(st["shuffle"]),
-            batch_size=(to_plain(runtime) or {}).get("batch_size"),
+            batch_size=_fit_batch(som, mode, rt, device),
             progress=bool((to_plain(runtime) or {}).get("progress_bar", False)),
             progress_steps=int(st["progress"]), inter_store=st["inter_store"],
             inter_store_path=str(sdir / "progress" / "som.bin") if st["inter_store"] else None,
@@ -245,7 +256,8 @@ def run_training(cfg, run_dir) -> dict:
              f"nd={som.geometry.nd} ed={som.geometry.ed}" + (" (resuming from checkpoint)" if resuming else ""))
         from somtorch.engine.memory import estimate_memory
 
-        _say(estimate_memory(som, mode).describe(trainer._auto_batch()))
+        _say(estimate_memory(som, mode).describe(trainer._auto_batch())
+             + (" -- images chunked to fit runtime.memory_limit" if rt.get("memory_limit") else ""))
         t0 = time.perf_counter()
         try:
             history = trainer.fit(data_path, resume=resuming)
