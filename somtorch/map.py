@@ -86,7 +86,7 @@ def run_mapping(cfg, out_dir) -> dict:
 
     from somtorch import distributed as sd
     from somtorch.engine import Mapper, RotationInvariantSOM, SOMGeometry, quality_metrics
-    from somtorch.engine.memory import estimate_memory, memory_budget
+    from somtorch.engine.memory import estimate_memory, fit_batch_size, memory_budget
     from somtorch.geometry import Lattice
     from somtorch.io import read_images_header, read_mapping, read_som, read_transforms
 
@@ -134,8 +134,8 @@ def run_mapping(cfg, out_dir) -> dict:
              f"numrot={som.geometry.numrot}] on {device}; outputs in {out}")
     est = estimate_memory(som, "map")
     budget = memory_budget(device, rt.get("memory_limit"))
-    mapper = Mapper(som, batch_size=cfg.get("batch_size") or rt.get("batch_size"),
-                    memory_budget=max(budget - est.fixed_bytes, est.per_image_bytes),
+    # the largest batch whose estimate fits the budget (ConfigError if the SOM alone does not)
+    mapper = Mapper(som, batch_size=cfg.get("batch_size") or rt.get("batch_size") or fit_batch_size(est, budget),
                     progress=bool(rt.get("progress_bar", False)) and env.is_main)
     if env.is_main:
         log.info(f"{est.describe(mapper.auto_batch_size())}; budget {budget / 2**20:.0f} MiB"

@@ -97,3 +97,24 @@ def test_out_of_memory_batch_is_retried_in_halves(monkeypatch):
     res = m.map(x)
     assert m.batch_size == 4
     assert torch.equal(res.distances, ref.distances) and torch.equal(res.transform_index, ref.transform_index)
+
+
+def test_cli_budget_smaller_than_the_som_fails_clearly(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from somtorch.io import write_images
+
+    write_images(tmp_path / "img.bin", torch.rand(6, 1, 16, 16).numpy())
+    _som(16, 4, side=3).save_pink(tmp_path / "som.bin")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root), HYDRA_FULL_ERROR="0")
+    r = subprocess.run([sys.executable, "-m", "somtorch.map", f"som={tmp_path / 'som.bin'}", "som_config=null",
+                        "numrot=4", "data=file", f"data.path={tmp_path / 'img.bin'}", "plots=false", "runtime=cpu",
+                        "runtime.memory_limit=10KiB", f"hydra.run.dir={tmp_path / 'out'}"],
+                       capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert r.returncode != 0
+    assert "field 'memory budget': found '10.0 KiB', expected >= " in r.stderr
+    assert "memory estimate (map)" in r.stderr
