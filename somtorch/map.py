@@ -135,7 +135,8 @@ def run_mapping(cfg, out_dir) -> dict:
     est = estimate_memory(som, "map")
     budget = memory_budget(device, rt.get("memory_limit"))
     # the largest batch whose estimate fits the budget (ConfigError if the SOM alone does not)
-    mapper = Mapper(som, batch_size=cfg.get("batch_size") or rt.get("batch_size") or fit_batch_size(est, budget),
+    mapper = Mapper(som, batch_size=cfg.get("batch_size") or rt.get("batch_size")
+                    or fit_batch_size(est, budget, max_batch=256),
                     progress=bool(rt.get("progress_bar", False)) and env.is_main)
     if env.is_main:
         log.info(f"{est.describe(mapper.auto_batch_size())}; budget {budget / 2**20:.0f} MiB"
