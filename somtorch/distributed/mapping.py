@@ -15,6 +15,10 @@ journal lacks -- shards are idempotent. Rank 0 creates the partial files before 
 them and commits (checks every row, fsyncs, renames into place) after all ranks are done; a
 failure on any rank is reported to every rank, which all stop with an error, keeping the partial
 files for the rerun.
+
+Across nodes the output folder must be on a file system every node sees (NFS, Lustre, GPFS...);
+each rank flushes and fsyncs its rows before rank 0 checks the journal and commits. Every rank
+uses rank 0's batch size (budgets computed from free device memory may differ between ranks).
 """
 
 from __future__ import annotations
