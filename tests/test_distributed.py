@@ -116,3 +116,22 @@ def test_two_process_batch_training_equals_single(tmp_path):
     np.testing.assert_allclose(np.asarray(w0), ref, rtol=1e-5, atol=1e-6)
     # and batch training really changed the weights
     assert np.abs(ref - _som().weight.detach().reshape(ref.shape).numpy()).max() > 1e-2
+
+
+@pytest.mark.slow
+def test_error_on_one_rank_stops_all_with_message(tmp_path, capfd):
+    """NaNs in rank 1's shard: rank 1 names the image, rank 0 stops too (no hang), partial kept."""
+    img = tmp_path / "img.bin"
+    _images(img)
+    with open(img, "r+b") as f:  # image 40 (rank 1's shard) gets a NaN pixel
+        f.seek(os.path.getsize(img) - 5 * 16 * 16 * 4)
+        f.write(np.float32("nan").tobytes())
+    _som().save_pink(tmp_path / "som.bin")
+    out = tmp_path / "dist"
+    out.mkdir()
+    codes = launch_local(_map_worker, 2, (str(img), str(tmp_path / "som.bin"), str(out), False), timeout_s=120)
+    assert codes == [1, 1]
+    err = capfd.readouterr().err
+    assert "non-finite pixel values in image(s) [40]" in err
+    assert "rank 0: 1 other rank(s) failed while mapping" in err
+    assert not (out / "map.bin").exists() and (out / ".map.bin.partial").exists()
