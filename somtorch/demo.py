@@ -199,7 +199,10 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
     _say(f"[3/7] training: python -m somtorch.train schedule={schedule} (log: train.log)")
     train_dir = out / "train"
     _run([sys.executable, "-m", "somtorch.train", "data=file", f"data.path={img_path}",
-          f"schedule={schedule}", f"som.seed={seed + 1234}", "metrics_sample=128", f"hydra.run.dir={train_dir}",
+          f"schedule={schedule}", f"som.seed={seed + 1234}", "metrics_sample=128",
+          # one thread: online training is a chain of small steps that a second, descheduled
+          # thread only stalls on a busy 2-core machine (benchmarks/RESULTS.md)
+          "runtime.threads=1", f"hydra.run.dir={train_dir}",
           *extra_train_overrides], out / "train.log")
     summary = read_json(train_dir / "summary.json")
 
