@@ -193,7 +193,7 @@ def test_rank_dies_others_abort_then_resume(tmp_path, capfd):
 
 # ------------------------------------------------------------------ SIGKILL + resume
 def _train_cmd(run_dir, *extra):
-    return [PY, "-m", "somtorch.train", "som=small", "data.n=120", "data.image_size=16", "+stage=demo",
+    return [PY, "-m", "somtorch.train", "som=small", "data.n=200", "data.image_size=16", "+stage=demo",
             "stage.numrot=4", "stage.num_iter=3", "runtime=cpu", "runtime.threads=1", "plots=false",
             "metrics_sample=16", "checkpoint_every=5", f"hydra.run.dir={run_dir}", *extra]
 
@@ -213,7 +213,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, mode):
     t0 = time.monotonic()
     while not ckpt.exists() and p.poll() is None and time.monotonic() - t0 < 120:
         time.sleep(0.02)
-    time.sleep(0.3)
+    time.sleep(0.1)
     p.send_signal(signal.SIGKILL)  # no handler, no final checkpoint
     p.wait(30)
     assert p.returncode == -signal.SIGKILL
