@@ -13,7 +13,8 @@ Usage
 
 Under ``torchrun`` every rank maps a contiguous shard of the images and writes its rows of the
 mapping/transform files in place (byte-identical to one process); rank 0 writes the tables and
-plots (:mod:`somtorch.distributed`). ``runtime.memory_limit`` (default: half the free memory of
+plots (:mod:`somtorch.distributed`); give ``hydra.run.dir`` so that every rank's Hydra uses the
+same folder (otherwise rank 0's is used and the others leave empty timestamped folders). ``runtime.memory_limit`` (default: half the free memory of
 the device) sets the working-memory budget the batch size is chosen for; the estimate is logged.
 
 ``som=<path>`` is an alias of ``som_path=<path>``. The geometry (lattice, numrot, neuron and
