@@ -20,7 +20,8 @@ import pytest
 from nbclient import NotebookClient
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = ["01_preprocessing"]
+NOTEBOOKS = ["01_preprocessing", "02_training", "03_mapping_analysis", "04_knowledge_transfer",
+             "05_annotation_collation"]
 MAX_BYTES = 1_500_000
 
 
@@ -82,3 +83,81 @@ def test_01_preprocessing(nb_env):
     assert np.allclose(imgs.data.reshape(len(cat), -1).min(1), 0.0)
     skipped = pd.read_csv(out / "images.bin.skipped.csv")
     assert list(skipped.reason) == ["missing file"] and list(skipped.row) == [len(cat)]
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_02_training(nb_env):
+    from somtorch.io import SOM, ImageReader
+
+    nb = run_notebook("02_training")
+    out = nb_env / "02_training"
+    # Python API: three stages, the last one with its intermediate SOMs (inter_store="keep")
+    for stage in ("stage1", "stage2", "stage3"):
+        assert SOM(out / "api" / stage / "som.bin").weights.shape == (9, 1, 46, 46)
+    assert len(list((out / "api" / "stage3").glob("som_*.bin"))) == 9  # not after the last image (PINK)
+    # command line run: finished, final SOM is stage3's, trained on the notebook's images
+    summary = json.loads((out / "cli_train" / "summary.json").read_text())
+    assert summary["status"] == "done" and [s["status"] for s in summary["stages"]] == ["done"] * 3
+    assert Path(summary["final_som"]) == out / "cli_train" / "stage3" / "som.bin"
+    assert summary["n_images"] == len(ImageReader(summary["data"])) == 60
+    assert "stage3: sigma=0.8 damping=0.05 numrot=72 epochs=1" in stream_text(nb)
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_03_mapping_analysis(nb_env):
+    from somtorch.io import ImageReader, Mapping
+
+    nb = run_notebook("03_mapping_analysis")
+    out = nb_env / "03_mapping_analysis"
+    m = Mapping(out / "mapping.bin")
+    n = len(m)
+    assert n == 60 and m.data.shape == (60, 3, 3)
+    # the report printed by the notebook agrees with the mapping file read independently here
+    d = m.flat.astype(np.float64)
+    text = stream_text(nb)
+    assert f"'qe': {round(d.min(1).mean(), 4)}" in text
+    busiest = np.unravel_index(np.bincount(d.argmin(1), minlength=9).argmax(), (3, 3))
+    assert f"busiest neuron {tuple(int(v) for v in busiest)}" in text
+    # image side is preserved in the files the notebook wrote
+    assert ImageReader(next((out / "cache").glob("sample-*/sample.bin"))).data.shape == (60, 1, 32, 32)
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_04_knowledge_transfer(nb_env):
+    run_notebook("04_knowledge_transfer")
+    out = nb_env / "04_knowledge_transfer"
+    final = pd.read_csv(out / "catalogue_final.csv")
+    neurons = pd.read_csv(out / "neuron_labels.csv", index_col="neuron")
+    # selection rule of cookbook §8: only Peak_to_ring < 3 (and not S_Code E) rows get a neuron
+    applicable = (final.Peak_to_ring < 3) & (final.S_Code != "E")
+    assert final.Best_neuron.notna().to_numpy().tolist() == applicable.tolist()
+    assert (final.P_sidelobe[~applicable] == -1).all()
+    # P_sidelobe of a component = sidelobe fraction of its neuron's labelled matches (>= 2), else -1
+    n = final.Best_neuron[applicable].astype(int).to_numpy()
+    lab = neurons.loc[n]
+    expect = np.where(lab.n_labelled >= 2, lab.count_sidelobe / lab.n_labelled.clip(lower=1), -1.0)
+    assert np.allclose(final.P_sidelobe[applicable].to_numpy(), expect)
+    assert neurons.n_labelled.sum() > 0 and len(neurons) == 9
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_05_annotation_collation(nb_env):
+    from somtorch.annotation import AnnotationSet
+
+    nb = run_notebook("05_annotation_collation")
+    out = nb_env / "05_annotation_collation"
+    src = pd.read_csv(out / "sources.csv", keep_default_na=False)
+    # the source catalogue partitions the components: each appears in exactly one group
+    comps = [c for row in src.Components for c in row.split(";")]
+    assert len(comps) == len(set(comps)) == src.N_components.sum()
+    n_comp = int(stream_text(nb).split(" components ->")[0].rsplit("\n", 1)[-1])
+    assert len(comps) == n_comp
+    hand = AnnotationSet.load(out / "hand.annotations.npz")
+    assert len(hand) == 1 and hand.labels.names == ["link", "host", "sidelobe"]
+    (k,) = list(hand)
+    assert [r.kind for r in hand[k].regions] == ["click", "click"]  # the lasso was undone
+    assert len(AnnotationSet.load(out / "truth.annotations.npz").annotated()) >= 1
