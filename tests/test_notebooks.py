@@ -35,6 +35,8 @@ def nb_env(tmp_path, monkeypatch):
         "display_name": "somtorch notebook test", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")  # no jupyter_core migration warning
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))  # connection files
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))  # no profile in $HOME
     monkeypatch.setenv("SOMTORCH_NB_SMALL", "1")
     monkeypatch.setenv("SOMTORCH_NB_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("SOMTORCH_CACHE_DIR", str(tmp_path / "cache"))
