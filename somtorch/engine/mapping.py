@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from somtorch.engine._malloc import tune_malloc
 from somtorch.engine.data import as_image_source
 from somtorch.engine.distance import best_match
 from somtorch.engine.som import RotationInvariantSOM
@@ -107,6 +108,8 @@ class Mapper:
         if not isinstance(rows, range) or rows.step != 1:
             raise ConfigError(None, "rows", rows, "a contiguous range of image indices")
         bs = self.auto_batch_size()
+        if som.device.type == "cpu":
+            tune_malloc()  # recycle the large per-batch buffers (see engine._malloc)
         eng = som.engine
         wv = wnorm = wf = None
         if som.arithmetic == "pink":

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from somtorch.engine._malloc import tune_malloc
 from somtorch.engine.data import as_image_source
 from somtorch.engine.distance import best_match
 from somtorch.engine.metrics import quality_metrics
@@ -263,6 +264,8 @@ class Trainer:
         if n == 0:
             raise ConfigError(None, "data", 0, "at least one image (Number of data entries must be larger than 0.)")
         dev = som.device
+        if dev.type == "cpu":
+            tune_malloc()  # recycle the large per-step buffers (see engine._malloc)
         eng = som.engine
         factors = som.factors(self.neighbourhood)
         ticks_total = n * self.num_iter
