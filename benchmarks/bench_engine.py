@@ -175,12 +175,15 @@ def _profile(args: dict) -> dict:
     import torch
 
     from somtorch.engine import Neighbourhood, RotationInvariantSOM, SOMGeometry
+    from somtorch.engine._malloc import tune_malloc
     from somtorch.engine.distance import best_match
     from somtorch.geometry import Lattice
 
     dev = torch.device(args["device"])
     if args.get("threads"):
         torch.set_num_threads(args["threads"])
+    if dev.type == "cpu":
+        tune_malloc()  # as Trainer.fit does
     d = args["size"]
     som = RotationInvariantSOM(Lattice("cartesian", (10, 10)), SOMGeometry(d, numrot=360), init="random",
                                seed=1, device=dev, tie_break=args.get("tie_break"))

@@ -172,6 +172,24 @@ def _combine_taps(w: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return ((w[0] * taps[0] + w[1] * taps[1]) + w[2] * taps[2]) + w[3] * taps[3]
 
 
+def _grid_sample(img: torch.Tensor, grid: torch.Tensor, mode: str) -> torch.Tensor:
+    """Sample ``img (1, C, d, d)`` at a precomputed normalised grid ``(1, H, W, 2)`` (x, y last).
+
+    Exactly what :func:`kornia.geometry.transform.remap` (used for the batched base rotations)
+    computes with ``normalized_coordinates=True, align_corners=True, padding_mode='zeros'`` -- the
+    same ``grid_sample`` kernel -- minus its re-stacking of the grid's x and y planes on every
+    call, which matters in the per-image selection of the training loop; half-precision CPU
+    inputs go through kornia, which works around torch's CPU half kernel.
+    """
+    if img.device.type == "cpu" and img.dtype in (torch.float16, torch.bfloat16):
+        from kornia.geometry.transform import remap
+
+        return remap(img, grid[..., 0], grid[..., 1], mode=mode, padding_mode="zeros",
+                     align_corners=True, normalized_coordinates=True)
+    return torch.nn.functional.grid_sample(img, grid.to(img.dtype), mode=mode, padding_mode="zeros",
+                                           align_corners=True)
+
+
 class PinkTransformer(nn.Module):
     """All ``T`` rotations/flips of an image stack, in PINK's order (see module docstring).
 
@@ -389,11 +407,8 @@ class PinkTransformer(nn.Module):
                 taps = img.reshape(c, d * d)[:, idx.reshape(-1)].reshape(c, idx.shape[0], len(rot_pos), nd, nd)
                 rot = _combine_taps(wt, taps.transpose(0, 1)).transpose(0, 1)
             else:
-                from kornia.geometry.transform import remap
-
                 sub = g.reshape(self._k - 1, nd, nd, 2)[sel].reshape(1, -1, nd, 2)
-                r = remap(img, sub[..., 0], sub[..., 1], mode=self.interpolation, padding_mode="zeros",
-                          align_corners=True, normalized_coordinates=True)
+                r = _grid_sample(img, sub, self.interpolation)
                 rot = r.reshape(c, len(rot_pos), nd, nd).transpose(0, 1)
             out[rot_pos] = rot
         return out
