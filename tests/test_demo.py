@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from somtorch.demo import main, sidelobe_report, roc_auc
+from somtorch.demo import main, roc_auc, sidelobe_report
 
 
 def _auc_pairs(score, truth) -> float:
