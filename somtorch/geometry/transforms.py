@@ -173,7 +173,7 @@ def _combine_taps(w: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
 
 
 def _grid_sample(img: torch.Tensor, grid: torch.Tensor, mode: str) -> torch.Tensor:
-    """Sample ``img (1, C, d, d)`` at a precomputed normalised grid ``(1, H, W, 2)`` (x, y last).
+    """Sample ``img (B, C, d, d)`` at precomputed normalised grids ``(B, H, W, 2)`` (x, y last).
 
     Exactly what :func:`kornia.geometry.transform.remap` (used for the batched base rotations)
     computes with ``normalized_coordinates=True, align_corners=True, padding_mode='zeros'`` -- the
@@ -407,9 +407,9 @@ class PinkTransformer(nn.Module):
                 taps = img.reshape(c, d * d)[:, idx.reshape(-1)].reshape(c, idx.shape[0], len(rot_pos), nd, nd)
                 rot = _combine_taps(wt, taps.transpose(0, 1)).transpose(0, 1)
             else:
-                sub = g.reshape(self._k - 1, nd, nd, 2)[sel].reshape(1, -1, nd, 2)
-                r = _grid_sample(img, sub, self.interpolation)
-                rot = r.reshape(c, len(rot_pos), nd, nd).transpose(0, 1)
+                # one batch entry per rotation: CPU grid_sample parallelises over the batch only
+                sub = g.reshape(self._k - 1, nd, nd, 2)[sel]
+                rot = _grid_sample(img.expand(len(rot_pos), c, d, d), sub, self.interpolation)
             out[rot_pos] = rot
         return out
 
