@@ -195,10 +195,28 @@ class DistanceEngine:
             self.transformer_channels = c
             self._idx_cache.pop(("var", str(weights.device)), None)
         full, mask_u, _ = self._variant_tables(weights.device)
+        u = hi - lo
         wm = weights[..., lo:hi, lo:hi].reshape(n, c, -1) * mask_u
         wnorm = (wm * wm).sum((1, 2))
-        v = torch.index_select(wm.reshape(n, -1), 1, full).reshape(n, self.num_variants, -1)
-        return v, wnorm
+        if weights.device.type != "cpu" or torch.get_num_threads() == 1:
+            v = torch.index_select(wm.reshape(n, -1), 1, full).reshape(n, self.num_variants, -1)
+            return v, wnorm
+        # multi-threaded CPU: V_q = T_q^{-1}(w) for T_q = flip_rows^f o rot90(., -j) (the tables'
+        # sigma_q is the inverse permutation of T_q) as whole-array flips and quarter turns copied
+        # into one buffer -- the same values as the column gather above, but parallel
+        # (index_select along dim 1 runs on one thread; measured 4.2 vs 7.2 ms at 150x150)
+        tr = self.transformer
+        js = range(4) if tr.numrot != 1 else range(1)
+        fs = (0, 1) if tr.flip else (0,)
+        w4 = wm.reshape(n, c, u, u)
+        v = wm.new_empty((n, len(fs) * len(js), c, u, u))
+        k = 0
+        for f in fs:
+            x = torch.flip(w4, dims=(-2,)) if f else w4
+            for j in js:
+                v[:, k].copy_(torch.rot90(x, j, dims=(-2, -1)) if j else x)
+                k += 1
+        return v.reshape(n, k, c * u * u), wnorm
 
     def sq_distances_fast(self, r: torch.Tensor, rnorm: torch.Tensor, v: torch.Tensor,
                           wnorm: torch.Tensor) -> torch.Tensor:
