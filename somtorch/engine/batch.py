@@ -46,7 +46,7 @@ import time
 import numpy as np
 import torch
 
-from somtorch.engine.data import as_image_source
+from somtorch.engine.data import check_finite, open_for_som
 from somtorch.engine.distance import best_match
 from somtorch.engine.training import (
     Trainer,
@@ -55,7 +55,7 @@ from somtorch.engine.training import (
     progress_ticks,
     shuffle_order,
 )
-from somtorch.errors import ConfigError, NonFiniteError, ShapeError
+from somtorch.errors import ConfigError, NonFiniteError
 
 __all__ = ["BatchTrainer", "batch_sums", "apply_batch_update", "split_step"]
 
@@ -191,12 +191,8 @@ class BatchTrainer(Trainer):
     @torch.no_grad()
     def fit(self, data, resume: bool = False) -> TrainingHistory:
         """Train on ``data`` (tensor, array, PINK image file or ImageReader)."""
-        src = as_image_source(data)
         som = self.som
-        g = som.geometry
-        if src.channels != g.channels or src.image_dim != g.image_dim:
-            raise ShapeError(f"images are {src.channels}x{src.image_dim}x{src.image_dim}, SOM expects "
-                             f"{g.channels}x{g.image_dim}x{g.image_dim}")
+        src = open_for_som(som, data)
         n = len(src)
         if n == 0:
             raise ConfigError(None, "data", 0, "at least one image")
@@ -252,10 +248,8 @@ class BatchTrainer(Trainer):
                     step_idx = order[start:start + self.step_size]
                     mine = step_idx[split_step(len(step_idx), self.world_size, self.rank)]
                     imgs = src.get(mine, device=dev) if len(mine) else None
-                    if imgs is not None and not torch.isfinite(imgs).all():
-                        bad = mine[(~torch.isfinite(imgs).flatten(1).all(1)).cpu().numpy()]
-                        raise NonFiniteError(f"non-finite pixel values in image(s) {bad.tolist()[:10]} of "
-                                             f"{src.path or 'the input'}; clean the data before training")
+                    if imgs is not None:
+                        check_finite(imgs, mine, src, "training", NonFiniteError)
                     if imgs is not None:
                         S, F, hits = batch_sums(som, imgs, factors, chunk)
                     else:

@@ -13,7 +13,7 @@ import torch
 
 from somtorch.errors import ShapeError
 
-__all__ = ["ImageSource", "as_image_source"]
+__all__ = ["ImageSource", "as_image_source", "open_for_som", "check_finite"]
 
 
 class ImageSource:
@@ -116,3 +116,27 @@ class ImageSource:
 
 def as_image_source(data) -> ImageSource:
     return data if isinstance(data, ImageSource) else ImageSource(data)
+
+
+def open_for_som(som, data) -> ImageSource:
+    """``data`` as an :class:`ImageSource` whose images have the SOM's channels and size
+    (:class:`ShapeError` otherwise)."""
+    src = as_image_source(data)
+    g = som.geometry
+    if src.channels != g.channels or src.image_dim != g.image_dim:
+        raise ShapeError(f"images are {src.channels}x{src.image_dim}x{src.image_dim}, SOM expects "
+                         f"{g.channels}x{g.image_dim}x{g.image_dim}")
+    return src
+
+
+def check_finite(images: torch.Tensor, rows, src: ImageSource, action: str, error=ShapeError) -> None:
+    """Raise ``error`` naming the (up to 10) rows of ``images`` with NaN/inf pixels.
+
+    ``rows`` are the image indices of ``images`` in ``src`` (array-like, one per image);
+    ``action`` ends the message ("clean the data before <action>").
+    """
+    if torch.isfinite(images).all():
+        return
+    bad = np.asarray(rows)[(~torch.isfinite(images).flatten(1).all(1)).cpu().numpy()]
+    raise error(f"non-finite pixel values in image(s) {bad.tolist()[:10]} of "
+                f"{src.path or 'the input'}; clean the data before {action}")

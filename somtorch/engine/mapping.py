@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from somtorch.engine._malloc import tune_malloc
-from somtorch.engine.data import as_image_source
+from somtorch.engine.data import as_image_source, check_finite, open_for_som
 from somtorch.engine.distance import best_match
 from somtorch.engine.som import RotationInvariantSOM
-from somtorch.errors import ConfigError, ShapeError
+from somtorch.errors import ConfigError
 
 __all__ = ["Mapper", "MappingResult", "precision_agreement"]
 
@@ -98,12 +98,8 @@ class Mapper:
     @torch.no_grad()
     def iter_batches(self, data, rows=None):
         """Yield ``(start, distances (b, N), transform_index (b, N))`` over ``rows`` (a range)."""
-        src = as_image_source(data)
         som = self.som
-        g = som.geometry
-        if src.channels != g.channels or src.image_dim != g.image_dim:
-            raise ShapeError(f"images are {src.channels}x{src.image_dim}x{src.image_dim}, SOM expects "
-                             f"{g.channels}x{g.image_dim}x{g.image_dim}")
+        src = open_for_som(som, data)
         rows = range(len(src)) if rows is None else rows
         if not isinstance(rows, range) or rows.step != 1:
             raise ConfigError(None, "rows", rows, "a contiguous range of image indices")
@@ -126,10 +122,7 @@ class Mapper:
             while s < rows.stop:
                 e = min(s + bs, rows.stop)
                 x = src.get(slice(s, e), device=som.device)
-                if not torch.isfinite(x).all():
-                    bad = s + torch.nonzero(~torch.isfinite(x).flatten(1).all(1)).flatten()
-                    raise ShapeError(f"non-finite pixel values in image(s) {bad.tolist()[:10]} of "
-                                     f"{src.path or 'the input'}; clean the data before mapping")
+                check_finite(x, range(s, e), src, "mapping")
                 try:
                     if wf is not None:
                         dsq = eng.sq_distances(eng.image_features(x), wf)

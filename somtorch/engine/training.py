@@ -32,12 +32,12 @@ import numpy as np
 import torch
 
 from somtorch.engine._malloc import tune_malloc
-from somtorch.engine.data import as_image_source
+from somtorch.engine.data import check_finite, open_for_som
 from somtorch.engine.distance import best_match
 from somtorch.engine.metrics import quality_metrics
 from somtorch.engine.neighbourhood import Neighbourhood
 from somtorch.engine.som import RotationInvariantSOM
-from somtorch.errors import ConfigError, ShapeError
+from somtorch.errors import ConfigError
 
 __all__ = ["Trainer", "TrainingHistory", "shuffle_order", "progress_ticks", "inter_store_name"]
 
@@ -254,12 +254,8 @@ class Trainer:
     @torch.no_grad()
     def fit(self, data, resume: bool = False) -> TrainingHistory:
         """Train on ``data`` (tensor, array, PINK image file or ImageReader)."""
-        src = as_image_source(data)
         som = self.som
-        g = som.geometry
-        if src.channels != g.channels or src.image_dim != g.image_dim:
-            raise ShapeError(f"images are {src.channels}x{src.image_dim}x{src.image_dim}, SOM expects "
-                             f"{g.channels}x{g.image_dim}x{g.image_dim}")
+        src = open_for_som(som, data)
         n = len(src)
         if n == 0:
             raise ConfigError(None, "data", 0, "at least one image (Number of data entries must be larger than 0.)")
@@ -321,10 +317,7 @@ class Trainer:
                 for start in range(start_pos, n, batch):
                     idx = order[start:start + batch]
                     imgs = src.get(idx, device=dev)
-                    if not torch.isfinite(imgs).all():
-                        bad = idx[(~torch.isfinite(imgs).flatten(1).all(1)).cpu().numpy()]
-                        raise ShapeError(f"non-finite pixel values in image(s) {bad.tolist()[:10]} "
-                                         f"of {src.path or 'the input'}; clean the data before training")
+                    check_finite(imgs, idx, src, "training")
                     if exact:
                         xf = eng.image_features(imgs)
                     else:
