@@ -86,10 +86,11 @@ def run_mapping(cfg, out_dir) -> dict:
     import torch
 
     from somtorch import distributed as sd
-    from somtorch.engine import Mapper, RotationInvariantSOM, SOMGeometry, quality_metrics
+    from somtorch.engine import Mapper, RotationInvariantSOM, SOMGeometry
     from somtorch.engine.memory import estimate_memory, fit_batch_size, memory_budget
+    from somtorch.engine.metrics import metrics_from_parts, topographic_flags
     from somtorch.geometry import Lattice
-    from somtorch.io import read_images_header, read_mapping, read_som, read_transforms
+    from somtorch.io import Transform, read_images_header, read_mapping, read_som
 
     runtime = cfg.get("runtime")
     rt = to_plain(runtime) or {}
@@ -150,22 +151,36 @@ def run_mapping(cfg, out_dir) -> dict:
     if not env.is_main:  # rank 0 writes the tables, plots and summary
         return {"mapping": str(mpath), "transform": str(tpath), "rank": env.rank, "shard": info["shard"]}
 
+    # per-image summaries, read back from the memory-mapped files in chunks (bounded memory)
     dist, _ = read_mapping(mpath)
-    dist = torch.as_tensor(dist).to(torch.float32).reshape(int(ih.n_images), -1).clone()
-    flip, angle, _ = read_transforms(tpath)
-    flip = torch.as_tensor(flip).reshape(dist.shape[0], -1).numpy()
-    angle = torch.as_tensor(angle).reshape(dist.shape[0], -1).numpy()
-    dmin, bmu = dist.min(dim=1)
-    bmu_np = bmu.numpy()
+    dist = torch.as_tensor(dist).reshape(int(ih.n_images), -1)
+    trec = Transform(tpath).flat
+    n_img = dist.shape[0]
+    step = max(1, (1 << 24) // max(dist.shape[1], 1))
+    parts: dict = {"dmin": [], "bmu": [], "te": [], "flip": [], "angle": []}
+    for s in range(0, n_img, step):
+        d = dist[s:s + step].to(torch.float32)
+        dmin_c, bmu_c = d.min(dim=1)
+        rows_c = np.arange(s, s + len(d))
+        best = trec[rows_c, bmu_c.numpy()]
+        parts["dmin"].append(dmin_c)
+        parts["bmu"].append(bmu_c)
+        parts["te"].append(topographic_flags(d, lat))
+        parts["flip"].append(best["flip"].astype(int))
+        parts["angle"].append(best["angle"].astype(np.float32))
+    dmin = torch.cat(parts["dmin"]) if n_img else torch.zeros(0)
+    bmu_np = torch.cat(parts["bmu"]).numpy() if n_img else np.zeros(0, np.int64)
     rows = np.arange(len(bmu_np))
     coords = lat.coords.numpy()[bmu_np]
     table = {"image": rows, "bmu": bmu_np}
     for j, name in enumerate(_coord_names(lat)):
         table[name] = coords[:, j]
-    table.update(distance=dmin.numpy(), flip=flip[rows, bmu_np].astype(int), angle=angle[rows, bmu_np])
+    table.update(distance=dmin.numpy(),
+                 flip=np.concatenate(parts["flip"]) if n_img else np.zeros(0, int),
+                 angle=np.concatenate(parts["angle"]) if n_img else np.zeros(0, np.float32))
     pd.DataFrame(table).to_csv(out / "bmu.csv", index=False)
     counts = np.bincount(bmu_np, minlength=lat.num_neurons)
-    metrics = quality_metrics(dist, lat) if len(dist) else {}
+    metrics = metrics_from_parts(dmin, torch.cat(parts["te"])) if n_img else {}
     if cfg.get("plots", True):
         from somtorch.plotting import plot_bmu_counts
 
