@@ -62,14 +62,8 @@ def _train(path, mode: str, step: int, side: int, seed: int):
     return som, time.perf_counter() - t0
 
 
-def _purity(bmu, labels) -> float:
-    import pandas as pd
-
-    df = pd.DataFrame({"n": bmu, "k": labels})
-    return float(df.groupby("n")["k"].agg(lambda v: v.value_counts().iloc[0]).sum() / len(df))
-
-
 def quality(n: int = 1000, side: int = 8, image_size: int = 32, steps=(16, 64, 256), seed: int = 1234) -> list:
+    from somtorch.analysis import neuron_purity
     from somtorch.cli.common import prepare_sample_binary
     from somtorch.engine import Mapper, quality_metrics
     from somtorch.io.records import records_path
@@ -86,7 +80,7 @@ def quality(n: int = 1000, side: int = 8, image_size: int = 32, steps=(16, 64, 2
         m = quality_metrics(res.distances, som.lattice)
         bmu = res.bmu.numpy()
         rows.append({"mode": mode, "step_size": step if mode == "batch" else None, "qe": m["qe"], "te": m["te"],
-                     "purity_morphology": _purity(bmu, morph), "purity_sidelobe": _purity(bmu, sl),
+                     "purity_morphology": neuron_purity(bmu, morph), "purity_sidelobe": neuron_purity(bmu, sl),
                      "neurons_used": int(len(np.unique(bmu))), "train_s": round(secs, 2),
                      "updates_per_epoch": n if mode == "online" else -(-n // step)})
         print(json.dumps(rows[-1]), flush=True)

@@ -82,16 +82,13 @@ def sidelobe_report(bmu, morph, is_sidelobe, p_sidelobe, heldout, num_neurons: i
     components whose neuron has a defined P_sidelobe), and on those: ``precision``, ``recall``
     (P_sidelobe >= threshold predicts a sidelobe), ``roc_auc`` and the base rate.
     """
+    from somtorch.analysis import neuron_purity
+
     bmu = np.asarray(bmu, dtype=np.int64)
     morph = np.asarray(morph, dtype=object)
     sl = np.asarray(is_sidelobe, dtype=bool)
     p = np.asarray(p_sidelobe, dtype=np.float64)
     held = np.asarray(heldout, dtype=bool)
-
-    def purity(labels) -> float:
-        df = pd.DataFrame({"n": bmu, "k": labels})
-        top = df.groupby("n")["k"].agg(lambda v: v.value_counts().iloc[0])
-        return float(top.sum() / len(df)) if len(df) else float("nan")
 
     ok = held & (p >= 0)
     pred = p[ok] >= threshold
@@ -100,7 +97,7 @@ def sidelobe_report(bmu, morph, is_sidelobe, p_sidelobe, heldout, num_neurons: i
     out = {
         "n_mapped": int(len(bmu)), "n_neurons": int(num_neurons),
         "n_neurons_used": int(len(np.unique(bmu))),
-        "purity_morphology": purity(morph), "purity_sidelobe": purity(sl),
+        "purity_morphology": neuron_purity(bmu, morph), "purity_sidelobe": neuron_purity(bmu, sl),
         "n_heldout": int(held.sum()), "coverage": float(ok.sum() / max(held.sum(), 1)),
         "threshold": float(threshold),
         "sidelobe_base_rate": float(truth.mean()) if truth.size else float("nan"),

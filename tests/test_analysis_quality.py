@@ -178,3 +178,12 @@ def test_golden_pink_mappings_pyink_coherence(name):
     expect = int((np.abs(b0 - b1).max(axis=1) <= 1).sum())
     assert m.coherence() == coherence(m, fraction=False) == expect
     assert quantization_error(m) == pytest.approx(float(m.flat.min(axis=1).astype(np.float64).mean()), rel=1e-6)
+
+
+def test_neuron_purity_hand_built():
+    from somtorch.analysis import neuron_purity
+
+    # neuron 0: a, a, b -> 2 of 3; neuron 5: c, c -> 2 of 2; neuron 2: d -> 1 of 1
+    assert neuron_purity([0, 0, 0, 5, 5, 2], ["a", "a", "b", "c", "c", "d"]) == pytest.approx(5 / 6)
+    assert neuron_purity([1, 1], [True, False]) == pytest.approx(0.5)
+    assert np.isnan(neuron_purity([], []))

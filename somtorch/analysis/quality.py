@@ -36,6 +36,7 @@ from somtorch.errors import ConfigError, ShapeError
 from somtorch.geometry.lattice import Lattice
 
 __all__ = [
+    "neuron_purity",
     "mapping_lattice",
     "iter_distance_chunks",
     "quantization_error",
@@ -297,3 +298,19 @@ def convergence_curve(soms, images, geometry, lattice=None, *, max_images: int =
         recs.append(rec)
         prev = w.clone()
     return pd.DataFrame(recs)
+
+
+def neuron_purity(bmu, labels) -> float:
+    """Count-weighted neuron purity: the fraction of entries that carry their best-matching
+    neuron's most common label (NaN for no entries).
+
+    Equivalently, the mean over neurons of the majority-label fraction, weighted by how many
+    entries each neuron collects; 1 means every neuron collects a single class.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame({"n": np.asarray(bmu), "k": np.asarray(labels, dtype=object)})
+    if not len(df):
+        return float("nan")
+    top = df.groupby("n")["k"].agg(lambda v: v.value_counts().iloc[0])
+    return float(top.sum() / len(df))
