@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 
 import numpy as np
@@ -51,6 +50,7 @@ from somtorch.engine.distance import best_match
 from somtorch.engine.training import (
     Trainer,
     TrainingHistory,
+    _restore_handlers,
     _StopRequested,
     progress_ticks,
     shuffle_order,
@@ -229,16 +229,7 @@ class BatchTrainer(Trainer):
 
             bar = tqdm(total=ticks_total, initial=tick, desc=f"batch {self.stage_name}", unit="img",
                        dynamic_ncols=True)
-        old_handlers = {}
-        if self.handle_signals and self.checkpoint_path is not None:
-            def _handler(signum, frame):
-                self._stop = True
-            try:
-                for s in (signal.SIGTERM, signal.SIGINT):
-                    old_handlers[s] = signal.signal(s, _handler)
-            except ValueError:  # not in the main thread
-                old_handlers = {}
-        self._stop = False
+        old_handlers = self._install_stop_handlers()
         last_ckpt = tick
         nsz = som.num_neurons
         try:
@@ -295,8 +286,7 @@ class BatchTrainer(Trainer):
             raise KeyboardInterrupt(f"training stopped after {tick} images; checkpoint written to "
                                     f"{self.checkpoint_path}") from None
         finally:
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
+            _restore_handlers(old_handlers)
         if bar is not None:
             bar.close()
         return self.history

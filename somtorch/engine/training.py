@@ -299,16 +299,7 @@ class Trainer:
 
             bar = tqdm(total=ticks_total, initial=tick, desc=f"train {self.stage_name}", unit="img", dynamic_ncols=True)
 
-        old_handlers = {}
-        if self.handle_signals and self.checkpoint_path is not None:
-            def _handler(signum, frame):
-                self._stop = True
-            try:
-                for s in (signal.SIGTERM, signal.SIGINT):
-                    old_handlers[s] = signal.signal(s, _handler)
-            except ValueError:  # not in main thread
-                old_handlers = {}
-        self._stop = False
+        old_handlers = self._install_stop_handlers()
         last_ckpt = tick
         try:
             for it in range(it0, self.num_iter):
@@ -380,11 +371,27 @@ class Trainer:
             raise KeyboardInterrupt(f"training stopped after {tick} images; checkpoint written to "
                                     f"{self.checkpoint_path}") from None
         finally:
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
+            _restore_handlers(old_handlers)
         if bar is not None:
             bar.close()
         return self.history
+
+    def _install_stop_handlers(self) -> dict:
+        """Turn SIGTERM/SIGINT into a stop request (checkpoint, then stop) while training with a
+        checkpoint path; returns the previous handlers for :func:`_restore_handlers`."""
+        self._stop = False
+        old: dict = {}
+        if self.handle_signals and self.checkpoint_path is not None:
+            def _handler(signum, frame):
+                self._stop = True
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    old[sig] = signal.signal(sig, _handler)
+            except ValueError:  # not in the main thread
+                for sig, h in old.items():
+                    signal.signal(sig, h)
+                old = {}
+        return old
 
     def _progress_record(self, src, msub, it, tick, ticks_total, prev_w, elapsed) -> dict:
         som = self.som
@@ -399,6 +406,11 @@ class Trainer:
             rec.update(quality_metrics(dist, som.lattice))
         self.history.append(rec)
         return rec
+
+
+def _restore_handlers(old: dict) -> None:
+    for sig, h in old.items():
+        signal.signal(sig, h)
 
 
 def _map_subset(som: RotationInvariantSOM, src, idx: np.ndarray, batch: int = 32):
