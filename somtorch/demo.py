@@ -308,13 +308,21 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m somtorch.demo", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m somtorch.demo", description=__doc__.splitlines()[0],
+                                 epilog="Components with Peak_to_ring >= 3 or S_Code E get P_sidelobe = -1; a neuron "
+                                        "needs >= 2 labelled matches for a P_sidelobe. Outputs go to a new folder; "
+                                        "an existing non-empty --out is refused.")
     ap.add_argument("--out", default=None, help="output folder (default demo_output/run-<timestamp>)")
     ap.add_argument("--n-sources", type=int, default=2400, help="sources in the synthetic sky")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--image-size", type=int, default=40)
-    ap.add_argument("--crop", type=int, default=120)
-    ap.add_argument("--label-fraction", type=float, default=0.3)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="sky seed (the SOM seed is seed + 1234, the labelled subset seed + 7)")
+    ap.add_argument("--image-size", type=int, default=40,
+                    help="side of the training images in pixels, after cropping and area resampling")
+    ap.add_argument("--crop", type=int, default=120,
+                    help="central crop of the 150x150 cutouts, in 0.6-arcsec pixels, before resampling")
+    ap.add_argument("--label-fraction", type=float, default=0.3,
+                    help="fraction of the imaged components whose truth label is used for the "
+                         "knowledge transfer; the rest is held out for the report")
     ap.add_argument("--schedule", default="demo_sidelobe", help="a configs/schedule/ name")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for somtorch.train")
     a = ap.parse_args(argv)
