@@ -155,7 +155,9 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir else Path("demo_output") / time.strftime("run-%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: exists and is not empty; choose another --out")
+        from somtorch.errors import OutputExistsError
+
+        raise OutputExistsError(f"{out}: exists and is not empty; choose another --out")
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     _say(f"somtorch demo -> {out}")
