@@ -199,7 +199,7 @@ def _profile(args: dict) -> dict:
         acc[name] = acc.get(name, 0.0) + (t1 - t0)
         return t1
 
-    wv, wnorm = eng.neuron_variants(w)
+    wv, wnorm = eng.neuron_parity(w)
     for _rep in range(2):  # first pass warms up
         acc.clear()
         for b in range(len(imgs)):
@@ -219,8 +219,8 @@ def _profile(args: dict) -> dict:
             f = f_all[best]
             w.sub_(sel.sub_(w).neg_().mul_(f.view(-1, 1, 1, 1)))
             t = tick("update", t)
-            wv, wnorm = eng.neuron_variants(w)
-            t = tick("neuron variants", t)
+            wv, wnorm = eng.neuron_parity(w)
+            t = tick("neuron parity features", t)
     n = len(imgs)
     ms = {k: round(v / n * 1e3, 3) for k, v in acc.items()}
     ms["total"] = round(sum(acc.values()) / n * 1e3, 3)
@@ -276,6 +276,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--cases", default="64,150")
+    p.add_argument("--modes", default="train,map", help="train, map or both (comma-separated)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--train-images", type=int, default=0,
@@ -324,7 +325,8 @@ def main(argv=None) -> int:
         for case in cases:
             ntr = a.train_images or ((5000 if gpu else 200) if case == 64 else (1000 if gpu else 30))
             nmp = a.map_images or ((20000 if gpu else 300) if case == 64 else (4000 if gpu else 50))
-            for mode, n in (("train", ntr), ("map", nmp)):
+            modes = a.modes.split(",")
+            for mode, n in [m for m in (("train", ntr), ("map", nmp)) if m[0] in modes]:
                 r = run_case(dict(common, mode=mode, size=case, n=n))
                 if case == 64 and not gpu:
                     r["x_pink_cpu"] = round(r["img_per_s"] / PINK_CPU[mode], 1)

@@ -49,8 +49,8 @@ def test_estimate_components_are_the_arrays_we_allocate():
     est = estimate_memory(som, "map")
     # independent arithmetic: the tensors the fast path really holds
     assert est.fixed["weights"] == som.weight.numel() * 4
-    v, wn = eng.neuron_variants(som.weight)
-    assert est.fixed["neuron variants"] == v.numel() * 4
+    v, wn = eng.neuron_parity(som.weight)
+    assert est.fixed["neuron parity features"] == v.numel() * 4
     r, rnorm = eng.base_features(torch.zeros(1, 1, 64, 64))
     assert est.per_image["base rotations"] == 3 * r.numel() * 4
     assert est.per_image["distances"] == 3 * 4 * g.num_transforms * som.num_neurons

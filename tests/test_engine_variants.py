@@ -1,5 +1,6 @@
-"""Neuron variants: the multi-threaded CPU path (flips/quarter turns into a buffer) equals the
-single-threaded column gather bit for bit, and both equal the definition V_q = T_q^{-1}(w)."""
+"""Fast-path layout: base rotations (and their transposes) in flip-parity coordinates against the
+neurons' give exactly the products ``<Q(X), w>`` over the region for every dihedral variant ``Q``,
+in PINK's order."""
 
 from __future__ import annotations
 
@@ -7,40 +8,78 @@ import pytest
 import torch
 
 from somtorch.engine import RotationInvariantSOM, SOMGeometry
+from somtorch.engine.parity import SIGNS, parity_features, parity_sizes
 from somtorch.geometry import Lattice
 
 
-@pytest.fixture
-def threads():
-    old = torch.get_num_threads()
-    yield
-    torch.set_num_threads(old)
+@pytest.mark.parametrize("u", [1, 2, 5, 6, 7])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_parity_features_give_every_flipped_product(u, channels):
+    """<R, G_g(w)> == sum_ab SIGNS[g][ab] <P(R)_ab, P_scaled(w)_ab>, also for the transpose of R."""
+    g = torch.Generator().manual_seed(10 * u + channels)
+    r = torch.rand(5, channels, u, u, generator=g, dtype=torch.float64)
+    w = torch.rand(3, channels, u, u, generator=g, dtype=torch.float64)
+    pr = parity_features(r, transposed=True)  # (5, 2, F)
+    pw = parity_features(w, scaled=True)  # (3, F)
+    sizes = parity_sizes(u, channels)
+    assert sum(sizes) == channels * u * u == pr.shape[-1] == pw.shape[-1]
+    bounds = [0, *torch.cumsum(torch.tensor(sizes), 0).tolist()]
+    flips = {0: (), 1: (-2,), 2: (-1,), 3: (-2, -1)}
+    for side, x in ((0, r), (1, r.transpose(-2, -1))):
+        # the transposed side equals the coordinates of the transposed images
+        assert torch.allclose(pr[:, side], parity_features(x.contiguous()))
+        blocks = [pr[:, side, a:b] @ pw[:, a:b].T for a, b in zip(bounds[:-1], bounds[1:])]
+        for flip, signs in enumerate(SIGNS):
+            want = torch.einsum("icuv,ncuv->in", x, torch.flip(w, dims=flips[flip]))
+            got = sum(s * blk for s, blk in zip(signs, blocks))
+            assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("numrot,flip,channels,shape,dim", [
-    (8, True, 1, "circular", 20), (4, False, 2, "quadratic", 21), (1, True, 1, "quadratic", 20),
-    (1, False, 3, "circular", 19), (12, True, 2, "circular", 24), (360, True, 1, "quadratic", 33),
-])
-def test_variants_paths_agree_and_match_definition(numrot, flip, channels, shape, dim, threads):
-    som = RotationInvariantSOM(Lattice("cartesian", (3, 4)),
-                               SOMGeometry(dim, channels=channels, numrot=numrot, flip=flip,
-                                           distance_shape=shape), init="random", seed=5)
-    eng, w = som.engine, som.weight.data
-    torch.set_num_threads(1)
-    v1, n1 = eng.neuron_variants(w)
-    torch.set_num_threads(2)
-    v2, n2 = eng.neuron_variants(w)
-    assert torch.equal(v1, v2) and torch.equal(n1, n2)
-    # definition: <Q(X), w> over the region == <X, V_q> over the window, for every dihedral Q
-    lo, hi = eng.window
-    u = hi - lo
-    mask = eng.mask[lo:hi, lo:hi].to(w.dtype)
-    x = torch.rand(channels, u, u, generator=torch.Generator().manual_seed(1))
+@pytest.mark.parametrize("numrot,flip,dim", [(8, True, 20), (4, False, 21), (1, True, 20), (1, False, 19),
+                                              (12, True, 24), (8, False, 18)])
+def test_pairing_definition(numrot, flip, dim):
+    """<Q_q(X), w> == <X_side, G_g(w)> for the (side, g) the engine pairs with every dihedral q."""
+    som = RotationInvariantSOM(Lattice("cartesian", (2, 2)), SOMGeometry(dim, numrot=numrot, flip=flip),
+                               init="random", seed=5)
+    eng = som.engine
+    pr = eng.pairing()
+    u = eng.window[1] - eng.window[0]
+    x = torch.rand(u, u, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    w = torch.rand(u, u, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     qs = [(f, j) for f in ((0, 1) if flip else (0,)) for j in (range(4) if numrot != 1 else range(1))]
-    for k, (f, j) in enumerate(qs):
-        qx = torch.rot90(x, -j, dims=(-2, -1))
+    assert len(pr["pairs"]) == len(qs) and pr["sides"] == (2 if numrot != 1 else 1)
+    flips = {0: (), 1: (0,), 2: (1,), 3: (0, 1)}
+    for (f, j), (side, g) in zip(qs, pr["pairs"]):
+        qx = torch.rot90(x, -j)
         if f:
-            qx = torch.flip(qx, dims=(-2,))
-        lhs = ((qx * mask) * w[:, :, lo:hi, lo:hi]).flatten(1).sum(1).double()
-        rhs = (v2[:, k].reshape(-1, channels, u, u) * x).flatten(1).sum(1).double()
-        assert torch.allclose(lhs, rhs, rtol=1e-5, atol=1e-5)
+            qx = torch.flip(qx, dims=(0,))
+        xs = x.T if side else x
+        assert torch.allclose((qx * w).sum(), (xs * torch.flip(w, dims=flips[g])).sum())
+
+
+def test_distances_match_expanded_transforms():
+    """sq_distances_fast equals the plain distances over all T expanded transformations."""
+    som = RotationInvariantSOM(Lattice("hexagonal", (3, 3)),
+                               SOMGeometry(21, channels=2, numrot=8, flip=True, distance_shape="circular"),
+                               init="random", seed=2)
+    eng, w = som.engine, som.weight.data
+    x = torch.rand(3, 2, 21, 21, generator=torch.Generator().manual_seed(4))
+    r, rnorm = eng.base_features(x)
+    v, wn = eng.neuron_parity(w)
+    fast = eng.sq_distances_fast(r, rnorm, v, wn)
+    xt = eng.transformer(x).double()  # (B, T, C, nd, nd)
+    mask = eng.mask.double()
+    ref = (((xt[:, :, None] - w.double()[None, None]) ** 2) * mask).flatten(3).sum(-1)
+    assert fast.shape == ref.shape
+    assert torch.allclose(fast.double(), ref, rtol=1e-4, atol=1e-3)
+
+
+def test_subset_update_of_neuron_parity():
+    som = RotationInvariantSOM(Lattice("cartesian", (2, 3)), SOMGeometry(16, numrot=8), init="random", seed=1)
+    eng, w = som.engine, som.weight.data.clone()
+    v, wn = eng.neuron_parity(w)
+    sel = torch.tensor([1, 4])
+    w[sel] = torch.rand(2, 1, w.shape[-1], w.shape[-1], generator=torch.Generator().manual_seed(0))
+    eng.update_neuron_parity(v, wn, sel, w[sel])
+    v2, wn2 = eng.neuron_parity(w)
+    assert torch.equal(v, v2) and torch.equal(wn, wn2)

@@ -600,3 +600,40 @@ def test_max_update_distance_is_strict():
     assert torch.equal(f2[f2 != 0], f3[f2 != 0])
     with pytest.raises(ConfigError):
         Neighbourhood(max_update_distance=0.0)
+
+
+@pytest.mark.parametrize("exact,interp,numrot,flip,channels,d,nd", [
+    (False, "bilinear", 8, True, 1, 11, None), (True, "bilinear", 12, True, 2, 10, None),
+    (False, "nearest", 8, False, 1, 9, None), (False, "bilinear", 4, True, 1, 8, 10),
+    (False, "bilinear", 1, True, 2, 7, None), (True, "bilinear", 16, False, 1, 12, 15),
+    (False, "bilinear", 360, True, 1, 16, None),
+])
+def test_select_bit_identical_to_forward(exact, interp, numrot, flip, channels, d, nd):
+    """select() (flips of base rotations or of their transposes) == the full expansion, bit for bit,
+    for index sets that need a base only plain, only transposed, both, and repeated."""
+    tr = PinkTransformer(d, neuron_dim=nd, numrot=numrot, flip=flip, interpolation=interp, exact=exact)
+    x = torch.rand(1, channels, d, d, generator=torch.Generator().manual_seed(d))
+    full = tr(x)[0]  # (T, C, nd, nd)
+    T = tr.num_transforms
+    g = torch.Generator().manual_seed(numrot + d)
+    k = max(numrot // 4, 1)
+    sets = [torch.randint(0, T, (n,), generator=g) for n in (1, 7, 40, 100)]
+    sets.append(torch.arange(T))
+    if numrot > 1:
+        sets.append(torch.tensor([k + 1, 3 * k + 1]))  # base 1 only transposed (quarter turns)
+        sets.append(torch.tensor([1, k + 1, 2 * k + 1, 1, 0, k]))  # base 1 plain and transposed
+    for t in sets:
+        assert torch.equal(tr.select(x[0], t), full[t]), t
+
+
+def test_dihedral_split_definition():
+    from somtorch.geometry.transforms import dihedral_split
+
+    a = torch.rand(5, 5)
+    fl = {0: lambda z: z, 1: lambda z: z.flip(0), 2: lambda z: z.flip(1), 3: lambda z: z.flip(0, 1)}
+    for q, (side, g) in enumerate(dihedral_split()):
+        f, j = divmod(q, 4)
+        want = torch.rot90(a, -j)
+        if f:
+            want = want.flip(0)
+        assert torch.equal(fl[g](a.T if side else a), want)

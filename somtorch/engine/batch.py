@@ -98,7 +98,7 @@ def batch_sums(som, images: torch.Tensor, factors: torch.Tensor, chunk: int = 16
     if exact:
         wf = eng.neuron_features(w)
     else:
-        wv, wnorm = eng.neuron_variants(w)
+        wv, wnorm = eng.neuron_parity(w)
     for s in range(0, len(images), chunk):
         x = images[s:s + chunk]
         if exact:

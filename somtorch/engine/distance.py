@@ -29,7 +29,8 @@ import torch
 
 from somtorch.errors import ConfigError, ShapeError
 from somtorch.geometry.regions import dihedral_window, region_indices
-from somtorch.geometry.transforms import PinkTransformer
+from somtorch.engine.parity import blocked_layout, parity_features, parity_features_blocked, parity_sizes
+from somtorch.geometry.transforms import FLIP_DIMS, PinkTransformer
 
 __all__ = ["DistanceEngine", "TieResolver", "best_match", "PRECISIONS"]
 
@@ -65,6 +66,40 @@ def _matmul_rows(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
         return torch.matmul(a, bt)
     pad = a.new_zeros(a.shape[:-2] + (_MIN_GEMM_ROWS - m, a.shape[-1]))
     return torch.matmul(torch.cat([a, pad], dim=-2), bt)[..., :m, :]
+
+
+def _dihedral_sigmas(u: int, tr: PinkTransformer) -> torch.Tensor:
+    """``sigma_q`` for every dihedral variant ``q`` in PINK order: ``<Q_q(x), w> = <x, w[sigma_q]>``."""
+    a = torch.arange(u * u).reshape(u, u)
+    js = range(4) if tr.numrot != 1 else range(1)
+    fs = (0, 1) if tr.flip else (0,)
+    sig = []
+    for f in fs:
+        for j in js:
+            q = torch.rot90(a, -j)
+            if f:
+                q = torch.flip(q, dims=(0,))
+            sig.append(torch.argsort(q.reshape(-1)))
+    return torch.stack(sig)
+
+
+def _pairing_for(u: int, tr: PinkTransformer) -> dict:
+    """Derive :meth:`DistanceEngine.pairing` from index permutations (checked, not assumed)."""
+    a = torch.arange(u * u).reshape(u, u)
+    flip_perm = [a.reshape(-1)] + [torch.flip(a, dims=FLIP_DIMS[g]).reshape(-1) for g in (1, 2, 3)]
+    tau = a.T.reshape(-1)  # transpose: Tr(x)[p] = x[tau[p]], an involution
+    need = []  # (side, g) per q
+    for sigma in _dihedral_sigmas(u, tr):
+        # side 0: <R, wm[sigma]>; side 1: <R^T, wm[sigma[tau]]>
+        for side, perm in ((0, sigma), (1, sigma[tau])):
+            g = next((g for g, fp in enumerate(flip_perm) if torch.equal(fp, perm)), None)
+            if g is not None:
+                need.append((side, g))
+                break
+        else:  # pragma: no cover - impossible for the dihedral group
+            raise AssertionError("dihedral variant is neither a flip nor a transposed flip")
+    sides = 1 + max(s for s, _ in need)
+    return {"sides": sides, "pairs": need}
 
 
 class DistanceEngine:
@@ -104,7 +139,7 @@ class DistanceEngine:
         u = self.window[1] - self.window[0]
         self.full_window = len(self._idx_cpu) == u * u
         self._idx_cache: dict = {}
-        self.transformer_channels = 1
+        self._pairing: dict | None = None
 
     @property
     def num_region_pixels(self) -> int:
@@ -138,111 +173,124 @@ class DistanceEngine:
 
     # ------------------------------------------------------------------ fast path
     def _variant_tables(self, device):
+        """Region mask of the window and per-variant masks for the norms (cached per device)."""
         key = ("var", str(device))
         tab = self._idx_cache.get(key)
         if tab is None:
             lo, hi = self.window
             u = hi - lo
-            tr = self.transformer
-            a = torch.arange(u * u).reshape(u, u)
-            js = range(4) if tr.numrot != 1 else range(1)
-            fs = (0, 1) if tr.flip else (0,)
-            sig = []
-            for f in fs:
-                for j in js:
-                    q = torch.rot90(a, -j)
-                    if f:
-                        q = torch.flip(q, dims=(0,))
-                    sig.append(torch.argsort(q.reshape(-1)))
-            sigma = torch.stack(sig)  # (nq, u*u): V_q[s] = w[sigma_q[s]]
             mask_u = self.mask[lo:hi, lo:hi].reshape(-1).float()
-            m = mask_u[sigma].T.contiguous()  # (u*u, nq)
-            c = self.transformer_channels
-            # flat gather index into (C*u*u) giving (nq, C*u*u) in one index_select
-            full = (torch.arange(c)[None, :, None] * (u * u) + sigma[:, None, :]).reshape(-1)
-            tab = (full.to(device), mask_u.to(device), m.to(device))
+            sigma = _dihedral_sigmas(u, self.transformer)  # (nq, u*u): V_q[s] = wm[sigma_q[s]]
+            m = mask_u[sigma].T.contiguous()  # (u*u, nq): region mask seen by every variant
+            tab = (mask_u.to(device), m.to(device))
             self._idx_cache[key] = tab
         return tab
 
-    @property
-    def num_variants(self) -> int:
-        tr = self.transformer
-        return (4 if tr.numrot != 1 else 1) * (2 if tr.flip else 1)
+    def pairing(self) -> dict:
+        """How the fast path obtains every dihedral product (layout of its tensors).
+
+        Convention
+        ----------
+        For a dihedral variant ``Q_q`` (``q = 4 f + j``: rotate clockwise by ``j`` quarter turns,
+        then flip rows if ``f``), ``<Q_q(R), w>`` over the region equals ``<X_s, G_g(w_m)>`` over the
+        window, where ``X_0 = R`` (a base rotation), ``X_1 = R^T`` (its transpose, rows <-> columns),
+        ``w_m`` is the neuron masked by the region and ``G_g`` one of the four flips (0: none,
+        1: rows reversed, 2: columns reversed, 3: both). All four flips of one product come from
+        one inner product in flip-parity coordinates (:mod:`somtorch.engine.parity`), so the
+        distance GEMM costs ``S * k * N * C * u * u`` multiply-adds per image (``S`` sides) instead
+        of ``8 * k * N * C * u * u``, and nothing is transposed per neuron update.
+
+        Returns a dict with ``sides`` (1 without rotations, else 2) and ``pairs``: ``(side, g)`` for
+        every dihedral variant ``q``, in PINK order.
+        """
+        if self._pairing is None:
+            self._pairing = _pairing_for(self.window[1] - self.window[0], self.transformer)
+        return self._pairing
 
     def base_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Base rotations of images over the dihedral window and their region norms.
+        """Base rotations of images in parity coordinates, and their region norms.
 
-        Returns ``R (B, k, C*u*u)`` (``k = numrot/4``, or 1) and ``rnorm (B, T)`` = squared norm of
-        every transformation over the distance region, in transformation-index order.
+        Returns ``R (B, k*S*C*u*u)`` (``k = numrot/4`` or 1; for each base rotation its ``S`` sides
+        of :meth:`pairing`, the rotation then its transpose, in parity coordinates laid out block
+        by block, :func:`~somtorch.engine.parity.parity_features_blocked`) and ``rnorm (B, T)`` =
+        squared norm of every transformation over the distance region, in transformation-index
+        order.
         """
         r = self.transformer.base_rotations(images, window=self.window)  # (B, k, C, u, u)
         b, k, c, u, _ = r.shape
-        _, _, m = self._variant_tables(images.device)
+        _, m = self._variant_tables(images.device)
         r2 = (r * r).reshape(b, k, c, u * u).sum(2)  # (B, k, u*u)
         rnorm = _matmul_rows(r2.reshape(b * k, u * u), m).reshape(b, k, -1)
         rnorm = rnorm.permute(0, 2, 1).reshape(b, -1)  # (B, nq*k) = (B, T)
-        return r.reshape(b, k, c * u * u), rnorm
+        feats, _ = parity_features_blocked(r, transposed=self.pairing()["sides"] == 2)
+        return feats, rnorm
 
-    def neuron_variants(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masked neurons seen through every rot90/flip: ``V (N, nq, C*u*u)`` and region norms ``(N,)``.
-
-        ``<Q(R), w>`` over the region equals ``<R, V_q>`` over the window, so images need only their
-        ``numrot/4`` base rotations (8x less work than expanding all ``T`` transformations).
-        """
+    def neuron_parity(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Neurons masked by the region in scaled parity coordinates ``(N, C*u*u)``, and their
+        region norms ``(N,)`` (the neuron side of :meth:`sq_distances_fast`)."""
         lo, hi = self.window
-        n, c = weights.shape[:2]
-        if c != self.transformer_channels:
-            self.transformer_channels = c
-            self._idx_cache.pop(("var", str(weights.device)), None)
-        full, mask_u, _ = self._variant_tables(weights.device)
         u = hi - lo
-        wm = weights[..., lo:hi, lo:hi].reshape(n, c, -1) * mask_u
-        wnorm = (wm * wm).sum((1, 2))
-        if weights.device.type != "cpu" or torch.get_num_threads() == 1:
-            v = torch.index_select(wm.reshape(n, -1), 1, full).reshape(n, self.num_variants, -1)
-            return v, wnorm
-        # multi-threaded CPU: V_q = T_q^{-1}(w) for T_q = flip_rows^f o rot90(., -j) (the tables'
-        # sigma_q is the inverse permutation of T_q) as whole-array flips and quarter turns copied
-        # into one buffer -- the same values as the column gather above, but parallel
-        # (index_select along dim 1 runs on one thread; measured 4.2 vs 7.2 ms at 150x150)
-        tr = self.transformer
-        js = range(4) if tr.numrot != 1 else range(1)
-        fs = (0, 1) if tr.flip else (0,)
-        w4 = wm.reshape(n, c, u, u)
-        v = wm.new_empty((n, len(fs) * len(js), c, u, u))
-        k = 0
-        for f in fs:
-            x = torch.flip(w4, dims=(-2,)) if f else w4
-            for j in js:
-                v[:, k].copy_(torch.rot90(x, j, dims=(-2, -1)) if j else x)
-                k += 1
-        return v.reshape(n, k, c * u * u), wnorm
+        win = weights[..., lo:hi, lo:hi]
+        if not self.full_window:
+            mask_u, _ = self._variant_tables(weights.device)
+            win = win * mask_u.view(u, u)
+        wnorm = (win * win).sum((1, 2, 3))
+        return parity_features(win, scaled=True), wnorm
+
+    def update_neuron_parity(self, v: torch.Tensor, wnorm: torch.Tensor, sel: torch.Tensor,
+                             weights: torch.Tensor) -> None:
+        """Refresh the parity features and norms of neurons ``sel`` (in place) from their new ``weights``."""
+        vs, ns = self.neuron_parity(weights)
+        v[sel] = vs
+        wnorm[sel] = ns
+
+    def _mm(self, a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
+        """``a @ bt`` in the configured precision (float32 result, float64 for ``"float64"``)."""
+        prec = self.precision
+        if prec == "bf16":
+            with torch.autocast(device_type=a.device.type, dtype=torch.bfloat16):
+                return torch.matmul(a.to(torch.bfloat16), bt.to(torch.bfloat16)).float()
+        if prec == "float64":
+            return _matmul_rows(a.double(), bt.double())
+        with _matmul_precision(a.device, prec):
+            return _matmul_rows(a, bt)
 
     def sq_distances_fast(self, r: torch.Tensor, rnorm: torch.Tensor, v: torch.Tensor,
                           wnorm: torch.Tensor) -> torch.Tensor:
-        """Squared distances ``(B, T, N)`` from :meth:`base_features` and :meth:`neuron_variants`."""
-        b, k, f = r.shape
-        n, nq, _ = v.shape
-        prec = self.precision
-        if prec == "bf16":
-            with torch.autocast(device_type=r.device.type, dtype=torch.bfloat16):
-                cross = torch.matmul(r.reshape(b * k, f).to(torch.bfloat16),
-                                     v.reshape(n * nq, f).to(torch.bfloat16).T).float()
-        elif prec == "float64":
-            cross = _matmul_rows(r.reshape(b * k, f).double(), v.reshape(n * nq, f).double().T)
-        else:
-            with _matmul_precision(r.device, prec):
-                cross = _matmul_rows(r.reshape(b * k, f), v.reshape(n * nq, f).T)
-        cross = cross.reshape(b, k, n, nq).permute(0, 3, 1, 2).reshape(b, nq * k, n)
-        d = cross.mul(-2.0).add_(rnorm.unsqueeze(-1).to(cross.dtype)).add_(wnorm.to(cross.dtype))
+        """Squared distances ``(B, T, N)`` from :meth:`base_features` and :meth:`neuron_parity`."""
+        sides = self.pairing()["sides"]
+        lo, hi = self.window
+        u = hi - lo
+        n, f = v.shape
+        b = r.shape[0]
+        ks = r.shape[1] // f
+        k = ks // sides
+        cb = np.cumsum((0,) + parity_sizes(u, f // (u * u)))
+        # one product per parity block; an image's block is a contiguous (ks, cols) matrix, so
+        # every operand is contiguous and BLAS rounds alike for any batch size
+        ee, oe, eo, oo = (self._mm(r[:, o:o + rows * cols].reshape(b * rows, cols), v[:, c0:c1].T)
+                          for (o, rows, cols), c0, c1 in zip(blocked_layout(u, f // (u * u), ks), cb[:-1], cb[1:]))
+        s1, d1, s2, d2 = ee + oe, ee - oe, eo + oo, eo - oo
+        cross = torch.stack([s1 + s2, d1 + d2, s1 - s2, d1 - d2]).reshape(4, b, k, sides, n)  # (g, b, k, s, n)
+        cross = cross.permute(1, 3, 0, 2, 4).reshape(b, sides * 4, k, n)
+        cross = cross.index_select(1, self._pair_index(r.device)).reshape(b, -1, n)  # (B, T, N)
+        d = cross.mul_(-2.0).add_(rnorm.unsqueeze(-1).to(cross.dtype)).add_(wnorm.to(cross.dtype))
         return d.clamp_min_(0).float()
+
+    def _pair_index(self, device) -> torch.Tensor:
+        key = ("pairs", str(device))
+        idx = self._idx_cache.get(key)
+        if idx is None:
+            idx = torch.tensor([s * 4 + g for s, g in self.pairing()["pairs"]], dtype=torch.int64, device=device)
+            self._idx_cache[key] = idx
+        return idx
 
     def distances_for(self, images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Squared distances ``(B, T, N)`` of images to neurons with the configured arithmetic."""
         if self.arithmetic == "pink":
             return self.sq_distances(self.image_features(images), self.neuron_features(weights))
         r, rnorm = self.base_features(images)
-        v, wnorm = self.neuron_variants(weights)
+        v, wnorm = self.neuron_parity(weights)
         return self.resolve_ties(images, self.sq_distances_fast(r, rnorm, v, wnorm), weights, rnorm, wnorm)
 
     def resolve_ties(self, images, dsq, weights, rnorm, wnorm) -> torch.Tensor:

@@ -111,7 +111,7 @@ class Mapper:
         if som.arithmetic == "pink":
             wf = eng.neuron_features(som.weight)
         else:
-            wv, wnorm = eng.neuron_variants(som.weight)
+            wv, wnorm = eng.neuron_parity(som.weight)
         bar = None
         if self.progress:
             from tqdm.auto import tqdm

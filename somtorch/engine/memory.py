@@ -144,8 +144,9 @@ def estimate_memory(som, mode: str = "map") -> MemoryEstimate:
         fixed["neuron features"] = 4 * n * c * eng.num_region_pixels
         per["transformations"] = 2 * 4 * t * c * eng.num_region_pixels
     else:
-        fixed["neuron variants"] = 4 * n * eng.num_variants * c * u * u
-        per["base rotations"] = 3 * 4 * max(g.numrot // 4, 1) * c * u * u
+        fixed["neuron parity features"] = 4 * n * c * u * u
+        sides = eng.pairing()["sides"]  # base rotations and, with rotations, their transposes
+        per["base rotations"] = 3 * 4 * sides * max(g.numrot // 4, 1) * c * u * u
     per["distances"] = 3 * 4 * t * n
     if mode != "map":
         fixed["update"] = 2 * 4 * n * c * g.nd * g.nd  # one image's best transformations + temporaries

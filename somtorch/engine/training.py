@@ -291,7 +291,7 @@ class Trainer:
             wf = eng.neuron_features(w)
             wnorm = (wf * wf).sum(-1)
         else:
-            wv, wnorm = eng.neuron_variants(w)
+            wv, wnorm = eng.neuron_parity(w)
         t_start = time.perf_counter()
         bar = None
         if self.progress:
@@ -330,7 +330,7 @@ class Trainer:
                             if exact:
                                 wf = eng.neuron_features(w)
                             else:
-                                wv, wnorm = eng.neuron_variants(w)
+                                wv, wnorm = eng.neuron_parity(w)
                         elif len(sel):
                             x = eng.transformer.select(imgs[b], tb[sel])
                             ws = w[sel]
@@ -339,7 +339,7 @@ class Trainer:
                             if exact:
                                 wf[sel] = eng.neuron_features(ws)
                             else:
-                                wv[sel], wnorm[sel] = eng.neuron_variants(ws)
+                                eng.update_neuron_parity(wv, wnorm, sel, ws)
                         som.update_count[best] += 1
                         tick += 1
                         pos = start + b + 1
