@@ -27,9 +27,14 @@ import contextlib
 import numpy as np
 import torch
 
+from somtorch.engine.parity import (
+    blocked_layout,
+    parity_features,
+    parity_features_blocked,
+    parity_sizes,
+)
 from somtorch.errors import ConfigError, ShapeError
 from somtorch.geometry.regions import dihedral_window, region_indices
-from somtorch.engine.parity import blocked_layout, parity_features, parity_features_blocked, parity_sizes
 from somtorch.geometry.transforms import FLIP_DIMS, PinkTransformer
 
 __all__ = ["DistanceEngine", "TieResolver", "best_match", "PRECISIONS"]
