@@ -145,6 +145,7 @@ class DistanceEngine:
         self.full_window = len(self._idx_cpu) == u * u
         self._idx_cache: dict = {}
         self._pairing: dict | None = None
+        self._symmetric: bool | None = None
 
     @property
     def num_region_pixels(self) -> int:
@@ -191,6 +192,13 @@ class DistanceEngine:
             self._idx_cache[key] = tab
         return tab
 
+    def _mask_symmetric(self) -> bool:
+        """Is the region mask unchanged by every dihedral variant (square and circular regions)?"""
+        if self._symmetric is None:
+            _, m = self._variant_tables("cpu")
+            self._symmetric = bool((m == m[:, :1]).all())
+        return self._symmetric
+
     def pairing(self) -> dict:
         """How the fast path obtains every dihedral product (layout of its tensors).
 
@@ -223,10 +231,15 @@ class DistanceEngine:
         """
         r = self.transformer.base_rotations(images, window=self.window)  # (B, k, C, u, u)
         b, k, c, u, _ = r.shape
-        _, m = self._variant_tables(images.device)
-        r2 = (r * r).reshape(b, k, c, u * u).sum(2)  # (B, k, u*u)
-        rnorm = _matmul_rows(r2.reshape(b * k, u * u), m).reshape(b, k, -1)
-        rnorm = rnorm.permute(0, 2, 1).reshape(b, -1)  # (B, nq*k) = (B, T)
+        mask_u, m = self._variant_tables(images.device)
+        nq = m.shape[1]
+        if self._mask_symmetric():  # every variant sees the same region: one norm per rotation
+            rk = r if self.full_window else r * mask_u.view(u, u)
+            rnorm = (rk * rk).sum((2, 3, 4)).unsqueeze(1).expand(b, nq, k).reshape(b, -1)
+        else:
+            r2 = (r * r).reshape(b, k, c, u * u).sum(2)  # (B, k, u*u)
+            rnorm = _matmul_rows(r2.reshape(b * k, u * u), m).reshape(b, k, -1)
+            rnorm = rnorm.permute(0, 2, 1).reshape(b, -1)  # (B, nq*k) = (B, T)
         feats, _ = parity_features_blocked(r, transposed=self.pairing()["sides"] == 2)
         return feats, rnorm
 

@@ -139,5 +139,5 @@ def _write(x: torch.Tensor, blocks: list, scaled: bool, transposed: bool) -> Non
     if scaled:
         for blk in blocks:
             blk[..., :hh].mul_(0.25)  # orbits of four pixels
-            if odd:
+            if odd and blk.shape[-1] > hh:
                 blk[..., hh:hh + 2 * h].mul_(0.5)  # pairs on the middle row / column (centre: 1)

@@ -127,7 +127,8 @@ class Trainer:
         Shuffle generator; defaults to ``som.rng``.
     batch_size : int, optional
         Images whose transformations are generated together (memory/speed trade-off only; the
-        result does not depend on it). Default: as many as fit in ~256 MB of features.
+        result does not depend on it). Default: as many as keep their features in ~24 MB (an L3
+        cache; at least 1, at most 64).
     progress : bool
         Show a tqdm progress bar.
     progress_steps : int
@@ -180,8 +181,15 @@ class Trainer:
         if self.batch_size:
             return int(self.batch_size)
         eng = self.som.engine
-        per_image = self.som.num_transforms * eng.num_region_pixels * self.som.geometry.channels * 4
-        return int(max(1, min(64, (256 << 20) // max(per_image, 1))))
+        g = self.som.geometry
+        if self.som.arithmetic == "pink":
+            per_image = self.som.num_transforms * eng.num_region_pixels * g.channels * 4
+            return int(max(1, min(64, (256 << 20) // max(per_image, 1))))
+        # fast path: a batch's parity features (and their temporaries) should stay in a typical
+        # L3 cache (measured 64x64 on a 2-core EPYC: 16 images 178 img/s, 64 images 156 img/s)
+        u = eng.window[1] - eng.window[0]
+        per_image = eng.pairing()["sides"] * max(g.numrot // 4, 1) * g.channels * u * u * 4
+        return int(max(1, min(64, (24 << 20) // max(per_image, 1))))
 
     def _metrics_subset(self, n: int) -> np.ndarray:
         k = min(self.metrics_sample, n)
@@ -264,6 +272,7 @@ class Trainer:
             tune_malloc()  # recycle the large per-step buffers (see engine._malloc)
         eng = som.engine
         factors = som.factors(self.neighbourhood)
+        all_move = (factors != 0).all(dim=1).tolist()  # per best match: does every neuron move?
         ticks_total = n * self.num_iter
         pticks = set(progress_ticks(ticks_total, self.progress_steps))
         msub = self._metrics_subset(n)
@@ -322,16 +331,15 @@ class Trainer:
                         _, tb, best = best_match(dsq)
                         tb, best = tb[0], int(best[0])
                         f = factors[best]
-                        sel = torch.nonzero(f).flatten()
-                        if len(sel) == len(f):  # every neuron moves: no index copies
+                        if all_move[best]:  # every neuron moves: no index copies
                             x = eng.transformer.select(imgs[b], tb)
                             # PINK's float sequence: d = c - x; p = d * f; c = c - p
-                            w.sub_(x.sub_(w).neg_().mul_(f.view(-1, 1, 1, 1)))
+                            w.sub_(torch.sub(w, x, out=x).mul_(f.view(-1, 1, 1, 1)))
                             if exact:
                                 wf = eng.neuron_features(w)
                             else:
                                 wv, wnorm = eng.neuron_parity(w)
-                        elif len(sel):
+                        elif len(sel := torch.nonzero(f).flatten()):
                             x = eng.transformer.select(imgs[b], tb[sel])
                             ws = w[sel]
                             ws = ws - (ws - x) * f[sel].view(-1, 1, 1, 1)
