@@ -637,3 +637,18 @@ def test_dihedral_split_definition():
         if f:
             want = want.flip(0)
         assert torch.equal(fl[g](a.T if side else a), want)
+
+
+@pytest.mark.parametrize("exact,interp,channels,numrot", [(False, "bilinear", 1, 12), (True, "bilinear", 2, 8),
+                                                          (False, "nearest", 1, 8), (False, "bilinear", 3, 1)])
+def test_base_rotations_ordered_equals_gathered(exact, interp, channels, numrot):
+    """Sampling the window pixels in a given order == sampling row-major, then gathering."""
+    tr = PinkTransformer(16, numrot=numrot, exact=exact, interpolation=interp)
+    x = torch.rand(3, channels, 16, 16, generator=torch.Generator().manual_seed(3))
+    lo = 4 if numrot > 1 else 2
+    hi = tr.neuron_dim - lo
+    u = hi - lo
+    order = np.random.default_rng(0).permutation(u * u)[: u * u - 5]
+    want = tr.base_rotations(x, window=(lo, hi)).flatten(-2)[..., torch.from_numpy(order)]
+    got = tr.base_rotations_ordered(x, order, window=(lo, hi))
+    assert got.shape == want.shape and torch.equal(got, want)

@@ -29,8 +29,9 @@ import torch
 
 from somtorch.engine.parity import (
     blocked_layout,
-    parity_features,
-    parity_features_blocked,
+    orbit_order,
+    orbit_scale,
+    parity_from_orbits,
     parity_sizes,
 )
 from somtorch.errors import ConfigError, ShapeError
@@ -192,6 +193,31 @@ class DistanceEngine:
             self._idx_cache[key] = tab
         return tab
 
+    def _orbit_tables(self, device):
+        """Region mask in orbit order ``(u*u,)`` and the per-variant masks ``(u*u, nq)`` in orbit order."""
+        key = ("orbit", str(device))
+        tab = self._idx_cache.get(key)
+        if tab is None:
+            mask_u, m = self._variant_tables(device)
+            o = torch.tensor(orbit_order(self.window[1] - self.window[0])).to(device)
+            tab = self._idx_cache[key] = (mask_u[o], m[o].contiguous())
+        return tab
+
+    def _neuron_gather(self, device, channels: int, dtype):
+        """Flat indices of the window pixels of a ``(C, nd, nd)`` neuron in orbit order, channel-major,
+        and the multiplier (region mask / orbit size) applied to them."""
+        key = ("ngather", str(device), channels, dtype)
+        tab = self._idx_cache.get(key)
+        if tab is None:
+            lo, hi = self.window
+            u, nd = hi - lo, self.transformer.neuron_dim
+            order = torch.tensor(orbit_order(u))
+            pix = (order // u + lo) * nd + (order % u + lo)
+            idx = (torch.arange(channels)[:, None] * (nd * nd) + pix[None, :]).reshape(1, -1)
+            mult = orbit_scale(u, dtype=dtype) * self._orbit_tables("cpu")[0].to(dtype)
+            tab = self._idx_cache[key] = (idx.to(device), mult.to(device))
+        return tab
+
     def _mask_symmetric(self) -> bool:
         """Is the region mask unchanged by every dihedral variant (square and circular regions)?"""
         if self._symmetric is None:
@@ -229,31 +255,37 @@ class DistanceEngine:
         squared norm of every transformation over the distance region, in transformation-index
         order.
         """
-        r = self.transformer.base_rotations(images, window=self.window)  # (B, k, C, u, u)
-        b, k, c, u, _ = r.shape
-        mask_u, m = self._variant_tables(images.device)
+        lo, hi = self.window
+        u = hi - lo
+        order = orbit_order(u)
+        r = self.transformer.base_rotations_ordered(images, order, window=self.window)  # (B, k, C, u*u)
+        b, k, c, _ = r.shape
+        mask_o, m = self._orbit_tables(images.device)
         nq = m.shape[1]
         if self._mask_symmetric():  # every variant sees the same region: one norm per rotation
-            rk = r if self.full_window else r * mask_u.view(u, u)
-            rnorm = (rk * rk).sum((2, 3, 4)).unsqueeze(1).expand(b, nq, k).reshape(b, -1)
+            rk = r if self.full_window else r * mask_o
+            rnorm = (rk * rk).sum((2, 3)).unsqueeze(1).expand(b, nq, k).reshape(b, -1)
         else:
-            r2 = (r * r).reshape(b, k, c, u * u).sum(2)  # (B, k, u*u)
+            r2 = (r * r).sum(2)  # (B, k, u*u)
             rnorm = _matmul_rows(r2.reshape(b * k, u * u), m).reshape(b, k, -1)
             rnorm = rnorm.permute(0, 2, 1).reshape(b, -1)  # (B, nq*k) = (B, T)
-        feats, _ = parity_features_blocked(r, transposed=self.pairing()["sides"] == 2)
+        feats, _ = parity_from_orbits(r, u, transposed=self.pairing()["sides"] == 2, blocked=True)
         return feats, rnorm
 
     def neuron_parity(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Neurons masked by the region in scaled parity coordinates ``(N, C*u*u)``, and their
         region norms ``(N,)`` (the neuron side of :meth:`sq_distances_fast`)."""
-        lo, hi = self.window
-        u = hi - lo
-        win = weights[..., lo:hi, lo:hi]
-        if not self.full_window:
-            mask_u, _ = self._variant_tables(weights.device)
-            win = win * mask_u.view(u, u)
-        wnorm = (win * win).sum((1, 2, 3))
-        return parity_features(win, scaled=True), wnorm
+        n, c, nd, _ = weights.shape
+        u = self.window[1] - self.window[0]
+        idx, mult = self._neuron_gather(weights.device, c, weights.dtype)
+        o = torch.gather(weights.reshape(n, c * nd * nd), 1, idx.expand(n, -1)).view(n, c, u * u)
+        if self.full_window:
+            wnorm = (o * o).sum((1, 2))
+        else:
+            om = o * self._orbit_tables(weights.device)[0]
+            wnorm = (om * om).sum((1, 2))
+        o.mul_(mult)  # region mask and 1 / orbit size (exact)
+        return parity_from_orbits(o, u), wnorm
 
     def update_neuron_parity(self, v: torch.Tensor, wnorm: torch.Tensor, sel: torch.Tensor,
                              weights: torch.Tensor) -> None:

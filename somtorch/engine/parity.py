@@ -32,9 +32,13 @@ sums; neurons use them divided by the orbit size (4, 2 or 1: exact in floating p
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
 import torch
 
-__all__ = ["SIGNS", "parity_sizes", "parity_features", "parity_features_blocked", "blocked_layout"]
+__all__ = ["SIGNS", "parity_sizes", "orbit_order", "orbit_scale", "parity_features", "parity_from_orbits",
+           "blocked_layout"]
 
 #: ``SIGNS[g, ab]`` = sign of component ``ab`` (order ee, oe, eo, oo) under flip ``g``
 SIGNS = ((1, 1, 1, 1), (1, -1, 1, -1), (1, 1, -1, -1), (1, -1, -1, 1))
@@ -50,6 +54,40 @@ def _per_channel(u: int) -> tuple[int, int, int, int]:
     return (h * h + 2 * h * odd + odd, h * h + h * odd, h * h + h * odd, h * h)
 
 
+@lru_cache(maxsize=32)
+def orbit_order(u: int) -> np.ndarray:
+    """Pixel indices (row-major in ``u x u``) listing the pixels orbit by orbit.
+
+    Order: the top-left ``h x h`` quadrant ``A[r, c] = x[r, c]``, then its mirror images
+    ``B[r, c] = x[r, u-1-c]``, ``C[r, c] = x[u-1-r, c]``, ``D[r, c] = x[u-1-r, u-1-c]`` (each
+    row-major), then for odd ``u`` the middle column ``x[r, h]``, its mirror ``x[u-1-r, h]``, the
+    middle row ``x[h, c]``, its mirror ``x[h, u-1-c]`` (``r, c < h``) and the centre ``x[h, h]``.
+    """
+    h, odd = u // 2, u % 2
+    r, c = np.meshgrid(np.arange(h), np.arange(h), indexing="ij")
+    r, c = r.ravel(), c.ravel()
+    parts = [r * u + c, r * u + (u - 1 - c), (u - 1 - r) * u + c, (u - 1 - r) * u + (u - 1 - c)]
+    if odd:
+        i = np.arange(h)
+        parts += [i * u + h, (u - 1 - i) * u + h, h * u + i, h * u + (u - 1 - i), np.array([h * u + h])]
+    out = np.concatenate(parts).astype(np.int64)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=32)
+def _orbit_scale_np(u: int) -> np.ndarray:
+    h, odd = u // 2, u % 2
+    out = np.concatenate([np.full(4 * h * h, 0.25), np.full(4 * h * odd, 0.5), np.ones(odd)]).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def orbit_scale(u: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``1 / orbit size`` of every pixel in :func:`orbit_order` (0.25, 0.5 or 1; exact)."""
+    return torch.tensor(_orbit_scale_np(u), device=device, dtype=dtype)
+
+
 def parity_features(x: torch.Tensor, scaled: bool = False, transposed: bool = False) -> torch.Tensor:
     """Parity coordinates of ``x (..., C, u, u)`` (see module docstring): ``(..., F)``.
 
@@ -57,37 +95,44 @@ def parity_features(x: torch.Tensor, scaled: bool = False, transposed: bool = Fa
     ``(..., 2, F)``: the coordinates of ``x`` and of its transpose ``x^T`` (rows <-> columns),
     the latter obtained by permuting the former (no second pass over ``x``).
     """
-    lead, c, u = x.shape[:-3], x.shape[-3], x.shape[-1]
+    u = x.shape[-1]
+    o = x.flatten(-2).index_select(-1, torch.tensor(orbit_order(u)).to(x.device))
+    if scaled:
+        o = o * orbit_scale(u, x.device, x.dtype)
+    return parity_from_orbits(o, u, transposed=transposed)
+
+
+def parity_from_orbits(o: torch.Tensor, u: int, transposed: bool = False, blocked: bool = False):
+    """Parity coordinates from pixels in :func:`orbit_order`, ``o (..., C, u*u)``.
+
+    Row layout (default): ``(..., F)`` (``(..., 2, F)`` with ``transposed``), blocks
+    ``[ee | oe | eo | oo]`` each channel-major. ``blocked=True`` takes ``o (B, k, C, u*u)`` and
+    returns ``(out (B, P), layout)``: for every image the ee block as a row-major
+    ``(k * S, C * n_ee)`` matrix (rows: base rotation, then side; ``S = 2`` with ``transposed``),
+    then the oe, eo and oo blocks, at the ``(offset, rows, cols)`` of :func:`blocked_layout`; one
+    image's block is thus a contiguous matrix (no copy before the GEMM of a training step).
+    """
     sides = 2 if transposed else 1
-    out = x.new_empty(lead + (sides, c * u * u))
-    blocks, s = [], 0
+    c = o.shape[-2]
+    if blocked:
+        b, k = o.shape[0], o.shape[1]
+        layout = blocked_layout(u, c, k * sides)
+        out = o.new_empty((b, k * sides * c * u * u))
+        views = [out[:, off:off + r * n].view(b, k, sides, c, n // c) for off, r, n in layout]
+        _write(o, u, views, transposed)
+        return out, layout
+    lead = o.shape[:-2]
+    out = o.new_empty(lead + (sides, c * u * u))
+    views, s = [], 0
     for n in _per_channel(u):
-        blocks.append(out[..., s:s + c * n].unflatten(-1, (c, n)))
+        views.append(out[..., s:s + c * n].unflatten(-1, (c, n)))
         s += c * n
-    _write(x, blocks, scaled, transposed)
+    _write(o, u, views, transposed)
     return out if transposed else out.squeeze(-2)
 
 
-def parity_features_blocked(x: torch.Tensor, transposed: bool = False) -> tuple[torch.Tensor, list]:
-    """Parity coordinates of a stack ``x (B, k, C, u, u)``, laid out block by block per image.
-
-    Returns ``(out, blocks)``: ``out (B, P)`` with ``P = 4-block total = k * S * C * u * u``
-    (``S = 2`` with ``transposed``) holds, for every image, the ee block as a row-major
-    ``(k * S, C * n_ee)`` matrix (rows: base rotation, then side), then the oe, eo and oo blocks;
-    ``blocks`` lists ``(offset, rows, cols)`` of the four matrices. One image's block is thus a
-    contiguous matrix (no copy before the GEMM of a training step).
-    """
-    b, k, c, u = x.shape[0], x.shape[1], x.shape[2], x.shape[-1]
-    sides = 2 if transposed else 1
-    meta = blocked_layout(u, c, k * sides)
-    out = x.new_empty((b, k * sides * c * u * u))
-    views = [out[:, o:o + r * n].view(b, k, sides, c, n // c) for o, r, n in meta]
-    _write(x, views, False, transposed)
-    return out, meta
-
-
 def blocked_layout(u: int, channels: int, rows: int) -> list[tuple[int, int, int]]:
-    """``(offset, rows, cols)`` of the four block matrices of :func:`parity_features_blocked`."""
+    """``(offset, rows, cols)`` of the four block matrices of ``parity_from_orbits(blocked=True)``."""
     meta, s = [], 0
     for n in _per_channel(u):
         meta.append((s, rows, channels * n))
@@ -95,37 +140,32 @@ def blocked_layout(u: int, channels: int, rows: int) -> list[tuple[int, int, int
     return meta
 
 
-def _write(x: torch.Tensor, blocks: list, scaled: bool, transposed: bool) -> None:
-    """Write the parity coordinates of ``x (..., C, u, u)`` into ``blocks`` (``(..., S, C, n_ab)``)."""
-    u = x.shape[-1]
+def _write(o: torch.Tensor, u: int, blocks: list, transposed: bool) -> None:
+    """Write the parity coordinates of orbit-ordered ``o (..., C, u*u)`` into ``blocks``
+    (``(..., S, C, n_ab)`` views)."""
     h, odd = u // 2, u % 2
     hh = h * h
     ee, oe, eo, oo = blocks
-
-    def quad(blk, side):
-        return blk[..., side, :, :hh].unflatten(-1, (h, h))
-
-    left = x[..., :, :h]
-    right = torch.flip(x[..., :, u - h:], dims=(-1,))
-    p, m = left + right, left - right  # even / odd in columns, (..., C, u, h)
-    pb = torch.flip(p[..., u - h:, :], dims=(-2,))
-    mb = torch.flip(m[..., u - h:, :], dims=(-2,))
-    pt, mt = p[..., :h, :], m[..., :h, :]
-    torch.add(pt, pb, out=quad(ee, 0))
-    torch.sub(pt, pb, out=quad(oe, 0))
-    torch.add(mt, mb, out=quad(eo, 0))
-    torch.sub(mt, mb, out=quad(oo, 0))
+    a, b, c, d = (o[..., i * hh:(i + 1) * hh] for i in range(4))
+    s1, d1 = a + b, a - b  # top rows: even / odd in columns
+    s2, d2 = c + d, c - d  # bottom rows (mirrored)
+    torch.add(s1, s2, out=ee[..., 0, :, :hh])
+    torch.sub(s1, s2, out=oe[..., 0, :, :hh])
+    torch.add(d1, d2, out=eo[..., 0, :, :hh])
+    torch.sub(d1, d2, out=oo[..., 0, :, :hh])
     if odd:
-        top = x[..., :h, h]
-        bot = torch.flip(x[..., u - h:, h], dims=(-1,))
-        e0, o0, c0 = ee[..., 0, :, :], oe[..., 0, :, :], eo[..., 0, :, :]
-        torch.add(top, bot, out=e0[..., hh:hh + h])  # middle column
-        torch.sub(top, bot, out=o0[..., hh:hh + h])
-        e0[..., hh + h:hh + 2 * h].copy_(p[..., h, :])  # middle row
-        c0[..., hh:hh + h].copy_(m[..., h, :])
-        e0[..., hh + 2 * h].copy_(x[..., h, h])  # centre
+        m = 4 * hh
+        top, bot, left, right = (o[..., m + i * h:m + (i + 1) * h] for i in range(4))
+        torch.add(top, bot, out=ee[..., 0, :, hh:hh + h])  # middle column
+        torch.sub(top, bot, out=oe[..., 0, :, hh:hh + h])
+        torch.add(left, right, out=ee[..., 0, :, hh + h:hh + 2 * h])  # middle row
+        torch.sub(left, right, out=eo[..., 0, :, hh:hh + h])
+        ee[..., 0, :, hh + 2 * h].copy_(o[..., m + 4 * h])  # centre
     if transposed:
         # x^T: quadrant blocks transposed, row and column parities swapped, middles swapped
+        def quad(blk, side):
+            return blk[..., side, :, :hh].unflatten(-1, (h, h))
+
         quad(ee, 1).copy_(quad(ee, 0).transpose(-2, -1))
         quad(oe, 1).copy_(quad(eo, 0).transpose(-2, -1))
         quad(eo, 1).copy_(quad(oe, 0).transpose(-2, -1))
@@ -136,8 +176,3 @@ def _write(x: torch.Tensor, blocks: list, scaled: bool, transposed: bool) -> Non
             ee[..., 1, :, hh + 2 * h].copy_(ee[..., 0, :, hh + 2 * h])
             oe[..., 1, :, hh:].copy_(eo[..., 0, :, hh:])
             eo[..., 1, :, hh:].copy_(oe[..., 0, :, hh:])
-    if scaled:
-        for blk in blocks:
-            blk[..., :hh].mul_(0.25)  # orbits of four pixels
-            if odd and blk.shape[-1] > hh:
-                blk[..., hh:hh + 2 * h].mul_(0.5)  # pairs on the middle row / column (centre: 1)

@@ -326,6 +326,47 @@ class PinkTransformer(nn.Module):
             rot = out.reshape(b, c, self._k - 1, u, u).permute(0, 2, 1, 3, 4)
         return torch.cat([base0.unsqueeze(1), rot], dim=1)
 
+    def base_rotations_ordered(self, images: torch.Tensor, order, window=None) -> torch.Tensor:
+        """The base orientations at the window pixels ``order`` (row-major indices into the
+        ``u x u`` window, e.g. grouped by symmetry orbit): ``(B, k, C, len(order))``.
+
+        Bit-identical to ``base_rotations(images, window).flatten(-2)[..., order]``, but the
+        pixels are sampled in that order (grids permuted once and cached), so no gather is needed.
+        """
+        images = self._check(images)
+        lo, hi = self._window(window)
+        b, c, d, _ = images.shape
+        u = hi - lo
+        order_np = np.asarray(order, dtype=np.int64)
+        okey = (order_np.tobytes(), str(images.device))
+        oidx = self._perm_cache.get(okey)
+        if oidx is None:
+            oidx = self._perm_cache[okey] = torch.from_numpy(order_np.copy()).to(images.device)
+        n = len(order_np)
+        base0 = pad_or_crop(images, self.neuron_dim)[..., lo:hi, lo:hi].reshape(b, c, u * u).index_select(-1, oidx)
+        if self._k == 1:
+            return base0.unsqueeze(1)
+        km1 = self._k - 1
+        key = ("ordered", lo, hi, str(images.device), images.dtype, okey[0])
+        g = self._grid_cache.get(key)
+        if g is None:
+            g = self._grid(lo, hi, images.device, images.dtype)
+            if isinstance(g, tuple):
+                g = tuple(a.reshape(a.shape[0], km1, u * u)[..., oidx].contiguous() for a in g)
+            else:
+                g = g.reshape(km1, u * u, 2)[:, oidx].unsqueeze(0).contiguous()  # (1, k-1, n, 2)
+            self._grid_cache[key] = g
+        out = images.new_empty((b, self._k, c, n))
+        out[:, 0] = base0
+        if isinstance(g, tuple):  # exact PINK arithmetic
+            idx, w = g
+            taps = images.reshape(b, c, d * d)[:, :, idx.reshape(-1)].reshape(b, c, idx.shape[0], km1, n)
+            out[:, 1:] = _combine_taps(w, taps.transpose(0, 2)).permute(1, 2, 0, 3)
+        else:
+            rot = _grid_sample(images.reshape(1, b * c, d, d), g, self.interpolation)  # (1, B*C, k-1, n)
+            out[:, 1:] = rot.reshape(b, c, km1, n).transpose(1, 2)
+        return out
+
     def expand_dihedral(self, base: torch.Tensor) -> torch.Tensor:
         """Base orientations ``(B, k, C, u, u)`` -> all ``T`` transforms in PINK order."""
         if self.numrot == 1:
