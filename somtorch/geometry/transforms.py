@@ -405,8 +405,8 @@ class PinkTransformer(nn.Module):
 
         Only the base rotations that are needed are interpolated. Every dihedral variant of a base
         rotation ``B`` is a flip of ``B`` or of its transpose ``B^T`` (:func:`dihedral_split`);
-        a transpose is sampled directly on the transposed grid when ``B`` itself is not needed,
-        and copied from ``B`` otherwise. Values are bit-identical to :meth:`forward`.
+        ``B^T`` is sampled directly on the transposed grid (the same coordinates), then each
+        neuron's copy is flipped. Values are bit-identical to :meth:`forward`.
         """
         if images.ndim != 3:
             raise ShapeError(f"select expects one image (C, d, d); got {tuple(images.shape)}")
@@ -418,31 +418,28 @@ class PinkTransformer(nn.Module):
         j = torch.div(s, k, rounding_mode="floor")
         i = s - j * k
         split = self._split(dev)[j + 4 * f]  # (M, 2): side (0: B, 1: B^T), flip code
-        side, g = split[:, 0], split[:, 1]
-        uniq, inv = torch.unique(i, return_inverse=True)
-        nu = len(uniq)
-        need = torch.zeros((nu, 2), dtype=torch.bool, device=dev)
-        need[inv, side] = True
-        only_t = need[:, 1] & ~need[:, 0]
-        both = need[:, 1] & need[:, 0]
-        bank = self._base_full(images, uniq, only_t)  # B_i, or B_i^T where only B_i^T is needed
-        row = inv
-        if bool(both.any()):
-            bpos = torch.nonzero(both).flatten()
-            bank = torch.cat([bank, bank.index_select(0, bpos).transpose(-2, -1)])
-            rank = torch.cumsum(both.to(torch.int64), 0) - 1
-            row = torch.where((side == 1) & both[inv], nu + rank[inv], inv)
-        # each distinct (flip, bank row) is made once, then copied to every neuron that uses it
-        nb = len(bank)
-        combo, cinv = torch.unique(g * nb + row, return_inverse=True)
-        cg = torch.div(combo, nb, rounding_mode="floor")
-        crow = combo - cg * nb
-        parts = []
-        for gg in torch.unique(cg).tolist():
-            part = bank.index_select(0, crow[cg == gg])
-            parts.append(torch.flip(part, dims=FLIP_DIMS[gg]) if gg else part)
-        made = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return made.index_select(0, cinv)
+        # the distinct (base, side) pairs are sampled once; row[m] is neuron m's entry
+        pairs, row = torch.unique(i * 2 + split[:, 0], return_inverse=True)
+        bank = self._base_full(images, torch.div(pairs, 2, rounding_mode="floor"), pairs % 2 == 1)
+        g = split[:, 1]
+        gs = torch.unique(g).tolist()
+        if gs == [0]:
+            return bank.index_select(0, row)
+        nb, c, nd = bank.shape[0], bank.shape[1], bank.shape[-1]
+        out = bank.new_empty((len(t), c, nd, nd))
+        for gg in gs:
+            idx = torch.nonzero(g == gg).flatten()
+            rows = row.index_select(0, idx)
+            if gg & 1:  # rows reversed: gather whole pixel rows in reverse order (one copy)
+                ridx = ((rows[:, None] * c + torch.arange(c, device=dev))[..., None] * nd
+                        + torch.arange(nd - 1, -1, -1, device=dev)).reshape(-1)
+                part = bank.view(nb * c * nd, nd).index_select(0, ridx).view(len(idx), c, nd, nd)
+            else:
+                part = bank.index_select(0, rows)
+            if gg & 2:  # columns reversed
+                part = torch.flip(part, dims=(-1,))
+            out.index_copy_(0, idx, part)
+        return out
 
     def _split(self, device) -> torch.Tensor:
         key = ("split", str(device))
@@ -468,8 +465,8 @@ class PinkTransformer(nn.Module):
         return bank
 
     def _base_full(self, image: torch.Tensor, which: torch.Tensor, transposed: torch.Tensor | None = None) -> torch.Tensor:
-        """(U, C, nd, nd) full-size base orientations for the base indices ``which`` (sorted,
-        unique); entries where ``transposed`` is true are returned transposed (rows <-> columns)."""
+        """(U, C, nd, nd) full-size base orientations for the base indices ``which``; entries
+        where ``transposed`` is true are returned transposed (rows <-> columns)."""
         img = self._check(image.unsqueeze(0))
         nd = self.neuron_dim
         c, d = img.shape[1], img.shape[-1]
@@ -478,9 +475,9 @@ class PinkTransformer(nn.Module):
         out = img.new_empty((len(which_l), c, nd, nd))
         rot_pos = [p for p, w in enumerate(which_l) if w != 0]
         if len(rot_pos) < len(which_l):
-            p0 = which_l.index(0)
             b0 = pad_or_crop(img[0], nd)
-            out[p0] = b0.transpose(-2, -1) if tr_l[p0] else b0
+            for p0 in (p for p, w in enumerate(which_l) if w == 0):
+                out[p0] = b0.transpose(-2, -1) if tr_l[p0] else b0
         if rot_pos:
             km1 = self._k - 1
             sel = torch.tensor([which_l[p] - 1 + (km1 if tr_l[p] else 0) for p in rot_pos], device=img.device)
