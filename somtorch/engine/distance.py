@@ -205,7 +205,7 @@ class DistanceEngine:
 
     def _neuron_gather(self, device, channels: int, dtype):
         """Flat indices of the window pixels of a ``(C, nd, nd)`` neuron in orbit order, channel-major,
-        and the multiplier (region mask / orbit size) applied to them."""
+        and the multiplier (region mask * -2 / orbit size) applied to them."""
         key = ("ngather", str(device), channels, dtype)
         tab = self._idx_cache.get(key)
         if tab is None:
@@ -214,7 +214,7 @@ class DistanceEngine:
             order = torch.tensor(orbit_order(u))
             pix = (order // u + lo) * nd + (order % u + lo)
             idx = (torch.arange(channels)[:, None] * (nd * nd) + pix[None, :]).reshape(1, -1)
-            mult = orbit_scale(u, dtype=dtype) * self._orbit_tables("cpu")[0].to(dtype)
+            mult = -2.0 * orbit_scale(u, dtype=dtype) * self._orbit_tables("cpu")[0].to(dtype)
             tab = self._idx_cache[key] = (idx.to(device), mult.to(device))
         return tab
 
@@ -273,8 +273,9 @@ class DistanceEngine:
         return feats, rnorm
 
     def neuron_parity(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Neurons masked by the region in scaled parity coordinates ``(N, C*u*u)``, and their
-        region norms ``(N,)`` (the neuron side of :meth:`sq_distances_fast`)."""
+        """Neurons masked by the region in parity coordinates times ``-2 / orbit size``
+        ``(N, C*u*u)``, and their region norms ``(N,)`` (the neuron side of
+        :meth:`sq_distances_fast`; powers of two, so the scaling is exact)."""
         n, c, nd, _ = weights.shape
         u = self.window[1] - self.window[0]
         idx, mult = self._neuron_gather(weights.device, c, weights.dtype)
@@ -284,7 +285,7 @@ class DistanceEngine:
         else:
             om = o * self._orbit_tables(weights.device)[0]
             wnorm = (om * om).sum((1, 2))
-        o.mul_(mult)  # region mask and 1 / orbit size (exact)
+        o.mul_(mult)  # region mask and -2 / orbit size (exact)
         return parity_from_orbits(o, u), wnorm
 
     def update_neuron_parity(self, v: torch.Tensor, wnorm: torch.Tensor, sel: torch.Tensor,
@@ -320,11 +321,15 @@ class DistanceEngine:
         # every operand is contiguous and BLAS rounds alike for any batch size
         ee, oe, eo, oo = (self._mm(r[:, o:o + rows * cols].reshape(b * rows, cols), v[:, c0:c1].T)
                           for (o, rows, cols), c0, c1 in zip(blocked_layout(u, f // (u * u), ks), cb[:-1], cb[1:]))
-        s1, d1, s2, d2 = ee + oe, ee - oe, eo + oo, eo - oo
-        cross = torch.stack([s1 + s2, d1 + d2, s1 - s2, d1 - d2]).reshape(4, b, k, sides, n)  # (g, b, k, s, n)
-        cross = cross.permute(1, 3, 0, 2, 4).reshape(b, sides * 4, k, n)
-        cross = cross.index_select(1, self._pair_index(r.device)).reshape(b, -1, n)  # (B, T, N)
-        d = cross.mul_(-2.0).add_(rnorm.unsqueeze(-1).to(cross.dtype)).add_(wnorm.to(cross.dtype))
+        # (the neuron side carries the factor -2: exact, so the products are -2 <x, w>)
+        s1, d1, s2, d2 = ((x.view(b, k, sides, n) for x in (ee + oe, ee - oe, eo + oo, eo - oo)))
+        # flip g = signed sum of the parity products (SIGNS); written straight into (B, q, k, N)
+        combine = ((torch.add, s1, s2), (torch.add, d1, d2), (torch.sub, s1, s2), (torch.sub, d1, d2))
+        d = ee.new_empty((b, len(self.pairing()["pairs"]), k, n))
+        for q, (side, g) in enumerate(self.pairing()["pairs"]):
+            op, x, y = combine[g]
+            op(x[:, :, side], y[:, :, side], out=d[:, q])
+        d = d.view(b, -1, n).add_(rnorm.unsqueeze(-1).to(d.dtype)).add_(wnorm.to(d.dtype))
         return d.clamp_min_(0).float()
 
     def _pair_index(self, device) -> torch.Tensor:
