@@ -422,24 +422,28 @@ class PinkTransformer(nn.Module):
         pairs, row = torch.unique(i * 2 + split[:, 0], return_inverse=True)
         bank = self._base_full(images, torch.div(pairs, 2, rounding_mode="floor"), pairs % 2 == 1)
         g = split[:, 1]
-        gs = torch.unique(g).tolist()
-        if gs == [0]:
+        gs, counts = torch.unique(g, return_counts=True)
+        if len(gs) == 1 and int(gs[0]) == 0:
             return bank.index_select(0, row)
+        # neurons grouped by flip (index_copy_ is slow on CPU): each group is gathered into a
+        # contiguous slice of buf, then one gather restores the neuron order
         nb, c, nd = bank.shape[0], bank.shape[1], bank.shape[-1]
-        out = bank.new_empty((len(t), c, nd, nd))
-        for gg in gs:
-            idx = torch.nonzero(g == gg).flatten()
-            rows = row.index_select(0, idx)
-            if gg & 1:  # rows reversed: gather whole pixel rows in reverse order (one copy)
+        order = torch.argsort(g, stable=True)
+        srow = row.index_select(0, order)
+        buf = bank.new_empty((len(t), c, nd, nd))
+        a = 0
+        for gg, cnt in zip(gs.tolist(), counts.tolist()):
+            rows, dst = srow[a:a + cnt], buf[a:a + cnt]
+            if gg & 1:  # rows reversed: gather whole pixel rows in reverse order
                 ridx = ((rows[:, None] * c + torch.arange(c, device=dev))[..., None] * nd
                         + torch.arange(nd - 1, -1, -1, device=dev)).reshape(-1)
-                part = bank.view(nb * c * nd, nd).index_select(0, ridx).view(len(idx), c, nd, nd)
+                torch.index_select(bank.view(nb * c * nd, nd), 0, ridx, out=dst.view(cnt * c * nd, nd))
             else:
-                part = bank.index_select(0, rows)
+                torch.index_select(bank, 0, rows, out=dst)
             if gg & 2:  # columns reversed
-                part = torch.flip(part, dims=(-1,))
-            out.index_copy_(0, idx, part)
-        return out
+                dst.copy_(torch.flip(dst, dims=(-1,)))
+            a += cnt
+        return buf.index_select(0, torch.argsort(order))
 
     def _split(self, device) -> torch.Tensor:
         key = ("split", str(device))
@@ -477,7 +481,7 @@ class PinkTransformer(nn.Module):
         if len(rot_pos) < len(which_l):
             b0 = pad_or_crop(img[0], nd)
             for p0 in (p for p, w in enumerate(which_l) if w == 0):
-                out[p0] = b0.transpose(-2, -1) if tr_l[p0] else b0
+                out[p0].copy_(b0.transpose(-2, -1) if tr_l[p0] else b0)
         if rot_pos:
             km1 = self._k - 1
             sel = torch.tensor([which_l[p] - 1 + (km1 if tr_l[p] else 0) for p in rot_pos], device=img.device)
@@ -492,7 +496,10 @@ class PinkTransformer(nn.Module):
                 rot = _grid_sample(img.expand(len(rot_pos), c, d, d), sub, self.interpolation)
             if len(rot_pos) == len(which_l):
                 return rot
-            out[rot_pos] = rot
+            if rot_pos == list(range(rot_pos[0], len(which_l))):  # sorted: base 0 first
+                out[rot_pos[0]:].copy_(rot)
+            else:
+                out[rot_pos] = rot
         return out
 
 
