@@ -404,54 +404,52 @@ class PinkTransformer(nn.Module):
         """Full-size transforms ``X_{t[m]}`` of ONE image: ``images (C, d, d)``, ``t (M,)`` -> ``(M, C, nd, nd)``.
 
         Only the base rotations that are needed are interpolated. Every dihedral variant of a base
-        rotation ``B`` is a flip of ``B`` or of its transpose ``B^T`` (:func:`dihedral_split`);
-        ``B^T`` is sampled directly on the transposed grid (the same coordinates), then each
-        neuron's copy is flipped. Values are bit-identical to :meth:`forward`.
+        rotation ``B`` is a flip of ``B`` or of its transpose ``B^T`` (:func:`dihedral_split`):
+        ``B^T`` is sampled on the transposed grid (the same coordinates) when ``B`` itself is not
+        needed and copied from ``B`` otherwise, then each neuron's copy is flipped. Values are
+        bit-identical to :meth:`forward`.
         """
         if images.ndim != 3:
             raise ShapeError(f"select expects one image (C, d, d); got {tuple(images.shape)}")
-        k = self._k
         dev = images.device
-        t = t.to(device=dev, dtype=torch.int64)
-        f = torch.div(t, self.numrot, rounding_mode="floor")
-        s = t - f * self.numrot
-        j = torch.div(s, k, rounding_mode="floor")
-        i = s - j * k
-        split = self._split(dev)[j + 4 * f]  # (M, 2): side (0: B, 1: B^T), flip code
-        # the distinct (base, side) pairs are sampled once; row[m] is neuron m's entry
-        pairs, row = torch.unique(i * 2 + split[:, 0], return_inverse=True)
-        bank = self._base_full(images, torch.div(pairs, 2, rounding_mode="floor"), pairs % 2 == 1)
-        g = split[:, 1]
-        gs, counts = torch.unique(g, return_counts=True)
-        if len(gs) == 1 and int(gs[0]) == 0:
-            return bank.index_select(0, row)
+        # bookkeeping on at most a few hundred integers: numpy, not tensor ops
+        tn = t.detach().cpu().numpy().astype(np.int64)
+        f, s = np.divmod(tn, self.numrot)
+        j, i = np.divmod(s, self._k)
+        split = _SPLIT[j + 4 * f]
+        side, g = split[:, 0], split[:, 1]
+        bases, inv = np.unique(i, return_inverse=True)
+        need = np.zeros((len(bases), 2), dtype=bool)
+        need[inv, side] = True
+        only_t = need[:, 1] & ~need[:, 0]
+        both = np.flatnonzero(need[:, 0] & need[:, 1])
+        bank = self._base_full(images, bases.tolist(), only_t.tolist(), transpose_copies=both.tolist())
+        row = inv.copy()
+        if len(both):
+            extra = np.full(len(bases), -1)
+            extra[both] = len(bases) + np.arange(len(both))
+            tr_rows = (side == 1) & (extra[inv] >= 0)
+            row[tr_rows] = extra[inv[tr_rows]]
+        if not g.any():
+            return bank.index_select(0, torch.from_numpy(row).to(dev))
         # neurons grouped by flip (index_copy_ is slow on CPU): each group is gathered into a
         # contiguous slice of buf, then one gather restores the neuron order
         nb, c, nd = bank.shape[0], bank.shape[1], bank.shape[-1]
-        order = torch.argsort(g, stable=True)
-        srow = row.index_select(0, order)
-        buf = bank.new_empty((len(t), c, nd, nd))
-        a = 0
-        for gg, cnt in zip(gs.tolist(), counts.tolist()):
-            rows, dst = srow[a:a + cnt], buf[a:a + cnt]
+        order = np.argsort(g, kind="stable")
+        srow, sg = row[order], g[order]
+        buf = bank.new_empty((len(tn), c, nd, nd))
+        starts = np.flatnonzero(np.r_[True, sg[1:] != sg[:-1]]).tolist() + [len(sg)]
+        for a, e in zip(starts[:-1], starts[1:]):
+            gg, dst = int(sg[a]), buf[a:e]
             if gg & 1:  # rows reversed: gather whole pixel rows in reverse order
-                ridx = ((rows[:, None] * c + torch.arange(c, device=dev))[..., None] * nd
-                        + torch.arange(nd - 1, -1, -1, device=dev)).reshape(-1)
-                torch.index_select(bank.view(nb * c * nd, nd), 0, ridx, out=dst.view(cnt * c * nd, nd))
+                ridx = ((srow[a:e, None] * c + np.arange(c))[..., None] * nd + np.arange(nd - 1, -1, -1)).reshape(-1)
+                torch.index_select(bank.view(nb * c * nd, nd), 0, torch.from_numpy(ridx).to(dev),
+                                   out=dst.view((e - a) * c * nd, nd))
             else:
-                torch.index_select(bank, 0, rows, out=dst)
+                torch.index_select(bank, 0, torch.from_numpy(srow[a:e]).to(dev), out=dst)
             if gg & 2:  # columns reversed
                 dst.copy_(torch.flip(dst, dims=(-1,)))
-            a += cnt
-        return buf.index_select(0, torch.argsort(order))
-
-    def _split(self, device) -> torch.Tensor:
-        key = ("split", str(device))
-        tab = self._perm_cache.get(key)
-        if tab is None:
-            tab = torch.tensor(dihedral_split(), dtype=torch.int64, device=device)
-            self._perm_cache[key] = tab
-        return tab
+        return buf.index_select(0, torch.from_numpy(np.argsort(order)).to(dev))
 
     def _grid_bank(self, device, dtype):
         """Full-size grids of rotations 1..k-1, then the same grids transposed (rows <-> columns)."""
@@ -468,23 +466,24 @@ class PinkTransformer(nn.Module):
             self._grid_cache[key] = bank
         return bank
 
-    def _base_full(self, image: torch.Tensor, which: torch.Tensor, transposed: torch.Tensor | None = None) -> torch.Tensor:
-        """(U, C, nd, nd) full-size base orientations for the base indices ``which``; entries
-        where ``transposed`` is true are returned transposed (rows <-> columns)."""
+    def _base_full(self, image: torch.Tensor, which: list, transposed: list | None = None,
+                   transpose_copies: list = ()) -> torch.Tensor:
+        """``(U + E, C, nd, nd)``: full-size base orientations ``which`` (entries where
+        ``transposed`` is true sampled transposed, rows <-> columns), then the transposes of the
+        entries at positions ``transpose_copies`` (``E`` of them)."""
         img = self._check(image.unsqueeze(0))
         nd = self.neuron_dim
         c, d = img.shape[1], img.shape[-1]
-        which_l = which.tolist()
-        tr_l = [False] * len(which_l) if transposed is None else transposed.tolist()
-        out = img.new_empty((len(which_l), c, nd, nd))
-        rot_pos = [p for p, w in enumerate(which_l) if w != 0]
-        if len(rot_pos) < len(which_l):
+        tr_l = [False] * len(which) if transposed is None else transposed
+        out = img.new_empty((len(which) + len(transpose_copies), c, nd, nd))
+        rot_pos = [p for p, w in enumerate(which) if w != 0]
+        if len(rot_pos) < len(which):
             b0 = pad_or_crop(img[0], nd)
-            for p0 in (p for p, w in enumerate(which_l) if w == 0):
+            for p0 in (p for p, w in enumerate(which) if w == 0):
                 out[p0].copy_(b0.transpose(-2, -1) if tr_l[p0] else b0)
         if rot_pos:
             km1 = self._k - 1
-            sel = torch.tensor([which_l[p] - 1 + (km1 if tr_l[p] else 0) for p in rot_pos], device=img.device)
+            sel = torch.tensor([which[p] - 1 + (km1 if tr_l[p] else 0) for p in rot_pos], device=img.device)
             bank = self._grid_bank(img.device, img.dtype)
             if isinstance(bank, tuple):
                 idx, wt = bank[0][:, sel], bank[1][:, sel]
@@ -494,12 +493,14 @@ class PinkTransformer(nn.Module):
                 # one batch entry per rotation: CPU grid_sample parallelises over the batch only
                 sub = bank.index_select(0, sel)
                 rot = _grid_sample(img.expand(len(rot_pos), c, d, d), sub, self.interpolation)
-            if len(rot_pos) == len(which_l):
+            if len(rot_pos) == len(out):
                 return rot
-            if rot_pos == list(range(rot_pos[0], len(which_l))):  # sorted: base 0 first
-                out[rot_pos[0]:].copy_(rot)
+            if rot_pos == list(range(rot_pos[0], rot_pos[0] + len(rot_pos))):  # base 0 first
+                out[rot_pos[0]:rot_pos[0] + len(rot_pos)].copy_(rot)
             else:
                 out[rot_pos] = rot
+        for e, p in enumerate(transpose_copies):
+            out[len(which) + e].copy_(out[p].transpose(-2, -1))
         return out
 
 
@@ -534,6 +535,10 @@ def dihedral_split() -> list[tuple[int, int]]:
                     if np.array_equal(fl, q)]
             out.append(hits[0])
     return out
+
+
+#: (side, flip) of every dihedral variant q = 4 f + j (:func:`dihedral_split`) as an array
+_SPLIT = np.array(dihedral_split(), dtype=np.int64)
 
 
 def pink_transforms(images: torch.Tensor, numrot: int = 360, flip: bool = True,
