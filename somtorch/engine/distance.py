@@ -258,18 +258,19 @@ class DistanceEngine:
         lo, hi = self.window
         u = hi - lo
         order = orbit_order(u)
-        r = self.transformer.base_rotations_ordered(images, order, window=self.window)  # (B, k, C, u*u)
-        b, k, c, _ = r.shape
+        parts = self.transformer.base_rotations_ordered(images, order, window=self.window, parts=True)
+        b, c = parts[0].shape[0], parts[0].shape[2]
+        k = sum(p.shape[1] for p in parts)
         mask_o, m = self._orbit_tables(images.device)
         nq = m.shape[1]
         if self._mask_symmetric():  # every variant sees the same region: one norm per rotation
-            rk = r if self.full_window else r * mask_o
-            rnorm = (rk * rk).sum((2, 3)).unsqueeze(1).expand(b, nq, k).reshape(b, -1)
+            rks = [p if self.full_window else p * mask_o for p in parts]
+            rnorm = torch.cat([(rk * rk).sum((2, 3)) for rk in rks], 1).unsqueeze(1).expand(b, nq, k).reshape(b, -1)
         else:
-            r2 = (r * r).sum(2)  # (B, k, u*u)
+            r2 = torch.cat([(p * p).sum(2) for p in parts], 1)  # (B, k, u*u)
             rnorm = _matmul_rows(r2.reshape(b * k, u * u), m).reshape(b, k, -1)
             rnorm = rnorm.permute(0, 2, 1).reshape(b, -1)  # (B, nq*k) = (B, T)
-        feats, _ = parity_from_orbits(r, u, transposed=self.pairing()["sides"] == 2, blocked=True)
+        feats, _ = parity_from_orbits(parts, u, transposed=self.pairing()["sides"] == 2, blocked=True)
         return feats, rnorm
 
     def neuron_parity(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

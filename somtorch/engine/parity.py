@@ -108,19 +108,25 @@ def parity_from_orbits(o: torch.Tensor, u: int, transposed: bool = False, blocke
     Row layout (default): ``(..., F)`` (``(..., 2, F)`` with ``transposed``), blocks
     ``[ee | oe | eo | oo]`` each channel-major. ``blocked=True`` takes ``o (B, k, C, u*u)`` and
     returns ``(out (B, P), layout)``: for every image the ee block as a row-major
-    ``(k * S, C * n_ee)`` matrix (rows: base rotation, then side; ``S = 2`` with ``transposed``),
+    ``(k * S, C * n_ee)`` matrix (rows: base rotation, then side; ``S = 2`` with ``transposed``;
+    ``o`` may be a list of such tensors, concatenated along ``k``),
     then the oe, eo and oo blocks, at the ``(offset, rows, cols)`` of :func:`blocked_layout`; one
     image's block is thus a contiguous matrix (no copy before the GEMM of a training step).
     """
     sides = 2 if transposed else 1
-    c = o.shape[-2]
     if blocked:
-        b, k = o.shape[0], o.shape[1]
+        parts = list(o) if isinstance(o, (list, tuple)) else [o]  # pieces along k
+        b, c = parts[0].shape[0], parts[0].shape[2]
+        k = sum(p.shape[1] for p in parts)
         layout = blocked_layout(u, c, k * sides)
-        out = o.new_empty((b, k * sides * c * u * u))
+        out = parts[0].new_empty((b, k * sides * c * u * u))
         views = [out[:, off:off + r * n].view(b, k, sides, c, n // c) for off, r, n in layout]
-        _write(o, u, views, transposed)
+        k0 = 0
+        for p in parts:
+            _write(p, u, [v[:, k0:k0 + p.shape[1]] for v in views], transposed)
+            k0 += p.shape[1]
         return out, layout
+    c = o.shape[-2]
     lead = o.shape[:-2]
     out = o.new_empty(lead + (sides, c * u * u))
     views, s = [], 0

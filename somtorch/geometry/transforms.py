@@ -326,9 +326,11 @@ class PinkTransformer(nn.Module):
             rot = out.reshape(b, c, self._k - 1, u, u).permute(0, 2, 1, 3, 4)
         return torch.cat([base0.unsqueeze(1), rot], dim=1)
 
-    def base_rotations_ordered(self, images: torch.Tensor, order, window=None) -> torch.Tensor:
+    def base_rotations_ordered(self, images: torch.Tensor, order, window=None, parts: bool = False):
         """The base orientations at the window pixels ``order`` (row-major indices into the
-        ``u x u`` window, e.g. grouped by symmetry orbit): ``(B, k, C, len(order))``.
+        ``u x u`` window, e.g. grouped by symmetry orbit): ``(B, k, C, len(order))``; with
+        ``parts``, the list ``[t = 0 (B, 1, C, n), t = 1..k-1 (B, k-1, C, n)]`` (not assembled:
+        one copy less).
 
         Bit-identical to ``base_rotations(images, window).flatten(-2)[..., order]``, but the
         pixels are sampled in that order (grids permuted once and cached), so no gather is needed.
@@ -345,7 +347,7 @@ class PinkTransformer(nn.Module):
         n = len(order_np)
         base0 = pad_or_crop(images, self.neuron_dim)[..., lo:hi, lo:hi].reshape(b, c, u * u).index_select(-1, oidx)
         if self._k == 1:
-            return base0.unsqueeze(1)
+            return [base0.unsqueeze(1)] if parts else base0.unsqueeze(1)
         km1 = self._k - 1
         key = ("ordered", lo, hi, str(images.device), images.dtype, okey[0])
         g = self._grid_cache.get(key)
@@ -356,16 +358,16 @@ class PinkTransformer(nn.Module):
             else:
                 g = g.reshape(km1, u * u, 2)[:, oidx].unsqueeze(0).contiguous()  # (1, k-1, n, 2)
             self._grid_cache[key] = g
-        out = images.new_empty((b, self._k, c, n))
-        out[:, 0] = base0
         if isinstance(g, tuple):  # exact PINK arithmetic
             idx, w = g
             taps = images.reshape(b, c, d * d)[:, :, idx.reshape(-1)].reshape(b, c, idx.shape[0], km1, n)
-            out[:, 1:] = _combine_taps(w, taps.transpose(0, 2)).permute(1, 2, 0, 3)
+            rot = _combine_taps(w, taps.transpose(0, 2)).permute(1, 2, 0, 3)
         else:
             rot = _grid_sample(images.reshape(1, b * c, d, d), g, self.interpolation)  # (1, B*C, k-1, n)
-            out[:, 1:] = rot.reshape(b, c, km1, n).transpose(1, 2)
-        return out
+            rot = rot.reshape(b, c, km1, n).transpose(1, 2)
+        if parts:
+            return [base0.unsqueeze(1), rot]
+        return torch.cat([base0.unsqueeze(1), rot], dim=1)
 
     def expand_dihedral(self, base: torch.Tensor) -> torch.Tensor:
         """Base orientations ``(B, k, C, u, u)`` -> all ``T`` transforms in PINK order."""
