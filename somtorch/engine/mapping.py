@@ -62,8 +62,10 @@ class Mapper:
     batch_size : int, optional
         Images per batch; by default chosen so features and distances stay within
         ``memory_budget`` bytes (:func:`somtorch.engine.memory.memory_budget` computes one from
-        the free memory of the device or a user limit). A batch that runs out of device memory
-        is retried in halves (the results do not depend on the batch size).
+        the free memory of the device or a user limit) and, on CPU, so the batch's features stay
+        cache-resident (:meth:`~somtorch.engine.distance.DistanceEngine.cache_batch`). A batch
+        that runs out of device memory is retried in halves (the results do not depend on the
+        batch size).
     memory_budget : int
         Bytes of working memory per batch (default 512 MiB).
     progress : bool
@@ -81,10 +83,7 @@ class Mapper:
         """Working memory one image needs (features, squared distances, temporaries)."""
         som = self.som
         eng = som.engine
-        lo, hi = eng.window
-        u = hi - lo
-        k = max(som.geometry.numrot // 4, 1)
-        feat = k * som.geometry.channels * u * u * 4 * 3  # base rotations + squares + padding copy
+        feat = eng.feature_bytes(som.geometry.channels) * 3  # features, base rotations, temporaries
         dist = som.num_transforms * som.num_neurons * 4 * 3  # cross, permuted copy, dsq
         if som.arithmetic == "pink":
             feat = som.num_transforms * som.geometry.channels * eng.num_region_pixels * 4 * 2
@@ -93,7 +92,10 @@ class Mapper:
     def auto_batch_size(self) -> int:
         if self.batch_size:
             return int(self.batch_size)
-        return int(max(1, min(1024, self.memory_budget // max(self.bytes_per_image(), 1))))
+        b = int(max(1, min(1024, self.memory_budget // max(self.bytes_per_image(), 1))))
+        if self.som.device.type == "cpu" and self.som.arithmetic != "pink":
+            b = min(b, self.som.engine.cache_batch(self.som.geometry.channels))  # cache-resident
+        return b
 
     @torch.no_grad()
     def iter_batches(self, data, rows=None):
