@@ -501,8 +501,9 @@ class PinkTransformer(nn.Module):
                 out[rot_pos[0]:rot_pos[0] + len(rot_pos)].copy_(rot)
             else:
                 out[rot_pos] = rot
-        for e, p in enumerate(transpose_copies):
-            out[len(which) + e].copy_(out[p].transpose(-2, -1))
+        if len(transpose_copies):  # one batched transposed copy
+            src = out.index_select(0, torch.tensor(list(transpose_copies), device=img.device))
+            out[len(which):].copy_(src.transpose(-2, -1))
         return out
 
 
