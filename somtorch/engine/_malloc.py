@@ -1,11 +1,11 @@
 """Keep large CPU work buffers in the heap (glibc) instead of fresh ``mmap`` pages every step.
 
-Online training allocates the same large temporaries for every image (the neuron variants, the
+Online training allocates the same large temporaries for every image (the neuron features, the
 selected full-size transforms, the update). glibc serves allocations above its mmap threshold
-(at most 32 MiB by default, e.g. the 36 MiB neuron variants of a 150×150 case) with a fresh
-``mmap`` and returns them with ``munmap`` on free, so every step pays a page fault per 4 KiB
-page: measured on a 2-core EPYC, gathering the variants of a 10×10 SOM with a 106-pixel window
-took 19.5 ms with fresh pages and 5.5 ms with reused heap memory. :func:`tune_malloc` raises
+(at most 32 MiB by default, e.g. the 36 MiB of eight rot90/flip copies of a 10×10 SOM's
+150×150-case windows) with a fresh ``mmap`` and returns them with ``munmap`` on free, so every
+step pays a page fault per 4 KiB page: measured on a 2-core EPYC, gathering those copies took
+19.5 ms with fresh pages and 5.5 ms with reused heap memory. :func:`tune_malloc` raises
 glibc's mmap and trim thresholds (``mallopt``) once per process so that such buffers are
 recycled. Numbers are unchanged (only where memory comes from); freed memory is kept by the
 process for reuse instead of being returned to the system at once.

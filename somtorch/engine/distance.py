@@ -9,9 +9,13 @@ neuron is the lowest neuron index among equal minima. Mapping files store ``sqrt
 
 Arithmetic
 ----------
-* ``"gemm"`` (default): ``|x|^2 + |w|^2 - 2 x.w`` as one matrix product per batch (BLAS / cuBLAS).
-  Float32 rounding differs from PINK in the last bits (~1e-6 relative); negative round-off is
-  clamped to 0. ``precision`` selects the matmul precision: ``"float32"`` (default, TF32 disabled),
+* ``"gemm"`` (default): ``|x|^2 + |w|^2 - 2 x.w`` with matrix products (BLAS / cuBLAS). Only the
+  ``numrot/4`` base rotations of an image are interpolated; the eight rot90/flip variants of
+  each come from four products in flip-parity coordinates (:mod:`somtorch.engine.parity`) of
+  the rotation and of its transpose (:meth:`DistanceEngine.pairing`), i.e. ``2 * numrot/4``
+  inner products of ``C*u*u`` values per neuron instead of ``2 * numrot``. Results do not depend
+  on the batch size (every GEMM operand is contiguous; short ones are padded). Float32 rounding
+  differs from PINK in the last bits (~1e-6 relative); negative round-off is clamped to 0. ``precision`` selects the matmul precision: ``"float32"`` (default, TF32 disabled),
   ``"tf32"`` or ``"bf16"`` (GPU speed-ups; see :func:`somtorch.engine.mapping.precision_agreement`),
   ``"float64"``.
 * ``"pink"``: PINK's CPU arithmetic reproduced exactly -- float differences squared in double and

@@ -3,7 +3,7 @@
 Convention
 ----------
 All sizes are bytes (float32 = 4 bytes, float64 = 8). An estimate has a *fixed* part (held for
-the whole run: weights, the neuron variants the fast path matches against, training sums) and a
+the whole run: weights, the neuron features the fast path matches against, training sums) and a
 *per-image* part (the working set of one image in a batch: its base rotations over the dihedral
 window, the ``T x N`` squared distances and temporaries). A batch of ``B`` images needs about
 ``fixed + B * per_image``. Memory-mapped image files are not counted: pages are read on demand and
@@ -18,16 +18,17 @@ transformations of one image (``2R (sqrt(2) N)^2 C`` floats) on the GPU::
 
 somtorch's fast path never materialises the ``2R`` transformations: an image needs only its
 ``R/4`` base rotations over the ``u x u`` dihedral window (``u ~ nd / sqrt(2)``, the distance
-region's bounding square), and each neuron is kept in its 8 (4 without flip) rot90/flip variants
-over the window. With ``K = M^2`` neurons, ``T = 2R`` transformations::
+region's bounding square) and their transposes, in flip-parity coordinates, and each neuron is
+kept once over the window in the same coordinates. With ``K = M^2`` neurons, ``T = 2R``
+transformations, ``S = 2`` image sides (1 without rotations)::
 
-    fixed     = 4 K C nd^2 (weights) + 4 K q C u^2 (variants, q = 8 or 4)
-    per_image = 3 * 4 (R/4) C u^2 (base rotations) + 3 * 4 T K (distances)
+    fixed     = 4 K C nd^2 (weights) + 4 K C u^2 (neuron parity features)
+    per_image = 3 * 4 S (R/4) C u^2 (base rotations, transposes, temporaries) + 3 * 4 T K (distances)
 
-so for a 10x10 SOM, 150 px images and R = 360 (nd = 213, u = 107): fixed = 52 MiB and per image
-= 12.6 MiB, against PINK's 133 MiB (Eq. 5) for one image at a time; for 64 px images (nd = 91,
-u = 45): 9.3 MiB + 2.9 MiB per image, against 24 MiB. Batch training adds float64 sums
-(``8 K C nd^2``) to the fixed part.
+so for a 10x10 SOM, 150 px images and R = 360 (nd = 213, u = 107): fixed = 21.7 MiB and per
+image = 24.4 MiB, against PINK's 133 MiB (Eq. 5) for one image at a time; for 64 px images
+(nd = 91, u = 45): 3.9 MiB + 5.0 MiB per image, against 24 MiB. Batch training adds float64
+sums (``8 K C nd^2``) to the fixed part.
 """
 
 from __future__ import annotations
