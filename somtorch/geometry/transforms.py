@@ -321,9 +321,12 @@ class PinkTransformer(nn.Module):
             taps = flat[:, :, idx.reshape(-1)].reshape(b, c, idx.shape[0], self._k - 1, u, u)
             rot = _combine_taps(w, taps.transpose(0, 2)).transpose(0, 1).permute(0, 2, 1, 3, 4)
         else:
-            # one grid for every image: fold the batch into the channel axis (no grid copies)
-            out = _grid_sample(images.reshape(1, b * c, d, d), g, self.interpolation)
-            rot = out.reshape(b, c, self._k - 1, u, u).permute(0, 2, 1, 3, 4)
+            # one batch entry per rotation, the images folded into the channels (see
+            # base_rotations_ordered); the grid is a view, the input is expanded, not copied
+            km1 = self._k - 1
+            out = _grid_sample(images.reshape(1, b * c, d, d).expand(km1, b * c, d, d),
+                               g.view(km1, u, u, 2), self.interpolation)  # (k-1, B*C, u, u)
+            rot = out.view(km1, b, c, u, u).transpose(0, 1)
         return torch.cat([base0.unsqueeze(1), rot], dim=1)
 
     def base_rotations_ordered(self, images: torch.Tensor, order, window=None, parts: bool = False):
@@ -363,8 +366,12 @@ class PinkTransformer(nn.Module):
             taps = images.reshape(b, c, d * d)[:, :, idx.reshape(-1)].reshape(b, c, idx.shape[0], km1, n)
             rot = _combine_taps(w, taps.transpose(0, 2)).permute(1, 2, 0, 3)
         else:
-            rot = _grid_sample(images.reshape(1, b * c, d, d), g, self.interpolation)  # (1, B*C, k-1, n)
-            rot = rot.reshape(b, c, km1, n).transpose(1, 2)
+            # one batch entry per rotation, every image folded into the channels (input expanded,
+            # not copied): CPU grid_sample parallelises over the batch axis, and this layout ran
+            # 2x faster than one tall grid (2.5 vs 4.9 ms, 16 64x64 images, 89 rotations, 2 threads)
+            rot = _grid_sample(images.reshape(1, b * c, d, d).expand(km1, b * c, d, d),
+                               g.view(km1, 1, n, 2), self.interpolation)  # (k-1, B*C, 1, n)
+            rot = rot.view(km1, b, c, n).transpose(0, 1)
         if parts:
             return [base0.unsqueeze(1), rot]
         return torch.cat([base0.unsqueeze(1), rot], dim=1)
