@@ -14,6 +14,9 @@ Usage::
     python benchmarks/bench_engine.py --profile             # per-step time of one 64x64 training step
     python benchmarks/bench_engine.py --record              # also write the results to RESULTS.md
 
+Every CPU run first prints the machine's state (``mode: machine``: GEMM GFLOP/s and memory-copy
+GB/s right now): the machine is shared, and the engine's non-GEMM steps are memory-bound.
+
 Memory figures (MiB)
 --------------------
 * ``rss_before``: resident memory when the timed work starts (interpreter, torch, data, SOM);
@@ -266,6 +269,29 @@ def machine() -> str:
             f"Python {platform.python_version()}{load}")
 
 
+def machine_state(threads: int = 0) -> dict:
+    """What the shared machine delivers right now: a 2048^3 float32 GEMM (compute) and a 64 MiB
+    copy (memory bandwidth), best of a few tries. Other tenants load the memory bus more than the
+    cores, and the engine's non-GEMM steps are memory-bound: quote these with every figure."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    x = torch.randn(16 << 20)
+    y = torch.empty_like(x)
+    gemm = copy = 1e9
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        gemm = min(gemm, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        y.copy_(x)
+        copy = min(copy, time.perf_counter() - t0)
+    return {"mode": "machine", "threads": torch.get_num_threads(),
+            "gemm_gflops": round(2 * 2048 ** 3 / gemm / 1e9, 1), "copy_gb_s": round(2 * x.numel() * 4 / copy / 1e9, 1)}
+
+
 def _write_images(path: str, d: int, n: int) -> None:
     from somtorch.io import write_images
 
@@ -290,17 +316,23 @@ def main(argv=None) -> int:
                    help="map N and 4N images from a memory-mapped file (N = --scaling-images)")
     p.add_argument("--scaling-images", type=int, default=256)
     p.add_argument("--profile", action="store_true", help="per-step time of training (64x64)")
+    p.add_argument("--no-machine-state", action="store_true", help="skip the GEMM / memory-copy check")
     p.add_argument("--record", action="store_true", help="write the results to benchmarks/RESULTS.md")
     a = p.parse_args(argv)
     if a.child:
         args = json.loads(a.child)
-        print(json.dumps(_profile(args) if args["mode"] == "profile" else _child(args)))
+        run = {"profile": _profile, "machine": lambda a: machine_state(a.get("threads") or 0)}.get(args["mode"], _child)
+        print(json.dumps(run(args)))
         return 0
     gpu = a.device.startswith("cuda")
     common = {"device": a.device, "threads": a.threads, "precision": a.precision, "tie_break": a.tie_break,
               "batch_size": a.batch_size or None}
     rows = []
     cases = [int(c) for c in a.cases.split(",") if c]
+    if not gpu and not a.no_machine_state:
+        st = run_case(dict(common, mode="machine"))
+        rows.append(st)
+        print(json.dumps(st), flush=True)
     if a.profile:
         r = run_case(dict(common, mode="profile", size=cases[0], n=24 if not gpu else 200))
         rows.append(r)
