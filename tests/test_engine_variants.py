@@ -83,3 +83,38 @@ def test_subset_update_of_neuron_parity():
     eng.update_neuron_parity(v, wn, sel, w[sel])
     v2, wn2 = eng.neuron_parity(w)
     assert torch.equal(v, v2) and torch.equal(wn, wn2)
+
+
+@pytest.mark.parametrize("numrot,flip", [(8, True), (4, False), (1, True)])
+def test_asymmetric_region_mask(numrot, flip):
+    """A region that is not dihedral-symmetric: norms per variant, products over the masked window."""
+    from somtorch.engine.distance import DistanceEngine
+    from somtorch.geometry.transforms import PinkTransformer
+
+    tr = PinkTransformer(13, numrot=numrot, flip=flip)
+    nd = tr.neuron_dim
+    mask = torch.zeros(nd, nd, dtype=torch.bool)
+    lo = 2 if numrot > 1 else 0
+    mask[lo:nd - lo, lo:nd - lo] = torch.rand(nd - 2 * lo, nd - 2 * lo, generator=torch.Generator().manual_seed(0)) > 0.3
+    eng = DistanceEngine(tr, mask, tie_break="none")
+    assert not eng._mask_symmetric()
+    w = torch.rand(5, 1, nd, nd, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(3, 1, 13, 13, generator=torch.Generator().manual_seed(2))
+    r, rnorm = eng.base_features(x)
+    v, wn = eng.neuron_parity(w)
+    fast = eng.sq_distances_fast(r, rnorm, v, wn)
+    xt = tr(x).double()  # (B, T, 1, nd, nd)
+    ref = (((xt[:, :, None] - w.double()[None, None]) ** 2) * mask.double()).flatten(3).sum(-1)
+    assert torch.allclose(fast.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_batches_are_cache_sized():
+    from somtorch.engine import Mapper, Trainer
+
+    som = RotationInvariantSOM(Lattice("cartesian", (10, 10)), SOMGeometry(64, numrot=360), init="random", seed=1)
+    eng = som.engine
+    per = eng.feature_bytes()
+    assert per == 2 * 90 * 45 * 45 * 4  # base rotations and their transposes over the 45-px window
+    assert Mapper(som).auto_batch_size() == eng.cache_batch() == (12 << 20) // per
+    assert Trainer(som)._auto_batch() == eng.cache_batch()
+    assert Mapper(som, batch_size=100).auto_batch_size() == 100
