@@ -40,7 +40,7 @@ from somtorch.engine.parity import (
 )
 from somtorch.errors import ConfigError, ShapeError
 from somtorch.geometry.regions import dihedral_window, region_indices
-from somtorch.geometry.transforms import FLIP_DIMS, PinkTransformer
+from somtorch.geometry.transforms import PinkTransformer, dihedral_split
 
 __all__ = ["DistanceEngine", "TieResolver", "best_match", "PRECISIONS"]
 
@@ -96,23 +96,15 @@ def _dihedral_sigmas(u: int, tr: PinkTransformer) -> torch.Tensor:
     return torch.stack(sig)
 
 
-def _pairing_for(u: int, tr: PinkTransformer) -> dict:
-    """Derive :meth:`DistanceEngine.pairing` from index permutations (checked, not assumed)."""
-    a = torch.arange(u * u).reshape(u, u)
-    flip_perm = [a.reshape(-1)] + [torch.flip(a, dims=FLIP_DIMS[g]).reshape(-1) for g in (1, 2, 3)]
-    tau = a.T.reshape(-1)  # transpose: Tr(x)[p] = x[tau[p]], an involution
-    need = []  # (side, g) per q
-    for sigma in _dihedral_sigmas(u, tr):
-        # side 0: <R, wm[sigma]>; side 1: <R^T, wm[sigma[tau]]>
-        for side, perm in ((0, sigma), (1, sigma[tau])):
-            g = next((g for g, fp in enumerate(flip_perm) if torch.equal(fp, perm)), None)
-            if g is not None:
-                need.append((side, g))
-                break
-        else:  # pragma: no cover - impossible for the dihedral group
-            raise AssertionError("dihedral variant is neither a flip nor a transposed flip")
-    sides = 1 + max(s for s, _ in need)
-    return {"sides": sides, "pairs": need}
+def _pairing_for(tr: PinkTransformer) -> dict:
+    """:meth:`DistanceEngine.pairing` from :func:`~somtorch.geometry.transforms.dihedral_split`:
+    ``Q_q(R) = G_g(X_side)`` and flips are self-inverse permutations, so
+    ``<Q_q(R), w> = <X_side, G_g(w)>``."""
+    split = dihedral_split()
+    js = range(4) if tr.numrot != 1 else range(1)
+    fs = (0, 1) if tr.flip else (0,)
+    need = [split[4 * f + j] for f in fs for j in js]
+    return {"sides": 1 + max(s for s, _ in need), "pairs": need}
 
 
 class DistanceEngine:
@@ -250,7 +242,7 @@ class DistanceEngine:
         every dihedral variant ``q``, in PINK order.
         """
         if self._pairing is None:
-            self._pairing = _pairing_for(self.window[1] - self.window[0], self.transformer)
+            self._pairing = _pairing_for(self.transformer)
         return self._pairing
 
     def base_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
