@@ -316,6 +316,8 @@ class DistanceEngine:
                 return torch.matmul(a.to(torch.bfloat16), bt.to(torch.bfloat16)).float()
         if prec == "float64":
             return _matmul_rows(a.double(), bt.double())
+        if a.device.type != "cuda":
+            return _matmul_rows(a, bt)
         with _matmul_precision(a.device, prec):
             return _matmul_rows(a, bt)
 
@@ -329,11 +331,15 @@ class DistanceEngine:
         b = r.shape[0]
         ks = r.shape[1] // f
         k = ks // sides
-        cb = np.cumsum((0,) + parity_sizes(u, f // (u * u)))
+        key = ("blocks", u, f, ks)
+        blocks = self._idx_cache.get(key)
+        if blocks is None:  # ((offset, rows, cols) in r, (first, last) column in v) per parity block
+            cb = np.cumsum((0,) + parity_sizes(u, f // (u * u))).tolist()
+            blocks = self._idx_cache[key] = list(zip(blocked_layout(u, f // (u * u), ks), cb[:-1], cb[1:]))
         # one product per parity block; an image's block is a contiguous (ks, cols) matrix, so
         # every operand is contiguous and BLAS rounds alike for any batch size
         ee, oe, eo, oo = (self._mm(r[:, o:o + rows * cols].reshape(b * rows, cols), v[:, c0:c1].T)
-                          for (o, rows, cols), c0, c1 in zip(blocked_layout(u, f // (u * u), ks), cb[:-1], cb[1:]))
+                          for (o, rows, cols), c0, c1 in blocks)
         # (the neuron side carries the factor -2: exact, so the products are -2 <x, w>)
         s1, d1, s2, d2 = (x.view(b, k, sides, n) for x in (ee + oe, ee - oe, eo + oo, eo - oo))
         # flip g = signed sum of the parity products (SIGNS); written straight into (B, q, k, N)
