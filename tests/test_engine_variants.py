@@ -118,3 +118,20 @@ def test_cpu_batches_are_cache_sized():
     assert Mapper(som).auto_batch_size() == eng.cache_batch() == (12 << 20) // per
     assert Trainer(som)._auto_batch() == eng.cache_batch()
     assert Mapper(som, batch_size=100).auto_batch_size() == 100
+
+
+def test_distances_do_not_depend_on_the_batch_size():
+    """Every GEMM operand is contiguous (and short ones padded): BLAS rounds each image's rows the
+    same whether it comes alone or in a batch, at a realistic rotation count."""
+    som = RotationInvariantSOM(Lattice("cartesian", (4, 4)), SOMGeometry(24, numrot=360), init="random", seed=3)
+    eng = som.engine
+    x = torch.rand(11, 1, 24, 24, generator=torch.Generator().manual_seed(6))
+    v, wn = eng.neuron_parity(som.weight.data)
+    r, rnorm = eng.base_features(x)
+    whole = eng.sq_distances_fast(r, rnorm, v, wn)
+    for bs in (1, 2, 3, 7):
+        parts = []
+        for s in range(0, len(x), bs):
+            rb, nb = eng.base_features(x[s:s + bs])
+            parts.append(eng.sq_distances_fast(rb, nb, v, wn))
+        assert torch.equal(torch.cat(parts), whole), bs
