@@ -286,22 +286,15 @@ def _fallback_blobs(n: int, seed: int, size: int) -> tuple[np.ndarray, list[dict
 def preprocess_cutouts(cube: np.ndarray, snr: float = 2.0, log: bool = True, crop: int | None = None,
                        image_size: int = 32) -> np.ndarray:
     """Cookbook recipe (rms, drop < snr*rms, log10, minmax), central crop, area resampling."""
-    try:
-        from somtorch.preprocessing import preprocess_image
-        steps = [("rms", {"mode": "mad", "clip_rounds": 2, "ignore_zeros": True}),
-                 ("snr_clip", {"snr": float(snr), "mode": "drop"})]
-        steps += (["log"] if log else []) + ["minmax"]
-        pre = lambda im: preprocess_image(im, steps)  # noqa: E731
-    except ImportError:  # pragma: no cover - preprocessing is part of somtorch
-        def pre(im):
-            med = np.median(im)
-            rms = 1.4826 * np.median(np.abs(im - med))
-            m = im >= snr * rms
-            out = np.zeros_like(im)
-            if m.any():
-                v = np.log10(im[m]) if log else im[m]
-                out[m] = (v - v.min()) / max(v.max() - v.min(), 1e-12)
-            return out
+    from somtorch.preprocessing import preprocess_image
+
+    steps = [("rms", {"mode": "mad", "clip_rounds": 2, "ignore_zeros": True}),
+             ("snr_clip", {"snr": float(snr), "mode": "drop"})]
+    steps += (["log"] if log else []) + ["minmax"]
+
+    def pre(im):
+        return preprocess_image(im, steps)
+
     s = cube.shape[-1]
     if crop:
         c = int(crop)
