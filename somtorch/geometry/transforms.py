@@ -426,8 +426,9 @@ class PinkTransformer(nn.Module):
         Only the base rotations that are needed are interpolated. Every dihedral variant of a base
         rotation ``B`` is a flip of ``B`` or of its transpose ``B^T`` (:func:`dihedral_split`):
         ``B^T`` is sampled on the transposed grid (the same coordinates) when ``B`` itself is not
-        needed and copied from ``B`` otherwise, then each neuron's copy is flipped. Values are
-        bit-identical to :meth:`forward`.
+        needed and copied from ``B`` otherwise; column-reversed copies of these are made once, and
+        one gather of pixel rows (reversed where rows are reversed) builds every neuron's
+        transform. Values are bit-identical to :meth:`forward`.
         """
         if images.ndim != 3:
             raise ShapeError(f"select expects one image (C, d, d); got {tuple(images.shape)}")
@@ -452,24 +453,18 @@ class PinkTransformer(nn.Module):
             row[tr_rows] = extra[inv[tr_rows]]
         if not g.any():
             return bank.index_select(0, torch.from_numpy(row).to(dev))
-        # neurons grouped by flip (index_copy_ is slow on CPU): each group is gathered into a
-        # contiguous slice of buf, then one gather restores the neuron order
+        bank = bank.contiguous()
+        if (g & 2).any():  # columns reversed: the whole bank once, appended (cheaper than per neuron)
+            row = np.where(g & 2, row + len(bank), row)
+            bank = torch.cat([bank, torch.flip(bank, dims=(-1,))])
+        # one gather of whole pixel rows puts every neuron's transform in place, in reverse row
+        # order where rows are reversed (index_copy_ is slow on CPU: no per-group scatter)
         nb, c, nd = bank.shape[0], bank.shape[1], bank.shape[-1]
-        order = np.argsort(g, kind="stable")
-        srow, sg = row[order], g[order]
-        buf = bank.new_empty((len(tn), c, nd, nd))
-        starts = np.flatnonzero(np.r_[True, sg[1:] != sg[:-1]]).tolist() + [len(sg)]
-        for a, e in zip(starts[:-1], starts[1:]):
-            gg, dst = int(sg[a]), buf[a:e]
-            if gg & 1:  # rows reversed: gather whole pixel rows in reverse order
-                ridx = ((srow[a:e, None] * c + np.arange(c))[..., None] * nd + np.arange(nd - 1, -1, -1)).reshape(-1)
-                torch.index_select(bank.view(nb * c * nd, nd), 0, torch.from_numpy(ridx).to(dev),
-                                   out=dst.view((e - a) * c * nd, nd))
-            else:
-                torch.index_select(bank, 0, torch.from_numpy(srow[a:e]).to(dev), out=dst)
-            if gg & 2:  # columns reversed
-                dst.copy_(torch.flip(dst, dims=(-1,)))
-        return buf.index_select(0, torch.from_numpy(np.argsort(order)).to(dev))
+        r = np.arange(nd)
+        rows_in = np.where((g & 1)[:, None].astype(bool), nd - 1 - r, r)  # (M, nd)
+        ridx = ((row[:, None] * c + np.arange(c))[:, :, None] * nd + rows_in[:, None, :]).reshape(-1)
+        out = bank.view(nb * c * nd, nd).index_select(0, torch.from_numpy(ridx).to(dev))
+        return out.view(len(tn), c, nd, nd)
 
     def _grid_bank(self, device, dtype):
         """Full-size grids of rotations 1..k-1, then the same grids transposed (rows <-> columns)."""
