@@ -50,8 +50,6 @@ from somtorch.engine.distance import best_match
 from somtorch.engine.training import (
     Trainer,
     TrainingHistory,
-    _restore_handlers,
-    _StopRequested,
     progress_ticks,
     shuffle_order,
 )
@@ -229,10 +227,9 @@ class BatchTrainer(Trainer):
 
             bar = tqdm(total=ticks_total, initial=tick, desc=f"batch {self.stage_name}", unit="img",
                        dynamic_ncols=True)
-        old_handlers = self._install_stop_handlers()
         last_ckpt = tick
         nsz = som.num_neurons
-        try:
+        with self._stoppable(bar):
             for it in range(it0, self.num_iter):
                 order = shuffle_order(n, self.seed, it, self.rng, self.shuffle)
                 for start in range(pos0 if it == it0 else 0, n, self.step_size):
@@ -270,23 +267,9 @@ class BatchTrainer(Trainer):
                             bar.set_postfix(qe=f"{rec['qe']:.4g}", te=f"{rec['te']:.3f}")
                         if self.inter_store and tick != ticks_total:
                             self._inter_store()
-                    stop_hook = self.stop_after is not None and tick >= self.stop_after
-                    if self.checkpoint_path is not None and (
-                            at_progress or self._stop or stop_hook
-                            or (self.checkpoint_every and tick - last_ckpt >= self.checkpoint_every)):
-                        nxt_it, nxt_pos = (it, pos) if pos < n else (it + 1, 0)
-                        self.save_checkpoint(self._state(nxt_it, nxt_pos, tick, False, prev_w,
-                                                         elapsed0 + time.perf_counter() - t_start))
-                        last_ckpt = tick
-                    if self._stop or stop_hook:
-                        raise _StopRequested
-        except _StopRequested:
-            if bar is not None:
-                bar.close()
-            raise KeyboardInterrupt(f"training stopped after {tick} images; checkpoint written to "
-                                    f"{self.checkpoint_path}") from None
-        finally:
-            _restore_handlers(old_handlers)
+                    last_ckpt = self._checkpoint_or_stop(
+                        at_progress, self.stop_after is not None and tick >= self.stop_after, it, pos, n, tick,
+                        False, prev_w, elapsed0 + time.perf_counter() - t_start, last_ckpt)
         if bar is not None:
             bar.close()
         return self.history

@@ -22,6 +22,7 @@ progress point, never after the last image.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -106,7 +107,7 @@ class TrainingHistory:
 
 
 class _StopRequested(Exception):
-    pass
+    """Raised inside a training loop; ``args[0]`` is the number of images trained so far."""
 
 
 class Trainer:
@@ -309,9 +310,8 @@ class Trainer:
 
             bar = tqdm(total=ticks_total, initial=tick, desc=f"train {self.stage_name}", unit="img", dynamic_ncols=True)
 
-        old_handlers = self._install_stop_handlers()
         last_ckpt = tick
-        try:
+        with self._stoppable(bar):
             for it in range(it0, self.num_iter):
                 order = shuffle_order(n, self.seed, it, self.rng, self.shuffle)
                 start_pos = pos0 if it == it0 else 0
@@ -365,25 +365,42 @@ class Trainer:
                             if bar is not None and rec.get("qe") is not None:
                                 bar.set_postfix(qe=f"{rec['qe']:.4g}", te=f"{rec['te']:.3f}")
                             pending = tick != ticks_total
-                        if self.checkpoint_path is not None and (
-                                tick in pticks or self._stop or tick == self.stop_after
-                                or (self.checkpoint_every and tick - last_ckpt >= self.checkpoint_every)):
-                            nxt_it, nxt_pos = (it, pos) if pos < n else (it + 1, 0)
-                            self.save_checkpoint(self._state(nxt_it, nxt_pos, tick, pending, prev_w,
-                                                             elapsed0 + time.perf_counter() - t_start))
-                            last_ckpt = tick
-                        if self._stop or tick == self.stop_after:
-                            raise _StopRequested
-        except _StopRequested:
-            if bar is not None:
-                bar.close()
-            raise KeyboardInterrupt(f"training stopped after {tick} images; checkpoint written to "
-                                    f"{self.checkpoint_path}") from None
-        finally:
-            _restore_handlers(old_handlers)
+                        last_ckpt = self._checkpoint_or_stop(
+                            tick in pticks, tick == self.stop_after, it, pos, n, tick, pending, prev_w,
+                            elapsed0 + time.perf_counter() - t_start, last_ckpt)
         if bar is not None:
             bar.close()
         return self.history
+
+    def _checkpoint_or_stop(self, at_progress: bool, stop_hook: bool, it: int, pos: int, n: int, tick: int,
+                            pending: bool, prev_w, elapsed: float, last_ckpt: int) -> int:
+        """After an image (online) or a step (batch): write the checkpoint when one is due (at a
+        progress point, on a stop request, or ``checkpoint_every`` images after the last), then
+        stop if asked to. Returns the tick of the last checkpoint written."""
+        stop = self._stop or stop_hook
+        if self.checkpoint_path is not None and (
+                at_progress or stop or (self.checkpoint_every and tick - last_ckpt >= self.checkpoint_every)):
+            nxt_it, nxt_pos = (it, pos) if pos < n else (it + 1, 0)
+            self.save_checkpoint(self._state(nxt_it, nxt_pos, tick, pending, prev_w, elapsed))
+            last_ckpt = tick
+        if stop:
+            raise _StopRequested(tick)
+        return last_ckpt
+
+    @contextlib.contextmanager
+    def _stoppable(self, bar):
+        """The training loop's frame: SIGTERM/SIGINT handlers installed and restored, and a stop
+        request turned into ``KeyboardInterrupt`` (after the checkpoint was written)."""
+        old = self._install_stop_handlers()
+        try:
+            yield
+        except _StopRequested as stop:
+            if bar is not None:
+                bar.close()
+            raise KeyboardInterrupt(f"training stopped after {stop.args[0]} images; checkpoint written to "
+                                    f"{self.checkpoint_path}") from None
+        finally:
+            _restore_handlers(old)
 
     def _install_stop_handlers(self) -> dict:
         """Turn SIGTERM/SIGINT into a stop request (checkpoint, then stop) while training with a
