@@ -23,6 +23,7 @@ __all__ = [
     "OutputExistsError",
     "ConfigError",
     "PickleNotAllowedError",
+    "GeometryWarning",
 ]
 
 
@@ -113,3 +114,9 @@ class ConfigError(SomtorchError, ValueError):
 
 class PickleNotAllowedError(SomtorchError, PermissionError):
     """A pickle sidecar would have to be loaded but ``allow_pickle=True`` was not given."""
+
+
+class GeometryWarning(UserWarning):
+    """Sizes set explicitly in the native convention that break exact rotation/flip invariance
+    (neuron, image and distance window of different parity; see
+    :func:`somtorch.geometry.default_neuron_dim`)."""

@@ -129,7 +129,11 @@ def run_mapping(cfg, out_dir) -> dict:
     else:
         w, h = read_som(som_path)
         lat = Lattice.from_header(h.som_dims, num_neurons=w.shape[0])
-        geo = SOMGeometry(image_dim, channels, numrot=int(cfg.get("numrot") or 360), neuron_dim=int(w.shape[-1]))
+        nd = int(w.shape[-1])
+        # a SOM file without its run config: native geometry where the sizes allow it (exactly
+        # invariant), PINK's where the file's neuron side has the other parity (a PINK SOM)
+        geo = SOMGeometry(image_dim, channels, numrot=int(cfg.get("numrot") or 360), neuron_dim=nd,
+                          convention="native" if (nd - image_dim) % 2 == 0 else "pink")
         som = RotationInvariantSOM(lat, geo, init=w, **overrides)
     lat = som.lattice
     log.info(f"mapping {ih.n_images} images ({images}) onto {som_path} [{lat.describe()}, "

@@ -170,9 +170,9 @@ def _dims(a: PinkArgs, h: dict) -> tuple[int, int, int, int]:
     from somtorch.geometry import default_euclidean_dim, default_neuron_dim
 
     c, d = _image_geometry(h)
-    nd = a.neuron_dim if a.neuron_dim is not None else default_neuron_dim(max(d, 1), a.numrot)
+    nd = a.neuron_dim if a.neuron_dim is not None else default_neuron_dim(max(d, 1), a.numrot, "pink")
     ed = a.euclidean_dim if a.euclidean_dim is not None else default_euclidean_dim(max(d, 1), a.numrot,
-                                                                                    a.distance_shape)
+                                                                                    a.distance_shape, "pink")
     return c, d, nd, ed
 
 
@@ -462,7 +462,8 @@ def run(a: PinkArgs) -> int:
             raise PinkError("euclidean distance dimension must be equal or smaller than neuron dimension.")
         geo = SOMGeometry(image_dim=d, channels=c, numrot=a.numrot, flip=a.flip, neuron_dim=nd,
                           euclidean_dim=ed, distance_shape=a.distance_shape,
-                          interpolation="nearest" if a.interpolation == "nearest_neighbor" else "bilinear")
+                          interpolation="nearest" if a.interpolation == "nearest_neighbor" else "bilinear",
+                          convention="pink")
         if a.mode == "train":
             _train(a, h, lat, geo, device)
         else:

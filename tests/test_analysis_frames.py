@@ -77,7 +77,7 @@ def test_direction_and_flip_axis_analytic():
 def test_mapped_distance_reproduced_from_stored_transform():
     rng = np.random.default_rng(3)
     d, numrot = 16, 8
-    geom = SOMGeometry(d, channels=2, numrot=numrot)
+    geom = SOMGeometry(d, channels=2, numrot=numrot, convention="pink")
     som = RotationInvariantSOM(Lattice("cartesian", (2, 3)), geom, init="random", seed=5)
     images = torch.from_numpy(rng.random((5, 2, d, d)).astype(np.float32))
     res = Mapper(som).map(images)
@@ -250,8 +250,8 @@ def test_pink_golden_distances_reproduced(case, shape, numrot, d):
     imgs = ImageReader(data / ("blobs24.bin" if case == "hex5" else "blobs64.bin"))
     som = SOM(data / ("som_hex5.bin" if case == "hex5" else "som_blobs64.bin"))
     m, t = Mapping(data / f"map_{case}.bin"), Transform(data / f"rf_{case}.bin")
-    nd = default_neuron_dim(d, numrot)
-    mask = region_mask(nd, default_euclidean_dim(d, numrot, shape), shape).numpy()
+    nd = default_neuron_dim(d, numrot, "pink")
+    mask = region_mask(nd, default_euclidean_dim(d, numrot, shape, "pink"), shape).numpy()
     w = som.weights.numpy()
     flat = t.flat.reshape(len(t), -1)
     for i in range(len(m)):

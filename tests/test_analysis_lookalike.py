@@ -37,7 +37,7 @@ def test_rotated_and_mirrored_copies_are_found_first(tmp_path):
 def test_template_som_file(tmp_path):
     t = np.ones((5, 5), np.float32)
     n = template_neurons(t, numrot=4)
-    assert n.shape == (2, 1, 8, 8) and n[1].sum() == 0 and n[0].sum() == 25
+    assert n.shape == (2, 1, 7, 7) and n[1].sum() == 0 and n[0].sum() == 25  # native: 5 px -> 7
     p = tmp_path / "tmpl.som"
     write_template_som(p, t, numrot=4)
     s = SOM(p)

@@ -86,7 +86,7 @@ def test_single_stage_writes_every_output(images, tmp_path, capsys):
     assert (stage / "mosaic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(stage / "som.bin") in capsys.readouterr().out  # main prints the final SOM
     w, h = read_som(stage / "som.bin")
-    assert w.shape == (4, 1, 15, 15) and tuple(h.som_dims) == (2, 2)
+    assert w.shape == (4, 1, 14, 14) and tuple(h.som_dims) == (2, 2)  # native geometry: 10 px -> 14
     assert any("somtorch stage demo" in c for c in h.comments)
     cfg = json.loads((stage / "som_config.json").read_text())
     assert cfg["geometry"]["numrot"] == 4 and cfg["lattice"]["shape"] == [2, 2]

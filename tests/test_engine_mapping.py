@@ -57,7 +57,7 @@ def _md5(path) -> str:
 def _golden_som(name: str, **kw) -> tuple[RotationInvariantSOM, torch.Tensor]:
     images, som_file, lat, numrot, shape, _, _ = GOLDEN[name]
     imgs = read_images(DATA / images)
-    geo = SOMGeometry(imgs.shape[-1], imgs.shape[1], numrot=numrot, distance_shape=shape)
+    geo = SOMGeometry(imgs.shape[-1], imgs.shape[1], numrot=numrot, distance_shape=shape, convention="pink")
     som = RotationInvariantSOM.from_pink_file(DATA / som_file, lat, geo, **kw)
     return som, imgs
 
@@ -136,7 +136,7 @@ def stream_case(tmp_path_factory):
     imgs = torch.rand(37, 1, 12, 12, generator=g)
     path = tmp / "imgs.bin"
     write_images(path, imgs)
-    som = RotationInvariantSOM(Lattice("cartesian", (3, 2)), SOMGeometry(12, numrot=8), init="random", seed=2)
+    som = RotationInvariantSOM(Lattice("cartesian", (3, 2)), SOMGeometry(12, numrot=8, convention="pink"), init="random", seed=2)
     return tmp, path, imgs, som
 
 
@@ -251,7 +251,7 @@ def test_pink_tie_break_equals_pink_arithmetic(init, chunk, monkeypatch):
 
     monkeypatch.setattr(dist, "_TIE_CHUNK", chunk)
     imgs = read_images(DATA / "train20.bin")
-    lat, geo = Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=8)
+    lat, geo = Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=8, convention="pink")
     w = torch.zeros(9, 1, 23, 23) if init == "zero" else read_som(DATA / "somD.bin")[0]
     fast = Mapper(RotationInvariantSOM(lat, geo, init=w, tie_break="pink"), batch_size=6).map(imgs)
     exact = Mapper(RotationInvariantSOM(lat, geo, init=w, arithmetic="pink")).map(imgs)

@@ -321,7 +321,7 @@ def _setup(case, seed):
     rng = np.random.default_rng(seed)
     lat = Lattice(layout, shape, periodic)
     geo = SOMGeometry(d, ch, numrot, flip, neuron_dim=ndim, euclidean_dim=edim, distance_shape=dshape,
-                      interpolation=interp)
+                      interpolation=interp, convention="pink")
     nd = ndim or ref_neuron_dim(d, numrot)
     ed = edim or ref_euclid_dim(d, numrot, dshape)
     assert (geo.nd, geo.ed) == (nd, ed)  # PINK's default geometry (§2.2)

@@ -58,7 +58,7 @@ SPEC_92 = {  # run: (numrot, init, per-neuron sums, best-match counts (rows = x)
 def test_spec_runs_a_b_d_reproduced(run):
     numrot, init, sums, counts = SPEC_92[run]
     imgs = read_images(DATA / "train20.bin")
-    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=numrot), init=init,
+    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=numrot, convention="pink"), init=init,
                                seed=1, rng="pink")
     assert som.tie_break == "pink"  # the PINK reproduction mode breaks near-ties like PINK
     tr = Trainer(som, Neighbourhood("gaussian", 1.1, 0.2), metrics_sample=0)
@@ -75,7 +75,7 @@ def test_spec_runs_a_b_d_reproduced(run):
 def test_blobs64_reproduced():
     """``Pink --train blobs64.bin ... -n 360 --init random --seed 3 --dist-func unitygaussian 1.5 0.1
     --num-iter 2 --input-shuffle-off`` (manifest.json)."""
-    som = RotationInvariantSOM(Lattice("cartesian", (4, 4)), SOMGeometry(64, numrot=360), init="random",
+    som = RotationInvariantSOM(Lattice("cartesian", (4, 4)), SOMGeometry(64, numrot=360, convention="pink"), init="random",
                                seed=3, rng="pink")
     assert (som.geometry.nd, som.geometry.ed) == (91, 45)
     Trainer(som, Neighbourhood("unitygaussian", 1.5, 0.1), num_iter=2, shuffle=False,
@@ -92,7 +92,7 @@ def test_blobs64_reproduced():
 def test_other_golden_trainings_reproduced(name, lattice, numrot, nb, seed, images):
     """manifest.json: hexagonal SOM with mexicanHat, and two-channel data (random init, shuffled)."""
     imgs = read_images(DATA / images)
-    som = RotationInvariantSOM(lattice, SOMGeometry(imgs.shape[-1], imgs.shape[1], numrot=numrot),
+    som = RotationInvariantSOM(lattice, SOMGeometry(imgs.shape[-1], imgs.shape[1], numrot=numrot, convention="pink"),
                                init="random", seed=seed, rng="pink")
     Trainer(som, Neighbourhood(*nb), metrics_sample=0).fit(imgs)
     gold, _ = read_som(DATA / name)
@@ -102,7 +102,7 @@ def test_other_golden_trainings_reproduced(name, lattice, numrot, nb, seed, imag
 
 
 def test_pink_arithmetic_reproduces_run_a_bit_for_bit():
-    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4), init="zero",
+    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4, convention="pink"), init="zero",
                                seed=1, rng="pink", arithmetic="pink")
     Trainer(som, metrics_sample=0).fit(DATA / "train20.bin")
     gold, _ = read_som(DATA / "somA.bin")
@@ -117,7 +117,7 @@ def test_pink_arithmetic_reproduces_run_a_bit_for_bit():
 # --------------------------------------------------------------------------------------------
 
 def _small_som(seed=4, init="random", **kw):
-    return RotationInvariantSOM(Lattice("cartesian", (3, 2)), SOMGeometry(10, numrot=8), init=init,
+    return RotationInvariantSOM(Lattice("cartesian", (3, 2)), SOMGeometry(10, numrot=8, convention="pink"), init=init,
                                 seed=seed, **kw)
 
 
@@ -202,7 +202,7 @@ def test_resume_with_other_settings_is_refused(change, field, small_images, tmp_
     with pytest.raises(ConfigError, match=f"field '{field}'"):
         _trainer(_small_som(), tmp_path, **change).fit(small_images, resume=True)
     with pytest.raises(ConfigError, match="weight shape"):
-        other = RotationInvariantSOM(Lattice("cartesian", (2, 2)), SOMGeometry(10, numrot=8), seed=4)
+        other = RotationInvariantSOM(Lattice("cartesian", (2, 2)), SOMGeometry(10, numrot=8, convention="pink"), seed=4)
         _trainer(other, tmp_path).fit(small_images, resume=True)
 
 
@@ -261,7 +261,7 @@ def test_metrics_history_matches_replay():
     images = rng.random((n, 1, d, d)).astype(F32)
     lat = Lattice("cartesian", (3, 3))
     w0 = rng.random((9, 1, d, d)).astype(F32)
-    som = RotationInvariantSOM(lat, SOMGeometry(d, numrot=1, flip=False), init=torch.from_numpy(w0))
+    som = RotationInvariantSOM(lat, SOMGeometry(d, numrot=1, flip=False, convention="pink"), init=torch.from_numpy(w0))
     tr = Trainer(som, Neighbourhood("unitygaussian", 1.0, 0.5), num_iter=2, shuffle=False,
                  progress_steps=4, metrics_sample=n)
     hist = tr.fit(torch.from_numpy(images))
@@ -380,7 +380,7 @@ def test_max_update_distance_is_strict_and_factors_follow_lattice():
     assert int((f[4] != 0).sum()) == 5
     np.testing.assert_allclose(f[4, 1].item(), 0.5 * math.exp(-0.5), rtol=1e-6)
     # training moves only neurons inside the radius
-    som = RotationInvariantSOM(lat, SOMGeometry(6, numrot=1, flip=False), init="random", seed=2)
+    som = RotationInvariantSOM(lat, SOMGeometry(6, numrot=1, flip=False, convention="pink"), init="random", seed=2)
     w0 = som.weight.clone()
     Trainer(som, Neighbourhood("gaussian", 1.1, 0.2, max_update_distance=1.0), shuffle=False,
             metrics_sample=0).fit(torch.rand(1, 1, 6, 6))
@@ -404,7 +404,7 @@ def test_neighbourhood_errors(kwargs, match):
 # --------------------------------------------------------------------------------------------
 
 def test_init_methods():
-    lat, geo = Lattice("cartesian", (2, 2)), SOMGeometry(8, numrot=4)  # nd 12
+    lat, geo = Lattice("cartesian", (2, 2)), SOMGeometry(8, numrot=4, convention="pink")  # nd 12
     assert torch.count_nonzero(RotationInvariantSOM(lat, geo, init="zero").weight) == 0
     r1 = RotationInvariantSOM(lat, geo, init="random", seed=3).weight
     r2 = RotationInvariantSOM(lat, geo, init="random", seed=3).weight
@@ -416,7 +416,7 @@ def test_init_methods():
     gold_b = read_som(DATA / "somB.bin")[0]  # trained, so only its shape is reusable here
     assert gold_b.shape == (9, 1, 23, 23)
     # preferred direction: random plus a main diagonal of 1.0 (every channel)
-    geo2 = SOMGeometry(8, channels=2, numrot=4)
+    geo2 = SOMGeometry(8, channels=2, numrot=4, convention="pink")
     for rng in ("torch", "pink"):
         w = RotationInvariantSOM(lat, geo2, init="random_with_preferred_direction", seed=1, rng=rng).weight
         diag = torch.diagonal(w, dim1=-2, dim2=-1)
@@ -431,7 +431,7 @@ def test_init_methods():
 
 
 def test_init_from_tensor_and_file(tmp_path):
-    lat, geo = Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4)
+    lat, geo = Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4, convention="pink")
     gold, _ = read_som(DATA / "somA.bin")
     som = RotationInvariantSOM(lat, geo, init=DATA / "somA.bin")
     assert torch.equal(som.weight, gold)

@@ -114,7 +114,7 @@ def test_cpu_batches_are_cache_sized():
     som = RotationInvariantSOM(Lattice("cartesian", (10, 10)), SOMGeometry(64, numrot=360), init="random", seed=1)
     eng = som.engine
     per = eng.feature_bytes()
-    assert per == 2 * 90 * 45 * 45 * 4  # base rotations and their transposes over the 45-px window
+    assert per == 2 * 90 * 44 * 44 * 4  # base rotations and their transposes over the 44-px (native) window
     assert Mapper(som).auto_batch_size() == eng.cache_batch() == (12 << 20) // per
     assert Trainer(som)._auto_batch() == eng.cache_batch()
     assert Mapper(som, batch_size=100).auto_batch_size() == 100

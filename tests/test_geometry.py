@@ -247,17 +247,17 @@ def test_periodic_hexagonal_equals_torus_bfs(d):
 ])
 def test_default_sizes_table(d, nd, ed_q):
     for numrot in (4, 8, 360):
-        assert default_neuron_dim(d, numrot) == nd
-        assert default_euclidean_dim(d, numrot, "quadratic") == ed_q
-        assert default_euclidean_dim(d, numrot, "circular") == d
-    assert default_neuron_dim(d, 1) == d
-    assert default_euclidean_dim(d, 1, "quadratic") == d
-    assert default_euclidean_dim(d, 1, "circular") == d
-    g = SOMGeometry(d, numrot=360)
+        assert default_neuron_dim(d, numrot, "pink") == nd
+        assert default_euclidean_dim(d, numrot, "quadratic", "pink") == ed_q
+        assert default_euclidean_dim(d, numrot, "circular", "pink") == d
+    assert default_neuron_dim(d, 1, "pink") == d
+    assert default_euclidean_dim(d, 1, "quadratic", "pink") == d
+    assert default_euclidean_dim(d, 1, "circular", "pink") == d
+    g = SOMGeometry(d, numrot=360, convention="pink")
     assert (g.nd, g.ed) == (nd, ed_q)
-    assert (SOMGeometry(d, numrot=1).nd, SOMGeometry(d, numrot=1).ed) == (d, d)
+    assert (SOMGeometry(d, numrot=1, convention="pink").nd, SOMGeometry(d, numrot=1, convention="pink").ed) == (d, d)
     # ed depends on d, not on nd, even when nd is given
-    assert SOMGeometry(d, numrot=8, neuron_dim=nd + 5).ed == ed_q
+    assert SOMGeometry(d, numrot=8, neuron_dim=nd + 5, convention="pink").ed == ed_q
 
 
 def test_ed_larger_than_nd_rejected():
@@ -452,7 +452,7 @@ def _slow_all_transforms(img, nd, numrot, flip, rotate):
 def test_interpolated_rotation_matches_slow_formula(d, numrot):
     rng = np.random.default_rng(1000 * d + numrot)
     img = rng.random((d, d), dtype=np.float32)
-    nd = default_neuron_dim(d, numrot)
+    nd = default_neuron_dim(d, numrot, "pink")
     ref = _slow_all_transforms(img, nd, numrot, True, _slow_bilinear)
     x = torch.from_numpy(img)[None, None]
     exact = PinkTransformer(d, numrot=numrot, flip=True, exact=True)(x)[0, :, 0].numpy()
@@ -515,7 +515,7 @@ def test_nearest_has_no_effect_for_numrot_4_and_1():
 def test_nearest_matches_slow_rounding(d, numrot):
     rng = np.random.default_rng(d + numrot)
     img = rng.random((d, d), dtype=np.float32)
-    nd = default_neuron_dim(d, numrot)
+    nd = default_neuron_dim(d, numrot, "pink")
     ref = _slow_all_transforms(img, nd, numrot, True, _slow_nearest)
     out = PinkTransformer(d, numrot=numrot, interpolation="nearest")(torch.from_numpy(img)[None, None])[0, :, 0].numpy()
     # nearest sampling copies pixels: every output value is an input value or 0
@@ -526,7 +526,7 @@ def test_nearest_matches_slow_rounding(d, numrot):
 
 def test_nearest_delta_moves_to_rounded_position():
     d, numrot = 15, 8
-    nd = default_neuron_dim(d, numrot)
+    nd = default_neuron_dim(d, numrot, "pink")
     r, c = 2, 9
     # a 3x3 block: inverse-mapped nearest sampling may leave a single rotated pixel in a hole, but the
     # destination pixel nearest to the forward-mapped centre samples within 1/sqrt(2) of (r, c)

@@ -43,7 +43,7 @@ def template_neurons(templates, neuron_dim: int | None = None, numrot: int = 360
     from somtorch.geometry import default_neuron_dim
 
     t = _templates(templates)
-    nd = int(neuron_dim or default_neuron_dim(t.shape[-1], numrot))
+    nd = int(neuron_dim or default_neuron_dim(t.shape[-1], numrot))  # native: exactly invariant
     neurons = transform_images(t, (np.zeros(len(t), np.int64), np.zeros(len(t))), numrot=None, neuron_dim=nd)
     if len(neurons) == 1:
         neurons = np.concatenate([neurons, np.zeros_like(neurons)])
@@ -74,8 +74,8 @@ def find_lookalikes(templates, images, *, numrot: int = 360, flip: bool = True, 
     ----------
     templates : one image ``(H, W)`` / ``(C, H, W)`` or several ``(K, C, H, W)``
     images : anything :func:`somtorch.engine.as_image_source` accepts (tensor, PINK file...)
-    numrot, flip, neuron_dim, euclidean_dim, distance_shape : the comparison geometry (PINK's
-        defaults for the image size when None, the neuron side made ``d`` + even).
+    numrot, flip, neuron_dim, euclidean_dim, distance_shape : the comparison geometry (the native
+        defaults for the image size when None: exactly invariant under quarter turns and flips).
     top : keep only the ``top`` best images.
 
     Returns
@@ -87,13 +87,10 @@ def find_lookalikes(templates, images, *, numrot: int = 360, flip: bool = True, 
     import pandas as pd
 
     from somtorch.engine import Mapper, RotationInvariantSOM, SOMGeometry
-    from somtorch.geometry import Lattice, default_neuron_dim
+    from somtorch.geometry import Lattice
 
     t = _templates(templates)
     k = len(t)
-    if neuron_dim is None:
-        neuron_dim = default_neuron_dim(t.shape[-1], numrot)
-        neuron_dim += (neuron_dim - t.shape[-1]) % 2
     geom = SOMGeometry(t.shape[-1], channels=t.shape[1], numrot=numrot, flip=flip, neuron_dim=neuron_dim,
                        euclidean_dim=euclidean_dim, distance_shape=distance_shape)
     neurons = template_neurons(t, geom.nd, numrot)

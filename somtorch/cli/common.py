@@ -32,7 +32,7 @@ CACHE_DIR_ENV = "SOMTORCH_CACHE_DIR"
 #: Bump when the sample recipe changes, so stale caches are not reused.
 SAMPLE_FORMAT_VERSION = 1
 #: Geometry fields a stage may override (``null`` in the stage keeps the ``som`` group's value).
-GEOMETRY_KEYS = ("numrot", "flip", "neuron_dim", "euclidean_dim", "distance_shape", "interpolation")
+GEOMETRY_KEYS = ("numrot", "flip", "neuron_dim", "euclidean_dim", "distance_shape", "interpolation", "convention")
 
 
 # ---------------------------------------------------------------------------------------- configs
@@ -163,12 +163,19 @@ def stage_list(cfg) -> tuple[str, list[dict]]:
     return str(sched.get("name") or "schedule"), out
 
 
-def stage_geometry(som_cfg, image_dim: int, channels: int, stage: dict | None = None):
-    """:class:`~somtorch.engine.SOMGeometry` from the ``som`` group, with a stage's overrides."""
+def stage_geometry(som_cfg, image_dim: int, channels: int, stage: dict | None = None,
+                   convention: str | None = None):
+    """:class:`~somtorch.engine.SOMGeometry` from the ``som`` group, with a stage's overrides.
+
+    ``convention`` is used where neither the ``som`` group nor the stage sets one (the runtime
+    preset's: ``runtime=pink_exact`` reproduces PINK's geometry); the default is ``"native"``.
+    """
     from somtorch.engine import SOMGeometry
 
     som_cfg = to_plain(som_cfg) or {}
     kw = {k: som_cfg.get(k) for k in GEOMETRY_KEYS}
+    if kw.get("convention") is None:
+        kw["convention"] = convention
     for k in GEOMETRY_KEYS:
         if stage is not None and stage.get(k) is not None:
             kw[k] = stage[k]
@@ -196,7 +203,7 @@ def build_som(som_cfg, runtime, image_dim: int, channels: int = 1, stage: dict |
 
     som_plain = to_plain(som_cfg) or {}
     lat = build_lattice(som_plain)
-    geo = stage_geometry(som_plain, image_dim, channels, stage)
+    geo = stage_geometry(som_plain, image_dim, channels, stage, convention=_get(runtime, "convention"))
     if init is None:
         init = (stage or {}).get("init") or som_plain.get("init", "zero")
     if isinstance(init, str) and init.lower() not in ("zero", "random", "random_with_preferred_direction"):

@@ -6,13 +6,20 @@ Convention
 :mod:`somtorch.geometry.lattice`); neuron pixels are indexed ``[row][col]``. A neuron ``w`` best
 matching image ``x`` with ``(flip, angle)`` satisfies ``w ~ flipud**flip(rotate_cw(x, angle))``
 (angle in radians, clockwise with row 0 at the top; see :mod:`somtorch.geometry.transforms`).
-Geometry defaults follow PINK: ``nd = trunc(sqrt(2) d + 1)`` (``d`` if numrot is 1) and a centred
-distance window of side ``trunc(d sqrt(2) / 2)`` (``d`` for numrot 1 or a circular region).
+
+Geometry defaults (``convention="native"``, the default) are PINK's sizes made the parity of the
+image side: ``nd = trunc(sqrt(2) d + 1)``, one less where ``nd - d`` is odd (``d`` if numrot is 1),
+and a centred distance window of side ``trunc(d sqrt(2) / 2)`` made the parity of ``d`` (``d`` for
+numrot 1 or a circular region). Image, neuron and window then share one centre, so quarter turns
+and flips of an image land on the same neuron with the same distance (to float rounding) whenever
+numrot is a multiple of 4. ``convention="pink"`` gives PINK 2.5's sizes (``nd`` 91 for ``d`` 64),
+as the drop-in command line does; see :func:`somtorch.geometry.default_neuron_dim`.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -20,16 +27,18 @@ import torch
 from torch import nn
 
 from somtorch.engine.distance import DistanceEngine, best_match
-from somtorch.errors import ConfigError, ShapeError
+from somtorch.errors import ConfigError, GeometryWarning, ShapeError
 from somtorch.geometry.lattice import Lattice
 from somtorch.geometry.regions import region_mask
 from somtorch.geometry.transforms import (
     PinkTransformer,
+    check_convention,
     check_numrot,
     default_euclidean_dim,
     default_neuron_dim,
     index_to_flip_angle,
     num_transforms,
+    parity_problem,
 )
 
 __all__ = ["SOMGeometry", "RotationInvariantSOM", "INIT_METHODS"]
@@ -39,7 +48,30 @@ INIT_METHODS = ("zero", "random", "random_with_preferred_direction")
 
 @dataclass(frozen=True)
 class SOMGeometry:
-    """Image/neuron geometry of a rotation-invariant SOM (PINK defaults when sizes are None)."""
+    """Image/neuron geometry of a rotation-invariant SOM.
+
+    Parameters
+    ----------
+    image_dim, channels : input images are ``(channels, image_dim, image_dim)``.
+    numrot, flip : rotations (1 or a multiple of 4) and whether flipped copies are searched.
+    neuron_dim, euclidean_dim : neuron side ``nd`` and distance-window side ``ed``; None takes the
+        convention's default (:func:`~somtorch.geometry.default_neuron_dim`,
+        :func:`~somtorch.geometry.default_euclidean_dim`).
+    distance_shape : ``"quadratic"`` or ``"circular"`` (:func:`~somtorch.geometry.region_mask`).
+    interpolation : ``"bilinear"`` or ``"nearest"``.
+    convention : ``"native"`` (default) or ``"pink"``.
+
+    Convention
+    ----------
+    ``"native"``: sizes of the image's parity and a circular region centred on the neuron centre,
+    so quarter turns and flips of an input give the same best neuron and distance (to float
+    rounding) whenever numrot is a multiple of 4. Setting ``neuron_dim``/``euclidean_dim`` to
+    sizes that break this warns (:class:`~somtorch.errors.GeometryWarning`).
+    ``"pink"``: PINK 2.5's default sizes and circular mask (spec §2.2, §4.2), for reproduction.
+
+    >>> SOMGeometry(64, numrot=360).nd, SOMGeometry(64, numrot=360, convention="pink").nd
+    (90, 91)
+    """
 
     image_dim: int
     channels: int = 1
@@ -49,6 +81,7 @@ class SOMGeometry:
     euclidean_dim: int | None = None
     distance_shape: str = "quadratic"
     interpolation: str = "bilinear"
+    convention: str = "native"
     nd: int = field(init=False)
     ed: int = field(init=False)
 
@@ -62,13 +95,29 @@ class SOMGeometry:
         if shape not in ("quadratic", "circular"):
             raise ConfigError(None, "distance_shape", self.distance_shape, "'quadratic' or 'circular'")
         object.__setattr__(self, "distance_shape", shape)
-        nd = self.neuron_dim if self.neuron_dim is not None else default_neuron_dim(self.image_dim, self.numrot)
-        ed = self.euclidean_dim if self.euclidean_dim is not None else default_euclidean_dim(self.image_dim, self.numrot, shape)
+        conv = check_convention(self.convention)
+        object.__setattr__(self, "convention", conv)
+        nd = self.neuron_dim if self.neuron_dim is not None else default_neuron_dim(self.image_dim, self.numrot, conv)
+        ed = (self.euclidean_dim if self.euclidean_dim is not None
+              else default_euclidean_dim(self.image_dim, self.numrot, shape, conv))
         if ed > nd:
             raise ConfigError(None, "euclidean_dim", ed,
                               f"<= neuron_dim ({nd}) (euclidean distance dimension must be equal or smaller than neuron dimension.)")
         object.__setattr__(self, "nd", int(nd))
         object.__setattr__(self, "ed", int(ed))
+        if conv == "native" and (self.neuron_dim is not None or self.euclidean_dim is not None):
+            why = parity_problem(self.image_dim, nd, ed)
+            if why is not None:
+                warnings.warn(f"{why}: quarter turns and flips of an image will not land on the same "
+                              f"neuron with the same distance; leave the size unset for the native "
+                              f"default, or use convention='pink' to reproduce PINK's geometry",
+                              GeometryWarning, stacklevel=3)
+
+    @property
+    def exactly_invariant(self) -> bool:
+        """Do quarter turns and flips of an input give the same best neuron and distance?"""
+        shape_ok = self.distance_shape == "quadratic" or self.convention == "native" or self.nd % 2 == 0
+        return self.numrot % 4 == 0 and shape_ok and parity_problem(self.image_dim, self.nd, self.ed) is None
 
     @property
     def num_transforms(self) -> int:
@@ -120,7 +169,7 @@ class RotationInvariantSOM(nn.Module):
     --------
     >>> som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4), init="random", seed=1)
     >>> som.weight.shape
-    torch.Size([9, 1, 23, 23])
+    torch.Size([9, 1, 22, 22])
     >>> dist, t = som(torch.rand(2, 1, 16, 16))
     >>> dist.shape, t.shape
     (torch.Size([2, 9]), torch.Size([2, 9]))
@@ -208,7 +257,7 @@ class RotationInvariantSOM(nn.Module):
             g = self.geometry
             tr = PinkTransformer(g.image_dim, g.nd, g.numrot, g.flip, g.interpolation,
                                  exact=self.arithmetic == "pink")
-            mask = region_mask(g.nd, g.ed, g.distance_shape)
+            mask = region_mask(g.nd, g.ed, g.distance_shape, g.convention)
             self._engine = DistanceEngine(tr, mask, self.arithmetic, self.precision, self.tie_break)
         return self._engine
 
@@ -230,7 +279,7 @@ class RotationInvariantSOM(nn.Module):
         g = self.geometry
         return (f"lattice={self.lattice.describe()}, image_dim={g.image_dim}, channels={g.channels}, "
                 f"neuron_dim={g.nd}, euclidean_dim={g.ed} ({g.distance_shape}), numrot={g.numrot}, "
-                f"flip={g.flip}, arithmetic={self.arithmetic!r}, precision={self.precision!r}")
+                f"flip={g.flip}, convention={g.convention!r}, arithmetic={self.arithmetic!r}, precision={self.precision!r}")
 
     # ------------------------------------------------------------------ inference
     def check_images(self, images) -> torch.Tensor:
@@ -285,7 +334,8 @@ class RotationInvariantSOM(nn.Module):
     @classmethod
     def from_config_dict(cls, cfg: dict, init="zero", **overrides) -> RotationInvariantSOM:
         lat = Lattice(cfg["lattice"]["layout"], tuple(cfg["lattice"]["shape"]), cfg["lattice"].get("periodic", False))
-        geo = SOMGeometry(**cfg["geometry"])
+        # configs written before the native convention existed describe PINK's geometry
+        geo = SOMGeometry(**{"convention": "pink", **cfg["geometry"]})
         kw = {k: cfg[k] for k in ("seed", "rng", "arithmetic", "precision", "tie_break") if k in cfg}
         kw.update(overrides)
         return cls(lat, geo, init=init, **kw)

@@ -11,6 +11,12 @@ Regions live in the ``nd x nd`` neuron grid, indexed ``[row][col]``.
   ``delta_i = sqrt(2 rho (i + 1/2) - (i + 1/2)**2)`` (double precision, ``round`` half away from zero;
   a negative radicand gives an empty row). Odd ``ed`` therefore has the pixel count of ``ed - 1``.
 
+* ``circular`` in the native convention (``convention="native"``): the pixels whose centres lie
+  within ``ed / 2`` of the neuron centre ``((nd-1)/2, (nd-1)/2)``:
+  ``(r - ctr)**2 + (c - ctr)**2 <= (ed / 2)**2``. Mapped onto itself by every quarter turn and
+  flip for any ``nd``; identical to PINK's mask whenever ``nd`` and ``ed`` are both even (PINK's
+  mask is half a pixel off-centre for odd ``nd``).
+
 Pixels are listed row-major, which is PINK's summation order.
 """
 
@@ -30,8 +36,10 @@ def _round_half_away(x: float) -> int:
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
-def region_mask(neuron_dim: int, euclidean_dim: int, shape: str = "quadratic") -> torch.Tensor:
-    """Boolean ``(nd, nd)`` mask of the distance region.
+def region_mask(neuron_dim: int, euclidean_dim: int, shape: str = "quadratic",
+                convention: str = "pink") -> torch.Tensor:
+    """Boolean ``(nd, nd)`` mask of the distance region (see the module docstring; ``convention``
+    only changes the circular shape).
 
     >>> int(region_mask(29, 20, "circular").sum()), int(region_mask(91, 64, "circular").sum())
     (316, 3228)
@@ -48,6 +56,9 @@ def region_mask(neuron_dim: int, euclidean_dim: int, shape: str = "quadratic") -
     shape = str(shape).lower()
     if shape == "quadratic":
         mask[b:b + ed, b:b + ed] = True
+    elif shape == "circular" and str(convention).lower() == "native":
+        off = np.arange(nd) - (nd - 1) / 2.0
+        mask = (off[:, None] ** 2 + off[None, :] ** 2) <= (ed / 2.0) ** 2
     elif shape == "circular":
         c = nd // 2
         rho = ed // 2

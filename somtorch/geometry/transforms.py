@@ -29,6 +29,15 @@ image size, neuron size, numrot, window, interpolation and device, then reused):
 * ``exact=True``: gathers the four neighbours and evaluates PINK's float32 formula in PINK's order,
   reproducing PINK's CPU build bit for bit (used by ``arithmetic="pink"``).
 
+Native geometry
+---------------
+PINK's default neuron side ``trunc(sqrt(2) d + 1)`` has the other parity than an even image side
+(91 for 64), which puts the image centre between neuron pixels and breaks exact invariance under
+quarter turns and flips. somtorch's native convention (:func:`default_neuron_dim`, the default of
+the Python API and the Hydra programs) uses sizes of the image's parity; PINK's sizes stay the
+default of the drop-in command line and of ``convention="pink"``. The transformations themselves
+are the same formulas in both conventions.
+
 ``interpolation="nearest"`` takes the source pixel at ``round(sr), round(sc)`` (0 outside
 ``[-0.5, d-0.5)``); PINK's nearest-neighbour option is broken (spec §3.6), ours is not.
 """
@@ -47,6 +56,9 @@ from somtorch.errors import ConfigError, ShapeError
 __all__ = [
     "default_neuron_dim",
     "default_euclidean_dim",
+    "parity_problem",
+    "check_convention",
+    "CONVENTIONS",
     "rotation_step",
     "index_to_flip_angle",
     "flip_angle_to_index",
@@ -69,27 +81,89 @@ def check_numrot(numrot: int) -> int:
     return numrot
 
 
-def default_neuron_dim(image_dim: int, numrot: int) -> int:
-    """PINK's default neuron side: ``d`` for numrot 1, else ``trunc(2 d / sqrt(2) + 1)`` (spec §2.2).
+#: geometry conventions: ``"native"`` (exactly invariant, the default of the Python API and the
+#: Hydra programs) and ``"pink"`` (PINK 2.5's sizes, the drop-in command line and reproduction)
+CONVENTIONS = ("native", "pink")
 
-    >>> default_neuron_dim(64, 360), default_neuron_dim(150, 360), default_neuron_dim(64, 1)
+
+def check_convention(convention: str) -> str:
+    c = str(convention).lower()
+    if c not in CONVENTIONS:
+        raise ConfigError(None, "convention", convention, "'native' or 'pink'")
+    return c
+
+
+def default_neuron_dim(image_dim: int, numrot: int, convention: str = "native") -> int:
+    """Default neuron side ``nd`` for images of side ``d``.
+
+    Convention
+    ----------
+    * ``"pink"`` (spec §2.2): ``d`` for numrot 1, else ``trunc(2 d / sqrt(2) + 1)`` (the smallest
+      side holding the image's diagonal). For even ``d`` this side is odd (57 for 40, 91 for 64),
+      so the image centre falls between neuron pixels: a quarter turn of the image is then not a
+      quarter turn on the neuron grid, and turned or mirrored copies of an image can match
+      another neuron (PINK's own best-neuron agreement under quarter turns: 57 % at 4 rotations).
+    * ``"native"`` (default): the PINK side made the parity of ``d`` (one pixel less where they
+      differ: 56 for 40, 90 for 64, 212 for 150, 46 for 32). Image and neuron then share their
+      centre pixel (or pixel corner), the zero-padding of ``t = 0`` and the interpolated rotations
+      agree, and quarter turns and flips of an input give the same best neuron and distance to
+      float rounding whenever numrot is a multiple of 4. The pixel lost covers only the extreme
+      corners of a 45-degree turn, which lie outside every distance region.
+
+    >>> default_neuron_dim(64, 360, "pink"), default_neuron_dim(150, 360, "pink"), default_neuron_dim(64, 1, "pink")
     (91, 213, 64)
+    >>> default_neuron_dim(64, 360), default_neuron_dim(40, 36), default_neuron_dim(32, 8), default_neuron_dim(63, 4)
+    (90, 56, 46, 89)
     """
+    convention = check_convention(convention)
     if check_numrot(numrot) == 1:
         return int(image_dim)
-    return int(2.0 * image_dim / math.sqrt(2.0) + 1.0)
+    nd = int(2.0 * image_dim / math.sqrt(2.0) + 1.0)
+    if convention == "native":
+        nd -= (nd - int(image_dim)) % 2
+    return nd
 
 
-def default_euclidean_dim(image_dim: int, numrot: int, shape: str = "quadratic") -> int:
-    """PINK's default distance-window side (spec §2.2): ``trunc(d sqrt(2) / 2)`` for rotated
-    quadratic windows, otherwise ``d``.
+def default_euclidean_dim(image_dim: int, numrot: int, shape: str = "quadratic",
+                          convention: str = "native") -> int:
+    """Default distance-window side ``ed``.
 
-    >>> default_euclidean_dim(64, 360), default_euclidean_dim(150, 360), default_euclidean_dim(64, 360, "circular")
-    (45, 106, 64)
+    Convention
+    ----------
+    * ``"pink"`` (spec §2.2): ``trunc(d sqrt(2) / 2)`` for rotated quadratic windows, otherwise ``d``.
+    * ``"native"`` (default): the same, made the parity of ``d`` (one pixel less where they
+      differ), so the window is centred on the neuron centre (``nd - ed`` even) and is mapped onto
+      itself by quarter turns and flips.
+
+    >>> default_euclidean_dim(64, 360, convention="pink"), default_euclidean_dim(150, 360, convention="pink")
+    (45, 106)
+    >>> default_euclidean_dim(64, 360), default_euclidean_dim(40, 36), default_euclidean_dim(64, 360, "circular")
+    (44, 28, 64)
     """
+    convention = check_convention(convention)
     if check_numrot(numrot) != 1 and shape == "quadratic":
-        return int(image_dim * math.sqrt(2.0) / 2.0)
+        ed = int(image_dim * math.sqrt(2.0) / 2.0)
+        if convention == "native":
+            ed -= (ed - int(image_dim)) % 2
+        return max(ed, 1)
     return int(image_dim)
+
+
+def parity_problem(image_dim: int, neuron_dim: int, euclidean_dim: int) -> str | None:
+    """Why sizes break exact rotation/flip invariance, or None when they keep it.
+
+    Exact invariance needs one centre for image, neuron and distance window: ``nd - d`` and
+    ``nd - ed`` even (see :func:`default_neuron_dim`).
+
+    >>> parity_problem(40, 56, 28) is None, parity_problem(64, 91, 45)
+    (True, 'neuron_dim 91 and image_dim 64 differ in parity (nd - d = 27 is odd)')
+    """
+    d, nd, ed = int(image_dim), int(neuron_dim), int(euclidean_dim)
+    if (nd - d) % 2:
+        return f"neuron_dim {nd} and image_dim {d} differ in parity (nd - d = {nd - d} is odd)"
+    if (nd - ed) % 2:
+        return f"euclidean_dim {ed} and neuron_dim {nd} differ in parity (nd - ed = {nd - ed} is odd)"
+    return None
 
 
 def rotation_step(numrot: int) -> np.float32:
@@ -241,7 +315,8 @@ class PinkTransformer(nn.Module):
         super().__init__()
         self.image_dim = int(image_dim)
         self.numrot = check_numrot(numrot)
-        self.neuron_dim = int(neuron_dim) if neuron_dim is not None else default_neuron_dim(self.image_dim, self.numrot)
+        self.neuron_dim = (int(neuron_dim) if neuron_dim is not None
+                           else default_neuron_dim(self.image_dim, self.numrot, "pink"))
         self.flip = bool(flip)
         if interpolation not in ("bilinear", "nearest"):
             raise ConfigError(None, "interpolation", interpolation, "'bilinear' or 'nearest'")
