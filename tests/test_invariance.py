@@ -17,7 +17,13 @@ import torch
 
 from somtorch.engine import RotationInvariantSOM, SOMGeometry
 from somtorch.errors import GeometryWarning
-from somtorch.geometry import Lattice, default_euclidean_dim, default_neuron_dim, parity_problem, region_mask
+from somtorch.geometry import (
+    Lattice,
+    default_euclidean_dim,
+    default_neuron_dim,
+    parity_problem,
+    region_mask,
+)
 
 #: (k quarter turns clockwise, flipud afterwards) for the 8 dihedral copies of an image
 DIHEDRAL = [(k, f) for f in (0, 1) for k in range(4)]
