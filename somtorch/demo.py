@@ -14,7 +14,7 @@
    sidecar linking each image to its ``Component_name`` (entries that fail are skipped and
    reported, and keep nulls in the final catalogue).
 4. **Training** through the Hydra entry point, ``python -m somtorch.train`` with a fast
-   multi-stage schedule (``configs/schedule/demo_sidelobe.yaml``: broad neighbourhood and few
+   multi-stage schedule (``somtorch/configs/schedule/demo_sidelobe.yaml``: broad neighbourhood and few
    rotations first, then narrower and more rotations), on a 10×10 SOM.
 5. **Mapping** with ``python -m somtorch.map`` (mapping + transform files, best-match table).
 6. **Knowledge transfer** (cookbook §6.2): a random labelled subset (``label_fraction`` of the
@@ -325,7 +325,7 @@ def main(argv=None) -> int:
     ap.add_argument("--label-fraction", type=float, default=0.3,
                     help="fraction of the imaged components whose truth label is used for the "
                          "knowledge transfer; the rest is held out for the report")
-    ap.add_argument("--schedule", default="demo_sidelobe", help="a configs/schedule/ name")
+    ap.add_argument("--schedule", default="demo_sidelobe", help="a schedule of somtorch/configs/schedule/ (or of --config-dir)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for somtorch.train")
     a = ap.parse_args(argv)
     try:

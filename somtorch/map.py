@@ -35,8 +35,8 @@ import sys
 from pathlib import Path
 
 from somtorch.cli.common import (
+    CONFIG_PATH,
     apply_runtime,
-    config_dir,
     prepare_sample_binary,
     read_json,
     resolve_image_path,
@@ -214,7 +214,7 @@ def _hydra_entry():
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    @hydra.main(config_path=config_dir(), config_name="map", version_base="1.3")
+    @hydra.main(config_path=CONFIG_PATH, config_name="map", version_base="1.3")
     def _task(cfg) -> None:
         _RESULT["summary"] = run_mapping(cfg, HydraConfig.get().runtime.output_dir)
 

@@ -11,7 +11,7 @@ Usage
         'channels=[{name: radio, file_column: Mosaic}]'
     python -m somtorch.preprocess recipe=cookbook_vlass_32 workers=2
 
-Config: ``configs/preprocess.yaml`` and the ``recipe`` group (``configs/recipe/*.yaml``: a list
+Config: ``somtorch/configs/preprocess.yaml`` and the ``recipe`` group (``somtorch/configs/recipe/*.yaml``: a list
 of named steps, see :mod:`somtorch.preprocessing.pipeline` and :mod:`somtorch.data.steps`,
 plus per-channel overrides). Outputs (default in the Hydra run folder): ``images.bin``, its
 ``.records.json`` (image -> catalogue row and id), ``.skipped.csv`` (entries that failed, with
@@ -32,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from somtorch.cli.common import CACHE_DIR_ENV, config_dir, to_plain
+from somtorch.cli.common import CACHE_DIR_ENV, CONFIG_PATH, to_plain
 from somtorch.errors import ConfigError
 
 __all__ = ["SAMPLE_FITS_VERSION", "sample_fits_dir", "prepare_sample_fits", "build_config",
@@ -177,7 +177,7 @@ def _hydra_entry():
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    @hydra.main(config_path=config_dir(), config_name="preprocess", version_base="1.3")
+    @hydra.main(config_path=CONFIG_PATH, config_name="preprocess", version_base="1.3")
     def _task(cfg) -> None:
         _RESULT["summary"] = run_preprocess(cfg, HydraConfig.get().runtime.output_dir)
 

@@ -12,9 +12,9 @@ Usage
     python -m somtorch.train runtime.mode=batch runtime.step_size=64        # batch training
     torchrun --nproc_per_node=4 -m somtorch.train runtime.mode=batch hydra.run.dir=out   # data-parallel
 
-Config groups live in the repository's ``configs/`` (``$SOMTORCH_CONFIG_DIR`` overrides):
-``som`` (lattice and geometry), ``data`` (``sample`` or ``file``), ``schedule`` / ``stage``
-and ``runtime`` (device, precision, arithmetic, rng, threads).
+Config groups are installed with the package (``somtorch/configs/``, add your own with Hydra's
+``--config-dir=<folder>``): ``som`` (lattice and geometry), ``data`` (``sample`` or ``file``),
+``schedule`` / ``stage`` and ``runtime`` (device, precision, arithmetic, rng, threads).
 
 Outputs (in the Hydra run folder, ``hydra.run.dir``), per stage ``<name>/``: ``som.bin`` (PINK
 format), ``som_config.json`` (geometry, for :mod:`somtorch.map`), ``checkpoint.pt``,
@@ -43,9 +43,9 @@ import time
 from pathlib import Path
 
 from somtorch.cli.common import (
+    CONFIG_PATH,
     apply_runtime,
     build_som,
-    config_dir,
     read_json,
     resolve_image_path,
     stage_list,
@@ -318,7 +318,7 @@ def _hydra_entry():
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+    @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
     def _task(cfg) -> None:
         out = HydraConfig.get().runtime.output_dir
         _RESULT["summary"] = run_training(cfg, out)

@@ -1,4 +1,4 @@
-"""somtorch.preprocess: the Hydra entry point (configs/preprocess.yaml and the recipe group)."""
+"""somtorch.preprocess: the Hydra entry point (somtorch/configs/preprocess.yaml and the recipe group)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Shared helpers of the Hydra command-line programs (:mod:`somtorch.train`, :mod:`somtorch.map`).
 
-* :func:`config_dir`: the repository's top-level ``configs/`` (or ``$SOMTORCH_CONFIG_DIR``);
+* :data:`CONFIG_MODULE`, :func:`config_dir`: the packaged Hydra configs (``somtorch/configs``);
 * :func:`resolve_device`, :func:`apply_runtime`: runtime group -> torch device and threads;
 * :func:`stage_list`, :func:`build_som`: SOM and stage configs -> engine objects;
 * :func:`prepare_sample_binary`, :func:`resolve_image_path`: the data group -> a PINK image binary;
@@ -21,13 +21,15 @@ import torch
 from somtorch.errors import ConfigError
 
 __all__ = [
-    "CONFIG_DIR_ENV", "CACHE_DIR_ENV", "SAMPLE_FORMAT_VERSION", "config_dir", "to_plain",
+    "CONFIG_MODULE", "CONFIG_PATH", "CACHE_DIR_ENV", "SAMPLE_FORMAT_VERSION", "config_dir", "to_plain",
     "resolve_device", "apply_runtime", "stage_list", "stage_geometry", "build_som",
     "sample_cache_dir", "prepare_sample_binary", "preprocess_cutouts", "resolve_image_path", "write_json", "read_json",
     "GEOMETRY_KEYS",
 ]
 
-CONFIG_DIR_ENV = "SOMTORCH_CONFIG_DIR"
+#: The package holding the Hydra configs, and its Hydra search-path form (``@hydra.main(config_path=...)``).
+CONFIG_MODULE = "somtorch.configs"
+CONFIG_PATH = "pkg://" + CONFIG_MODULE
 CACHE_DIR_ENV = "SOMTORCH_CACHE_DIR"
 #: Bump when the sample recipe changes, so stale caches are not reused.
 SAMPLE_FORMAT_VERSION = 1
@@ -37,18 +39,14 @@ GEOMETRY_KEYS = ("numrot", "flip", "neuron_dim", "euclidean_dim", "distance_shap
 
 # ---------------------------------------------------------------------------------------- configs
 def config_dir() -> str:
-    """Absolute path of the Hydra config directory: ``$SOMTORCH_CONFIG_DIR`` or ``<repo>/configs``."""
-    env = os.environ.get(CONFIG_DIR_ENV)
-    if env:
-        p = Path(env).expanduser().resolve()
-    else:
-        import somtorch
+    """Absolute path of the packaged Hydra config folder (``somtorch/configs``).
 
-        p = Path(somtorch.__file__).resolve().parents[1] / "configs"
-    if not p.is_dir():
-        raise ConfigError(None, "config_dir", str(p), "an existing directory with train.yaml/map.yaml",
-                          f"set ${CONFIG_DIR_ENV} to the somtorch 'configs' folder")
-    return str(p)
+    The programs find it on Hydra's package search path (:data:`CONFIG_PATH`); this path is for
+    tools that want the files themselves (e.g. :func:`hydra.initialize_config_dir`).
+    """
+    import somtorch.configs
+
+    return str(Path(somtorch.configs.__file__).resolve().parent)
 
 
 def to_plain(cfg) -> Any:

@@ -8,7 +8,7 @@
   records, skipped list, summary; parallel, resumable).
 * :mod:`~somtorch.data.steps`: the ``crop`` and ``resize`` recipe steps (registered on import).
 
-Command line: ``python -m somtorch.preprocess`` (Hydra, ``configs/preprocess.yaml``).
+Command line: ``python -m somtorch.preprocess`` (Hydra, ``somtorch/configs/preprocess.yaml``).
 """
 
 from somtorch.data import steps as _steps  # noqa: F401  (registers crop/resize)
