@@ -374,8 +374,9 @@ def test_distances_and_mapping_match_reference(case, arithmetic):
     np.testing.assert_array_equal(res.angle.numpy(), ((t % numrot).numpy().astype(F32) * step).astype(F32))
 
 
+@pytest.mark.parametrize("step", ["dense", "parity"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_training_steps_match_reference_update_rule(case):
+def test_training_steps_match_reference_update_rule(case, step):
     lat, geo, imgs, w0, mask, nd = _setup(case, seed=1 + zlib.crc32(IDS[CASES.index(case)].encode()))
     layout, shape, periodic = case[0], lat.shape, case[2]
     names = ["gaussian", "unitygaussian", "mexicanhat"]
@@ -384,7 +385,7 @@ def test_training_steps_match_reference_update_rule(case):
     max_dist = 1.5 if k % 4 == 1 else None
     som = RotationInvariantSOM(lat, geo, init=torch.from_numpy(w0), arithmetic="gemm")
     tr = Trainer(som, Neighbourhood(nb[0], nb[1], nb[2], max_dist), num_iter=1, shuffle=False,
-                 metrics_sample=0)
+                 metrics_sample=0, step=step)
     tr.fit(torch.from_numpy(imgs))
     w_ref, choices = ref_train(imgs, w0, case[5], case[6], nd, mask, layout, shape, periodic, nb,
                                max_dist, case[8])

@@ -42,7 +42,10 @@ from somtorch.errors import ConfigError, ShapeError
 from somtorch.geometry.regions import dihedral_window, region_indices
 from somtorch.geometry.transforms import PinkTransformer, dihedral_split
 
-__all__ = ["DistanceEngine", "TieResolver", "best_match", "PRECISIONS"]
+__all__ = ["DistanceEngine", "TieResolver", "best_match", "PRECISIONS", "TIE_RTOL"]
+
+#: relative width of the near-tie band that :class:`TieResolver` re-evaluates exactly
+TIE_RTOL = 1e-6
 
 PRECISIONS = ("float32", "tf32", "bf16", "float64")
 
@@ -412,7 +415,7 @@ class TieResolver:
     exactly where PINK's lowest index wins.
     """
 
-    def __init__(self, engine: DistanceEngine, rtol: float = 1e-6):
+    def __init__(self, engine: DistanceEngine, rtol: float = TIE_RTOL):
         self.engine = engine
         self.rtol = float(rtol)
         tr = engine.transformer

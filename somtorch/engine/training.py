@@ -34,9 +34,9 @@ import torch
 
 from somtorch.engine._malloc import tune_malloc
 from somtorch.engine.data import check_finite, open_for_som
-from somtorch.engine.distance import best_match
 from somtorch.engine.metrics import quality_metrics
 from somtorch.engine.neighbourhood import Neighbourhood
+from somtorch.engine.online import STEPS, dense_bank_bytes, online_step, step_kind
 from somtorch.engine.som import RotationInvariantSOM
 from somtorch.errors import ConfigError
 
@@ -140,6 +140,13 @@ class Trainer:
     metrics_sample : int
         Number of images (fixed random subset) used for quality metrics at each progress point;
         0 disables metrics.
+    step : {"auto", "dense", "parity"}
+        How one image's update is computed (:mod:`somtorch.engine.online`): ``"dense"`` generates
+        a batch's full transformation bank once and does ~12 tensor operations per image
+        (small and mid-sized problems), ``"parity"`` uses flip-parity GEMMs and samples only the
+        needed rotations per image (large problems); ``"auto"`` picks by the bank's size. The
+        update rule and the selected transformations are the same; distances differ only in
+        float32 rounding (near-ties are re-evaluated exactly with ``tie_break="pink"``).
     checkpoint_path : path, optional
         Full training state is written here every ``checkpoint_every`` images, at each progress
         point, and on SIGTERM/SIGINT; :meth:`fit` with ``resume=True`` continues from it and ends
@@ -151,9 +158,12 @@ class Trainer:
                  batch_size: int | None = None, progress: bool = False, progress_steps: int = 10,
                  inter_store: str | None = None, inter_store_path=None, metrics_sample: int = 256,
                  checkpoint_path=None, checkpoint_every: int | None = None, handle_signals: bool = True,
-                 stage_name: str = "stage"):
+                 stage_name: str = "stage", step: str = "auto"):
         if num_iter < 1:
             raise ConfigError(None, "num_iter", num_iter, ">= 1")
+        if step not in STEPS:
+            raise ConfigError(None, "step", step, f"one of {STEPS}")
+        self.step = step
         if inter_store not in (None, "off", "overwrite", "keep"):
             raise ConfigError(None, "inter_store", inter_store, "off, overwrite or keep")
         if inter_store in ("overwrite", "keep") and inter_store_path is None:
@@ -187,6 +197,10 @@ class Trainer:
         if self.som.arithmetic == "pink":
             per_image = self.som.num_transforms * eng.num_region_pixels * g.channels * 4
             return int(max(1, min(64, (256 << 20) // max(per_image, 1))))
+        dense = self.step == "dense" or (self.step == "auto" and step_kind(self.som, "auto") == "dense")
+        if dense:  # a batch's full transformation banks: ~32 MB on CPU, ~256 MB on a GPU
+            budget = (32 << 20) if self.som.device.type == "cpu" else (256 << 20)
+            return int(max(1, min(64, budget // max(dense_bank_bytes(self.som), 1))))
         if self.som.device.type != "cpu":  # GPU: bigger batches, ~256 MB of features
             return int(max(1, min(64, (256 << 20) // max(eng.feature_bytes(g.channels), 1))))
         # CPU: a batch's features should stay cache-resident (measured 64x64 on a 2-core EPYC:
@@ -274,7 +288,6 @@ class Trainer:
             tune_malloc()  # recycle the large per-step buffers (see engine._malloc)
         eng = som.engine
         factors = som.factors(self.neighbourhood)
-        all_move = (factors != 0).all(dim=1).tolist()  # per best match: does every neuron move?
         ticks_total = n * self.num_iter
         pticks = set(progress_ticks(ticks_total, self.progress_steps))
         msub = self._metrics_subset(n)
@@ -297,12 +310,7 @@ class Trainer:
             self.history.records = json.loads(st["history_json"])
 
         w = som.weight.data
-        exact = eng.arithmetic == "pink"
-        if exact:
-            wf = eng.neuron_features(w)
-            wnorm = (wf * wf).sum(-1)
-        else:
-            wv, wnorm = eng.neuron_parity(w)
+        stepper = online_step(som, factors, self.step)
         t_start = time.perf_counter()
         bar = None
         if self.progress:
@@ -319,36 +327,11 @@ class Trainer:
                     idx = order[start:start + batch]
                     imgs = src.get(idx, device=dev)
                     check_finite(imgs, idx, src, "training")
-                    if exact:
-                        xf = eng.image_features(imgs)
-                    else:
-                        xr, rnorm = eng.base_features(imgs)
+                    stepper.prepare(imgs)
                     for b in range(len(idx)):
-                        if exact:
-                            dsq = eng.sq_distances(xf[b:b + 1], wf)
-                        else:
-                            dsq = eng.sq_distances_fast(xr[b:b + 1], rnorm[b:b + 1], wv, wnorm)
-                            dsq = eng.resolve_ties(imgs[b:b + 1], dsq, w, rnorm[b:b + 1], wnorm)
-                        _, tb, best = best_match(dsq)
-                        tb, best = tb[0], int(best[0])
-                        f = factors[best]
-                        if all_move[best]:  # every neuron moves: no index copies
-                            x = eng.transformer.select(imgs[b], tb)
-                            # PINK's float sequence: d = c - x; p = d * f; c = c - p
-                            w.sub_(torch.sub(w, x, out=x).mul_(f.view(-1, 1, 1, 1)))
-                            if exact:
-                                wf = eng.neuron_features(w)
-                            else:
-                                wv, wnorm = eng.neuron_parity(w)
-                        elif len(sel := torch.nonzero(f).flatten()):
-                            x = eng.transformer.select(imgs[b], tb[sel])
-                            ws = w[sel]
-                            ws = ws - (ws - x) * f[sel].view(-1, 1, 1, 1)
-                            w[sel] = ws
-                            if exact:
-                                wf[sel] = eng.neuron_features(ws)
-                            else:
-                                eng.update_neuron_parity(wv, wnorm, sel, ws)
+                        # PINK's rule for one image (engine.online): distances, every neuron's own
+                        # best transformation, the best match, then d = c - x; p = d * f; c = c - p
+                        best = stepper.step(b)
                         som.update_count[best] += 1
                         tick += 1
                         pos = start + b + 1
@@ -362,6 +345,7 @@ class Trainer:
                             rec = self._progress_record(src, msub, it, tick, ticks_total, prev_w,
                                                         elapsed0 + time.perf_counter() - t_start)
                             prev_w = w.clone()
+                            stepper.refresh()
                             if bar is not None and rec.get("qe") is not None:
                                 bar.set_postfix(qe=f"{rec['qe']:.4g}", te=f"{rec['te']:.3f}")
                             pending = tick != ticks_total

@@ -1,0 +1,316 @@
+"""One image's online (PINK) update, in as few tensor operations as the arithmetic allows.
+
+PINK's rule (spec §5.1, :mod:`somtorch.engine.training`) is sequential: image ``j``'s distances
+depend on the neurons after image ``j - 1``'s update. What does not depend on the neurons -- the
+rotations/flips of a batch of images, their region features and norms -- is computed once per
+batch (:meth:`OnlineStep.prepare`); :meth:`OnlineStep.step` then does only what must be done per
+image. Three implementations give the same update with different trade-offs:
+
+* :class:`DenseStep` (small and mid-sized problems): the batch's ``T`` full-size transformations
+  are generated once (:class:`~somtorch.geometry.PinkTransformer`, bit-identical to the per-image
+  selection), so one image costs one GEMM ``(T, C*u*u) @ (C*u*u, N)`` with the region norms as
+  its bias, one ``min`` over transformations, one ``argmin`` over neurons, one gather of every
+  neuron's best transformation and PINK's three-pass update -- about a dozen operations, whatever
+  the number of rotations. Nothing on the way needs the host except the best neuron's index on
+  CPU (which picks the update rows); on CUDA the step runs without host synchronisation (the
+  neighbourhood row is gathered on the device and every neuron is updated, non-moving ones with
+  factor 0, which leaves them bit-identical).
+* :class:`ParityStep` (large problems, e.g. 64x64 images at 360 rotations, where the full bank
+  of one image is ~24 MB): flip-parity GEMMs (:mod:`somtorch.engine.parity`, 4x fewer
+  multiply-adds) and only the needed base rotations sampled per image
+  (:meth:`~somtorch.geometry.PinkTransformer.select`).
+* :class:`ExactStep` (``arithmetic="pink"``): PINK's float arithmetic, bit for bit.
+
+Every step gives the selected transformations and the update bit-identical to the others; the
+GEMM paths differ from each other only in the float32 rounding of the distances (~1e-6
+relative), which matters only for near-ties -- and those are re-evaluated with PINK's exact
+arithmetic when ``tie_break="pink"`` (:class:`~somtorch.engine.distance.TieResolver`).
+:func:`online_step` chooses (``step="auto"``) by the bytes of one image's full transformation bank.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from somtorch.engine.distance import TIE_RTOL, best_match
+from somtorch.errors import ConfigError
+from somtorch.geometry.transforms import dihedral_split
+
+__all__ = ["OnlineStep", "DenseStep", "ParityStep", "ExactStep", "online_step", "step_kind", "dense_bank_bytes",
+           "STEPS", "DENSE_BANK_BYTES"]
+
+STEPS = ("auto", "dense", "parity")
+
+#: ``step="auto"`` uses :class:`DenseStep` when one image's full transformation bank
+#: (``T * C * nd * nd`` float32 values) is at most this many bytes. Measured on a 2-core EPYC:
+#: 40x40/36 rotations (0.9 MB) and 32x32/8 (0.14 MB) train 2-4x faster dense; 100x100/72
+#: (11.6 MB) and 64x64/360 (23 MB) faster with parity features.
+DENSE_BANK_BYTES = 6 << 20
+
+
+class OnlineStep:
+    """Base class: per-batch preparation and the per-image update of PINK's online rule.
+
+    Parameters
+    ----------
+    som : RotationInvariantSOM
+    factors : Tensor ``(N, N)``
+        Update factors ``factor[best, i]`` (:meth:`RotationInvariantSOM.factors`).
+    """
+
+    def __init__(self, som, factors: torch.Tensor):
+        self.som = som
+        self.eng = som.engine
+        self.w = som.weight.data
+        self.factors = factors
+        self.device = self.w.device
+        self.cuda = self.device.type == "cuda"
+        n = factors.shape[0]
+        # per best match: the neurons that move (PINK skips factor 0), and their factor column
+        moving = factors != 0
+        self.all_move = moving.all(dim=1).tolist()
+        self._sel = [None if self.all_move[i] else torch.nonzero(moving[i]).flatten() for i in range(n)]
+        self._fcol = [factors[i].view(-1, 1, 1, 1) for i in range(n)]
+        self.images = None
+
+    def prepare(self, images: torch.Tensor) -> None:
+        """Compute everything about a batch of images that does not depend on the neurons."""
+        raise NotImplementedError
+
+    def step(self, b: int):
+        """Update the neurons with image ``b`` of the prepared batch; returns the best-matching
+        neuron (an ``int`` on CPU, a 0-d device tensor on CUDA: no host synchronisation)."""
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        """Recompute the neuron-side caches after the weights were changed from outside."""
+
+    # ------------------------------------------------------------------ shared pieces
+    def _update(self, best, tb: torch.Tensor, select) -> None:
+        """PINK's update ``c <- c - (c - x) * f`` (three float32 passes) of the moving neurons,
+        ``select(rows_t)`` giving the full-size transformations ``(M, C, nd, nd)``."""
+        w = self.w
+        if not isinstance(best, int):  # CUDA: every neuron, factor 0 where PINK skips (exact)
+            f = self.factors.index_select(0, best.view(1)).view(-1, 1, 1, 1)
+            x = select(tb)
+            w.sub_(torch.sub(w, x, out=x).mul_(f))
+            return
+        sel = self._sel[best]
+        if sel is None:  # every neuron moves: no index copies
+            x = select(tb)
+            w.sub_(torch.sub(w, x, out=x).mul_(self._fcol[best]))
+            return
+        if len(sel) == 0:
+            return
+        x = select(tb.index_select(0, sel))
+        ws = w.index_select(0, sel)
+        ws.sub_(torch.sub(ws, x, out=x).mul_(self.factors[best].index_select(0, sel).view(-1, 1, 1, 1)))
+        w.index_copy_(0, sel, ws)
+
+
+class DenseStep(OnlineStep):
+    """Full transformation bank per batch; one GEMM, one min, one gather per image (see module)."""
+
+    def __init__(self, som, factors: torch.Tensor):
+        super().__init__(som, factors)
+        eng = self.eng
+        lo, hi = eng.window
+        self.lo, self.hi = lo, hi
+        n, c = self.w.shape[0], self.w.shape[1]
+        u = hi - lo
+        mask = eng.mask[lo:hi, lo:hi].to(device=self.device, dtype=self.w.dtype)
+        self.full = bool(mask.all())
+        self.mask = mask
+        self.wwin = self.w[:, :, lo:hi, lo:hi]  # view of the neurons' window
+        self.wf = self.w.new_empty((n, c, u, u))  # neuron window, zero outside the region
+        self.wf2 = self.wf.view(n, c * u * u)
+        self.wnorm = self.w.new_empty(n)
+        self.precision = eng.precision
+        self.ties = eng.tie_break == "pink"
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.full:
+            self.wf.copy_(self.wwin)
+        else:
+            torch.mul(self.wwin, self.mask, out=self.wf)
+        torch.linalg.vecdot(self.wf2, self.wf2, out=self.wnorm)
+
+    def _tables(self) -> None:
+        """Row tables of the bank (see :meth:`prepare`), built once.
+
+        The bank holds, per base rotation ``i``, only the column-order variants the search needs:
+        the rotation ``R`` or its transpose ``R^T`` (``side``), with columns reversed or not. Every
+        dihedral variant is one of those with its rows in order or reversed
+        (:func:`~somtorch.geometry.transforms.dihedral_split`), so a transformation is a list of
+        bank rows: ``rows[t]`` for the full ``nd x nd`` image, ``win_rows[t]`` for the window.
+        """
+        tr = self.eng.transformer
+        js = range(4) if tr.numrot != 1 else range(1)
+        split = dihedral_split()
+        pairs = [split[4 * f + j] for f in ((0, 1) if tr.flip else (0,)) for j in js]
+        self._cvs = sorted({(side, g & 2) for side, g in pairs})
+        cv_of = {cv: n for n, cv in enumerate(self._cvs)}
+        k = max(tr.numrot // 4, 1)
+        c, nd = self.w.shape[1], self.w.shape[-1]
+        u = self.hi - self.lo
+
+        def rows_of(side, g, i, n):  # (C * n,) row indices of one variant in a (ncv, k, C, n) stack
+            r = torch.arange(n)
+            r = n - 1 - r if g & 1 else r
+            blk = (cv_of[(side, g & 2)] * k + i) * c + torch.arange(c)
+            return (blk[:, None] * n + r[None, :]).reshape(-1)
+
+        order = [(side, g, i) for side, g in pairs for i in range(k)]  # t = q * k + i
+        self._rows = torch.stack([rows_of(s_, g, i, nd) for s_, g, i in order]).to(self.device)  # (T, C*nd)
+        self._win_rows = torch.cat([rows_of(s_, g, i, u) for s_, g, i in order]).to(self.device)  # (T*C*u,)
+        self._t = len(order)
+
+    def prepare(self, images: torch.Tensor) -> None:
+        """Everything about a batch that does not depend on the neurons.
+
+        Only the ``k`` base rotations are interpolated (:meth:`PinkTransformer.base_rotations`);
+        the bank ``(B, ncv, k, C, nd, nd)`` adds their transposes and column reversals where the
+        search needs them, and every transformation is then a gather of bank rows (row
+        reversal in the gather). Values are pure copies, bit-identical to
+        :meth:`~somtorch.geometry.PinkTransformer.forward`. The window features
+        ``(B, T, C*u*u)`` (the GEMM operand, PINK's transformation order) and their region
+        norms are one row gather and one product.
+        """
+        if not hasattr(self, "_rows"):
+            self._tables()
+        self.images = images
+        base = self.eng.transformer.base_rotations(images)  # (B, k, C, nd, nd)
+        b, k, c, nd, _ = base.shape
+        shape = (b, len(self._cvs), k, c, nd, nd)
+        if getattr(self, "_bank", None) is None or tuple(self._bank.shape) != shape:
+            self._bank = base.new_empty(shape)  # reused: no page faults per batch
+        bank = self._bank
+        for n, (side, cr) in enumerate(self._cvs):
+            src = base if side == 0 else base.transpose(-2, -1)
+            bank[:, n].copy_(torch.flip(src, dims=(-1,)) if cr else src)
+        self.bank_rows = bank.view(b, -1, nd)  # (B, ncv*k*C*nd, nd)
+        lo, hi = self.lo, self.hi
+        u, t = hi - lo, self._t
+        win = bank[..., lo:hi, lo:hi].reshape(b, -1, u)  # (B, ncv*k*C*u, u)
+        self.xf = win.index_select(1, self._win_rows).view(b, t, c * u * u)  # GEMM operand
+        xm = self.xf if self.full else (self.xf.view(b, t, c, u, u) * self.mask).view(b, t, -1)
+        self.rnorm = torch.linalg.vecdot(xm, xm)  # (B, T) region norms
+        self.rcol = self.rnorm.unsqueeze(-1)  # (B, T, 1): the GEMM's bias
+        if self.ties:
+            self.rmax = self.rnorm.amax(dim=1)
+        if getattr(self, "dbuf", None) is None:
+            self.dbuf = base.new_empty((t, self.w.shape[0]))
+
+    def _distances(self, b: int) -> torch.Tensor:
+        """Squared distances ``(T, N)`` of image ``b`` to the current neurons."""
+        if self.precision == "float32" and not self.cuda:
+            d = torch.addmm(self.rcol[b], self.xf[b], self.wf2.T, alpha=-2.0, out=self.dbuf)
+        else:
+            d = self.eng._mm(self.xf[b].unsqueeze(0), self.wf2.T)[0].float().mul_(-2.0).add_(self.rcol[b])
+        return d.add_(self.wnorm).clamp_min_(0)
+
+    def _near_ties(self, b: int, d: torch.Tensor, dmin: torch.Tensor) -> bool:
+        """Could PINK's tie rules pick differently? A superset of
+        :meth:`~somtorch.engine.distance.TieResolver.candidates` (twice its band, so rounding of
+        the comparison cannot lose a candidate); the resolver then decides exactly."""
+        tol = (self.rmax[b] + self.wnorm).mul_(2.0 * TIE_RTOL)
+        two = torch.topk(d, 2, dim=0, largest=False).values  # (2, N)
+        g2 = torch.topk(dmin, 2, largest=False).values if dmin.numel() > 1 else None
+        near = ((two[1] - two[0]) <= tol).any()
+        if g2 is not None:
+            near = near | ((g2[1] - g2[0]) <= tol.max())
+        return bool(near)
+
+    def step(self, b: int):
+        d = self._distances(b)
+        dmin, tb = torch.min(d, dim=0)  # lowest transformation index among equal minima
+        if self.ties and self._near_ties(b, d, dmin):
+            d = self.eng.resolve_ties(self.images[b:b + 1], d.unsqueeze(0), self.w, self.rnorm[b:b + 1],
+                                      self.wnorm)[0]
+            dmin, tb = torch.min(d, dim=0)
+        best = torch.argmin(dmin)
+        if not self.cuda:
+            best = int(best)
+        rows_b, table, shape = self.bank_rows[b], self._rows, self.w.shape[1:]
+        self._update(best, tb, lambda t: rows_b.index_select(0, table.index_select(0, t).view(-1)).view(-1, *shape))
+        self.refresh()
+        return best
+
+
+class ParityStep(OnlineStep):
+    """Flip-parity distance GEMMs and per-image sampling of the needed base rotations."""
+
+    def __init__(self, som, factors: torch.Tensor):
+        super().__init__(som, factors)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.wv, self.wnorm = self.eng.neuron_parity(self.w)
+
+    def prepare(self, images: torch.Tensor) -> None:
+        self.images = images
+        self.xr, self.rnorm = self.eng.base_features(images)
+
+    def step(self, b: int):
+        eng = self.eng
+        dsq = eng.sq_distances_fast(self.xr[b:b + 1], self.rnorm[b:b + 1], self.wv, self.wnorm)
+        dsq = eng.resolve_ties(self.images[b:b + 1], dsq, self.w, self.rnorm[b:b + 1], self.wnorm)
+        _, tb, best = best_match(dsq)
+        tb, best = tb[0], int(best[0])
+        img = self.images[b]
+        self._update(best, tb, lambda rows: eng.transformer.select(img, rows))
+        sel = self._sel[best]
+        if sel is None:
+            self.refresh()
+        elif len(sel):
+            eng.update_neuron_parity(self.wv, self.wnorm, sel, self.w.index_select(0, sel))
+        return best
+
+
+class ExactStep(OnlineStep):
+    """PINK's exact float arithmetic (``arithmetic="pink"``): slow, bit for bit."""
+
+    def __init__(self, som, factors: torch.Tensor):
+        super().__init__(som, factors)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.wf = self.eng.neuron_features(self.w)
+
+    def prepare(self, images: torch.Tensor) -> None:
+        self.images = images
+        self.xf = self.eng.image_features(images)
+
+    def step(self, b: int):
+        eng = self.eng
+        _, tb, best = best_match(eng.sq_distances(self.xf[b:b + 1], self.wf))
+        tb, best = tb[0], int(best[0])
+        img = self.images[b]
+        self._update(best, tb, lambda rows: eng.transformer.select(img, rows))
+        self.refresh()
+        return best
+
+
+def step_kind(som, step: str = "auto") -> str:
+    """``"exact"`` for ``arithmetic="pink"``, else ``step`` resolved: ``"auto"`` is ``"dense"`` when
+    one image's full bank is at most :data:`DENSE_BANK_BYTES`, else ``"parity"``."""
+    if step not in STEPS:
+        raise ConfigError(None, "step", step, f"one of {STEPS}")
+    if som.arithmetic == "pink":
+        return "exact"
+    if step == "auto":
+        return "dense" if dense_bank_bytes(som) <= DENSE_BANK_BYTES else "parity"
+    return step
+
+
+def online_step(som, factors: torch.Tensor, step: str = "auto") -> OnlineStep:
+    """The :class:`OnlineStep` for a SOM and ``step`` (:func:`step_kind`)."""
+    kind = step_kind(som, step)
+    return {"exact": ExactStep, "dense": DenseStep, "parity": ParityStep}[kind](som, factors)
+
+
+def dense_bank_bytes(som) -> int:
+    """Bytes of one image's full transformation bank (``T * C * nd * nd`` float32)."""
+    g = som.geometry
+    return g.num_transforms * g.channels * g.nd * g.nd * 4

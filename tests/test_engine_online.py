@@ -1,0 +1,89 @@
+"""The online step (engine.online): the dense bank, the paths against each other, batch sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from somtorch.engine import Neighbourhood, RotationInvariantSOM, SOMGeometry, Trainer
+from somtorch.engine.online import DenseStep, ParityStep, online_step, step_kind
+from somtorch.errors import ConfigError
+from somtorch.geometry import Lattice
+
+
+def _som(d=12, c=1, numrot=8, flip=True, shape="quadratic", side=3, seed=1, **kw):
+    geo = SOMGeometry(d, channels=c, numrot=numrot, flip=flip, distance_shape=shape)
+    return RotationInvariantSOM(Lattice("cartesian", (side, side)), geo, init="random", seed=seed, **kw)
+
+
+@pytest.mark.parametrize("numrot, flip, c, shape", [
+    (1, True, 1, "quadratic"), (1, False, 1, "circular"), (4, True, 2, "quadratic"), (4, False, 1, "quadratic"),
+    (8, True, 1, "circular"), (12, True, 2, "circular"), (36, False, 1, "quadratic"),
+])
+def test_dense_bank_rows_are_the_transformations_bit_for_bit(numrot, flip, c, shape):
+    som = _som(d=11, c=c, numrot=numrot, flip=flip, shape=shape)
+    imgs = torch.rand(3, c, 11, 11, generator=torch.Generator().manual_seed(numrot))
+    st = DenseStep(som, som.factors(Neighbourhood()))
+    st.prepare(imgs)
+    ref = som.engine.transformer(imgs)  # (B, T, C, nd, nd): the reference expansion
+    t_all = torch.arange(som.num_transforms)
+    lo, hi = som.engine.window
+    mask = som.engine.mask[lo:hi, lo:hi]
+    for b in range(3):
+        got = st.bank_rows[b].index_select(0, st._rows.index_select(0, t_all).view(-1)).view_as(ref[b])
+        assert torch.equal(got, ref[b])
+        win = ref[b][..., lo:hi, lo:hi]
+        assert torch.equal(st.xf[b], win.reshape(som.num_transforms, -1))
+        np.testing.assert_allclose(st.rnorm[b], (win * mask).square().sum((1, 2, 3)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("max_dist", [None, 1.5])
+@pytest.mark.parametrize("numrot, c, shape", [(4, 1, "quadratic"), (8, 2, "circular"), (36, 1, "quadratic")])
+def test_dense_and_parity_steps_train_alike(numrot, c, shape, max_dist):
+    imgs = torch.rand(40, c, 12, 12, generator=torch.Generator().manual_seed(3))
+    out = {}
+    for step in ("dense", "parity"):
+        som = _som(c=c, numrot=numrot, shape=shape)
+        Trainer(som, Neighbourhood("gaussian", 1.1, 0.3, max_dist), metrics_sample=0, step=step).fit(imgs)
+        out[step] = (som.weight.clone(), som.update_count.clone())
+    np.testing.assert_allclose(out["dense"][0], out["parity"][0], rtol=0, atol=1e-5)
+    assert torch.equal(out["dense"][1], out["parity"][1])
+
+
+@pytest.mark.parametrize("step", ["dense", "parity"])
+def test_result_does_not_depend_on_the_batch_size(step):
+    imgs = torch.rand(23, 1, 12, 12, generator=torch.Generator().manual_seed(5))
+    ws = []
+    for batch in (1, 3, 7, 23):
+        som = _som(numrot=12)
+        Trainer(som, Neighbourhood(), metrics_sample=0, step=step, batch_size=batch).fit(imgs)
+        ws.append(som.weight.clone())
+    for w in ws[1:]:
+        assert torch.equal(w, ws[0])
+
+
+def test_pink_tie_break_through_the_dense_step_picks_pinks_lowest_index():
+    """Zero-initialised SOM: every transformation of every neuron ties at first; PINK's exact
+    arithmetic breaks the ties (lowest index), and the dense step must do the same."""
+    imgs = torch.rand(12, 1, 10, 10, generator=torch.Generator().manual_seed(9))
+    res = {}
+    for arith, step in (("pink", "auto"), ("gemm", "dense"), ("gemm", "parity")):
+        geo = SOMGeometry(10, numrot=8, convention="pink")
+        som = RotationInvariantSOM(Lattice("cartesian", (2, 2)), geo, init="zero", rng="pink", arithmetic=arith)
+        Trainer(som, Neighbourhood(), metrics_sample=0, step=step).fit(imgs)
+        res[(arith, step)] = som
+    ref = res[("pink", "auto")]
+    for key in (("gemm", "dense"), ("gemm", "parity")):
+        assert torch.equal(res[key].update_count, ref.update_count), key
+        np.testing.assert_allclose(res[key].weight, ref.weight, rtol=0, atol=1e-6)
+
+
+def test_auto_step_follows_the_bank_size():
+    assert step_kind(_som(d=40, numrot=36)) == "dense"
+    assert step_kind(RotationInvariantSOM(Lattice("cartesian", (2, 2)), SOMGeometry(64, numrot=360))) == "parity"
+    assert step_kind(_som(arithmetic="pink")) == "exact"
+    som = _som()
+    assert isinstance(online_step(som, som.factors(Neighbourhood()), "parity"), ParityStep)
+    with pytest.raises(ConfigError, match="step"):
+        Trainer(som, step="fast")
