@@ -43,11 +43,25 @@ from somtorch.cli.common import (
     to_plain,
     write_json,
 )
+from somtorch.cli.runner import (
+    claim_run_dir,
+    compose_checked,
+    debug_requested,
+    is_expected_error,
+    log_to_file,
+    override_value,
+    progress_bar_wanted,
+    report_error,
+    save_run_config,
+    split_argv,
+)
 from somtorch.errors import ConfigError
 
 __all__ = ["run_mapping", "main"]
 
 log = logging.getLogger("somtorch.map")
+
+PROG = "somtorch.map"
 
 
 def _resolve_som(cfg) -> tuple[str, dict | None]:
@@ -79,8 +93,52 @@ def _coord_names(lat) -> list[str]:
     return ["row", "col", "depth"][: len(lat.shape)] if len(lat.shape) > 1 else ["x"]
 
 
-def run_mapping(cfg, out_dir) -> dict:
-    """Map the configured images onto the configured SOM, writing into ``out_dir``."""
+def run_mapping(cfg, out_dir, *, overrides: list[str] | None = None, existed: bool | None = None) -> dict:
+    """Map the configured images onto the configured SOM, writing into ``out_dir``.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The composed ``map`` config (schema :class:`somtorch.cli.schema.MapConfig`), checked with
+        :func:`~somtorch.cli.schema.validate_map` before any work.
+    out_dir : path
+        The output folder: refused when it already holds anything, unless ``resume=true``
+        (finish an interrupted mapping there) or ``overwrite=true``; removed again when the
+        mapping fails before it starts.
+    overrides : list of str, optional
+        The command-line overrides, saved with the config in ``<out_dir>/.hydra/``.
+    existed : bool, optional
+        Whether ``out_dir`` existed before the program started (default: now).
+
+    Returns
+    -------
+    dict
+        The summary (also ``<out_dir>/map_summary.json``).
+    """
+    from somtorch.cli.schema import validate_map
+
+    validate_map(cfg)
+    state: dict = {"started": False}
+    try:
+        return _run_mapping(cfg, out_dir, overrides, existed, state)
+    except BaseException:
+        folder = state.get("folder")
+        if folder is not None and not state["started"]:  # failed before mapping: leave nothing
+            _close_log(state)
+            folder.discard()
+        raise
+    finally:
+        _close_log(state)
+
+
+def _close_log(state: dict) -> None:
+    h = state.pop("log", None)
+    if h is not None:
+        logging.getLogger().removeHandler(h)
+        h.close()
+
+
+def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
     import numpy as np
     import pandas as pd
     import torch
@@ -99,7 +157,22 @@ def run_mapping(cfg, out_dir) -> dict:
     env = sd.init(device, rt.get("dist_timeout_s"))
     device = sd.device_for(env, device)
     out = Path(sd.broadcast_object(str(Path(out_dir).resolve()), what="run folder"))
-    out.mkdir(parents=True, exist_ok=True)
+    refused = None
+    if env.is_main:  # rank 0 claims the folder; the others wait for its answer
+        try:
+            state["folder"] = claim_run_dir(out, existed=existed, resume=bool(cfg.get("resume", False)),
+                                            overwrite=bool(cfg.get("overwrite", False)), what="mapping")
+        except Exception as e:
+            refused = e
+    msg = sd.broadcast_object(None if refused is None else str(refused), what="run folder claim")
+    if refused is not None:
+        raise refused
+    if msg is not None:
+        raise ConfigError(f"rank 0 refused the output folder: {msg}")
+    if env.is_main:
+        state["log"] = log_to_file(out / "map.log")
+        if state["folder"].fresh:
+            save_run_config(out, cfg, overrides or [])
     som_path, som_cfg = _resolve_som(cfg)
 
     data = to_plain(cfg.get("data")) or {}
@@ -143,13 +216,14 @@ def run_mapping(cfg, out_dir) -> dict:
     # the largest batch whose estimate fits the budget (ConfigError if the SOM alone does not)
     mapper = Mapper(som, batch_size=cfg.get("batch_size") or rt.get("batch_size")
                     or fit_batch_size(est, budget, max_batch=256),
-                    progress=bool(rt.get("progress_bar", False)) and env.is_main)
+                    progress=progress_bar_wanted(rt) and env.is_main)
     if env.is_main:
         log.info(f"{est.describe(mapper.auto_batch_size())}; budget {budget / 2**20:.0f} MiB"
                  + (f"; {env.world_size} ranks ({env.backend})" if env.distributed else ""))
     overwrite = bool(cfg.get("overwrite", False))
     mpath, tpath = out / "mapping.bin", out / "transform.bin"
     # each rank writes its shard's rows in place; resume=true maps only rows a crashed run missed
+    state["started"] = True  # from here on partial outputs are kept for resume=true
     info = sd.map_to_files_sharded(mapper, images, mpath, tpath, overwrite=overwrite,
                                    resume=bool(cfg.get("resume", False)))
     if not env.is_main:  # rank 0 writes the tables, plots and summary
@@ -216,26 +290,58 @@ def _hydra_entry():
 
     @hydra.main(config_path=CONFIG_PATH, config_name="map", version_base="1.3")
     def _task(cfg) -> None:
-        _RESULT["summary"] = run_mapping(cfg, HydraConfig.get().runtime.output_dir)
+        hc = HydraConfig.get()
+        try:
+            _RESULT["summary"] = run_mapping(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task),
+                                             existed=_RESULT.get("existed"))
+        except BaseException as e:
+            if _RESULT.get("debug") or not is_expected_error(e):
+                raise
+            _RESULT["error"] = e
 
     return _task
 
 
-def main() -> int:
-    """Console entry point (``somtorch-map`` / ``python -m somtorch.map``)."""
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``somtorch-map`` / ``python -m somtorch.map``); returns the exit status.
+
+    ``argv`` defaults to ``sys.argv[1:]``. Prints the mapping file's path as the last line of stdout.
+    """
+    from somtorch.cli.schema import register, validate_map
     from somtorch.distributed import shutdown
 
+    argv = _rewrite_argv(list(sys.argv[1:] if argv is None else argv))
     _RESULT.clear()
-    sys.argv[1:] = _rewrite_argv(sys.argv[1:])
+    debug = _RESULT["debug"] = debug_requested(argv)
+    overrides, flags = split_argv(argv)
+    register()
     try:
-        _hydra_entry()()
+        try:
+            if not flags:  # options checked before Hydra creates anything
+                validate_map(compose_checked("map", overrides))
+                d = override_value(overrides, "hydra.run.dir")
+                _RESULT["existed"] = bool(d) and os.path.exists(d)
+            old = sys.argv[:]
+            sys.argv = [sys.argv[0] if sys.argv else PROG] + argv
+            try:
+                _hydra_entry()()
+            finally:
+                sys.argv = old
+            if "error" in _RESULT:
+                raise _RESULT["error"]
+        except BaseException as e:
+            if debug or not is_expected_error(e):
+                raise
+            return report_error(PROG, e)
     finally:
         shutdown()
     summary = _RESULT.get("summary")
     if summary is not None:
         print(summary["mapping"])
+        sys.stdout.flush()
     return 0
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     sys.exit(main())

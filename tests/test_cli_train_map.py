@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,7 +151,14 @@ def test_map_writes_the_python_api_result(reference_run, images, tmp_path):
     assert (out2 / "mapping.bin").read_bytes() == (out / "mapping.bin").read_bytes()
 
 
-def test_interrupt_and_resume(reference_run, images, tmp_path):
+def _tree(folder: Path) -> dict:
+    """Every file under ``folder`` -> (bytes, mtime): to show that nothing was touched."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_interrupt_and_resume(reference_run, images, tmp_path, capsys):
+    """``resume=<run folder>`` continues with the run's saved config and never rewrites it."""
     run = tmp_path / "run"
     base = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}"]
     assert _run("train", base + ["stop_after_images=4", "stop_stage=stage2"]) == 130
@@ -158,36 +166,120 @@ def test_interrupt_and_resume(reference_run, images, tmp_path):
     assert summary["status"] == "interrupted"
     assert [s["status"] for s in summary["stages"]] == ["done", "interrupted"]
     assert not (run / "stage2" / "som.bin").exists() and (run / "stage2" / "checkpoint.pt").exists()
-    # without resume the run folder is protected
-    assert _run("train", base) == 1
-    assert _run("train", base + ["resume=true"]) == 0
+    saved = {f: (run / ".hydra" / f).read_bytes() for f in ("config.yaml", "overrides.yaml")}
+    assert b"stop_after_images=4" in saved["overrides.yaml"]
+    capsys.readouterr()
+    # only the run folder: the schedule, SOM, data and stop options come from the saved config
+    assert _run("train", [f"resume={run}"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(run / "stage2" / "som.bin")
     for stage in ("stage1", "stage2"):
-        assert torch.equal(read_som(run / stage / "som.bin")[0], read_som(reference_run / stage / "som.bin")[0])
+        assert (run / stage / "som.bin").read_bytes() == (reference_run / stage / "som.bin").read_bytes()
     ours = json.loads((run / "stage2" / "metrics.json").read_text())
     ref = json.loads((reference_run / "stage2" / "metrics.json").read_text())
     assert [r["qe"] for r in ours] == [r["qe"] for r in ref]
     assert json.loads((run / "summary.json").read_text())["status"] == "done"
-    # resuming with other stage parameters is refused
-    run2 = tmp_path / "run2"
-    b2 = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run2}"]
-    assert _run("train", b2 + ["stop_after_images=3"]) == 130
-    assert _run("train", b2 + ["resume=true", "schedule.stages.stage1.sigma=0.5"]) == 1
+    assert {f: (run / ".hydra" / f).read_bytes() for f in saved} == saved  # never rewritten
+    assert "resuming from checkpoint" in (run / "train.log").read_text()
+
+
+def test_resume_refuses_changes_and_accepts_the_original_command(images, tmp_path, capsys):
+    run = tmp_path / "run"
+    base = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}"]
+    assert _run("train", base + ["stop_after_images=3"]) == 130
+    before = _tree(run)
+    capsys.readouterr()
+    # another sigma would not continue the same run: refused, nothing touched
+    assert _run("train", [f"resume={run}", "schedule.stages.stage1.sigma=0.5"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("somtorch.train: error: field 'schedule.stages.stage1.sigma': found 0.5, expected 2.0")
+    assert len(err.splitlines()) == 1 and _tree(run) == before
+    # the original command with resume (older form: resume=true + hydra.run.dir) and options that
+    # do not change the result
+    assert _run("train", base + ["resume=true", "runtime.threads=1", "runtime.batch_size=2"]) == 0
+    assert json.loads((run / "summary.json").read_text())["status"] == "done"
+    ref = tmp_path / "ref"
+    assert _run("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={ref}"]) == 0
+    assert (run / "stage2" / "som.bin").read_bytes() == (ref / "stage2" / "som.bin").read_bytes()
+    # a folder that is not a run
+    assert _run("train", [f"resume={tmp_path / 'nothing'}"]) == 1
+    assert "field 'resume'" in capsys.readouterr().err
+
+
+def test_second_run_into_a_used_folder_is_refused_untouched(reference_run, images, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(reference_run, run)
+    before = _tree(run)
+    capsys.readouterr()
+    for extra in ([], ["+stage=demo", "stage.numrot=4", "stage.num_iter=1"]):  # same or other stage names
+        rc = _run("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}", *extra])
+        assert rc == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[0] == (f"somtorch.train: error: {run} already holds a training run; continue it with "
+                          f"resume={run}, choose another hydra.run.dir, or pass overwrite=true to replace it")
+        assert len(err) <= 2 and "Traceback" not in "".join(err)
+        assert _tree(run) == before
+    # overwrite=true replaces the earlier run's outputs
+    rc = _run("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}", "overwrite=true",
+                               "+stage=demo", "stage.numrot=4", "stage.num_iter=1"])
+    assert rc == 0
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", "demo", "summary.json", "train.log"]
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_folder(images, tmp_path, capsys):
+    bad = tmp_path / "not_images.bin"
+    bad.write_bytes(b"this is not a PINK file" * 10)
+    run = tmp_path / "run"
+    assert _run("train", TINY + ["data=file", f"data.path={bad}", f"hydra.run.dir={run}"]) == 1
+    assert "not_images.bin" in capsys.readouterr().err and not run.exists()
+    # a budget too small for the SOM: refused when the first stage is set up
+    assert _run("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}",
+                                 "runtime.memory_limit=1KiB"]) == 1
+    assert "runtime.memory_limit" in capsys.readouterr().err and not run.exists()
+    # an empty folder made beforehand is kept (empty)
+    run.mkdir()
+    assert _run("train", TINY + ["data=file", f"data.path={bad}", f"hydra.run.dir={run}"]) == 1
+    assert run.is_dir() and not any(run.iterdir())
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["som.layout=hexagonal", "som.shape=[4]"], "field 'shape': found (4,), expected an odd side"),
-    (["data.path=/nonexistent/imgs.bin"], "field 'data.path'"),
-    (["schedule.stages.stage1.num_iter=0"], "num_iter"),
-    (["+schedule.stages.stage1.colour=red"], "colour"),
-    (["schedule.common.dist_func=triangle"], "dist_func"),
-    (["som.numrot=6", "schedule.stages.stage1.numrot=null", "schedule.stages.stage2.numrot=null"], "numrot"),
-    (["runtime.threads=0"], "runtime.threads"),
+    (["som.layout=hexagonal", "som.shape=[4]"], "field 'som.shape': found [4], expected one odd side"),
+    (["data.path=/nonexistent/imgs.bin"], "field 'data.path': found '/nonexistent/imgs.bin', expected an existing"),
+    (["schedule.stages.stage1.num_iter=0"], "field 'schedule.stages.stage1.num_iter': found 0"),
+    (["+schedule.stages.stage1.colour=red"], "field 'schedule.stages.stage1.colour': unknown option"),
+    (["+som.shapee=[3,3]"], "field 'som.shapee': unknown option of 'som' (did you mean 'som.shape'?)"),
+    (["som.shapee=[3,3]"], "option 'som.shapee': Key 'shapee' not in 'SOMConfig' (did you mean 'shape'?)"),
+    (["som.numrot=abc"], "option 'som.numrot': Value 'abc' of type 'str' could not be converted to Integer"),
+    (["som.numrot=7"], "field 'som.numrot': found 7, expected 1 or a positive multiple of 4"),
+    (["schedule.common.dist_func=triangle"], "field 'schedule.common.dist_func': found 'triangle'"),
+    (["som.numrot=6", "schedule.stages.stage1.numrot=null", "schedule.stages.stage2.numrot=null"], "som.numrot"),
+    (["runtime.threads=0"], "field 'runtime.threads': found 0"),
+    (["runtime.step_size=0"], "field 'runtime.step_size': found 0, expected an integer >= 1"),
+    (["runtime.batch_size=-1"], "field 'runtime.batch_size': found -1"),
+    (["checkpoint_every=-5"], "field 'checkpoint_every': found -5"),
+    (["schedule.stages.stage2.damping=nan"], "field 'schedule.stages.stage2.damping': found nan, expected a finite"),
+    (["schedule.common.sigma=inf"], "field 'schedule.common.sigma': found inf"),
+    (["data.path=???"], "field 'data.path': no value given; data=file needs the image binary"),
+    (["runtime=nosuch"], "Could not find 'runtime/nosuch'; available options in 'runtime': cpu, cuda, default,"),
 ])
-def test_bad_config_is_a_clear_error(overrides, message, images, tmp_path, capsys):
-    argv = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={tmp_path / 'run'}"] + overrides
+def test_bad_config_is_one_clear_line(overrides, message, images, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}"] + overrides
     assert _run("train", argv) == 1
-    err = capsys.readouterr().err
-    assert "ConfigError" in err and message in err, err[-2000:]
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("somtorch.train: error: ") and message in err, err[-2000:]
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "???" not in err.replace(message, "")
+    assert not run.exists()  # checked before anything is created
+
+
+def test_debug_switches_show_the_exception(images, tmp_path, monkeypatch):
+    from somtorch.errors import ConfigError
+
+    argv = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={tmp_path / 'r'}", "runtime.step_size=0"]
+    with pytest.raises(ConfigError, match="runtime.step_size"):
+        _run("train", argv + ["debug=true"])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigError, match="runtime.step_size"):
+        _run("train", argv)
 
 
 def test_map_bad_config(tmp_path, images, capsys):
@@ -211,4 +303,5 @@ def test_entry_points_as_subprocesses(images, tmp_path):
     assert read_mapping(tmp_path / "map" / "mapping.bin")[0].shape == (10, 4)
     p = subprocess.run([sys.executable, "-m", "somtorch.train", "data=file", "data.path=/nonexistent.bin",
                         f"hydra.run.dir={tmp_path / 'bad'}"], capture_output=True, text=True, cwd=tmp_path, env=env)
-    assert p.returncode == 1 and "data.path" in p.stderr
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [
+        "somtorch.train: error: field 'data.path': found '/nonexistent.bin', expected an existing PINK image binary"]

@@ -49,7 +49,7 @@ def test_wheel_holds_the_configs(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("train.yaml", "map.yaml", "preprocess.yaml", "som/default.yaml", "data/sample.yaml",
                  "schedule/demo.yaml", "stage/demo.yaml", "runtime/default.yaml",
-                 "recipe/cookbook_vlass.yaml", "__init__.py"):
+                 "recipe/cookbook_vlass.yaml", "hydra/job_logging/somtorch.yaml", "__init__.py"):
         assert f"somtorch/configs/{name}" in names, name
     entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry).decode()
