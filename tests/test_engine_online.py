@@ -10,6 +10,7 @@ from somtorch.engine import Neighbourhood, RotationInvariantSOM, SOMGeometry, Tr
 from somtorch.engine.online import DenseStep, ParityStep, online_step, step_kind
 from somtorch.errors import ConfigError
 from somtorch.geometry import Lattice
+from somtorch.testing import run_if
 
 
 def _som(d=12, c=1, numrot=8, flip=True, shape="quadratic", side=3, seed=1, **kw):
@@ -87,3 +88,32 @@ def test_auto_step_follows_the_bank_size():
     assert isinstance(online_step(som, som.factors(Neighbourhood()), "parity"), ParityStep)
     with pytest.raises(ConfigError, match="step"):
         Trainer(som, step="fast")
+
+
+@run_if(cuda=True)
+@pytest.mark.parametrize("step", ["dense", "parity"])
+def test_cuda_training_matches_cpu(step):
+    imgs = torch.rand(30, 1, 12, 12, generator=torch.Generator().manual_seed(2))
+    out = {}
+    for dev in ("cpu", "cuda"):
+        som = _som(numrot=8, device=dev)
+        Trainer(som, Neighbourhood(), metrics_sample=0, step=step).fit(imgs)
+        out[dev] = (som.weight.cpu(), som.update_count.cpu())
+    np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=0, atol=1e-4)
+    assert torch.equal(out["cuda"][1], out["cpu"][1])
+
+
+@run_if(cuda=True)
+def test_cuda_dense_step_never_synchronises_with_the_host():
+    som = _som(numrot=8, device="cuda")
+    st = DenseStep(som, som.factors(Neighbourhood()))
+    st.prepare(torch.rand(6, 1, 12, 12, device="cuda"))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for b in range(6):
+            best = st.step(b)
+            som.update_count.index_add_(0, best.view(1), torch.ones(1, dtype=torch.int64, device="cuda"))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert int(som.update_count.sum()) == 6

@@ -286,7 +286,6 @@ class Trainer:
         dev = som.device
         if dev.type == "cpu":
             tune_malloc()  # recycle the large per-step buffers (see engine._malloc)
-        eng = som.engine
         factors = som.factors(self.neighbourhood)
         ticks_total = n * self.num_iter
         pticks = set(progress_ticks(ticks_total, self.progress_steps))
@@ -311,6 +310,9 @@ class Trainer:
 
         w = som.weight.data
         stepper = online_step(som, factors, self.step)
+        uc = som.update_count
+        counts = uc.numpy() if uc.device.type == "cpu" and uc.is_contiguous() else None
+        one = torch.ones(1, dtype=uc.dtype, device=uc.device)
         t_start = time.perf_counter()
         bar = None
         if self.progress:
@@ -332,7 +334,10 @@ class Trainer:
                         # PINK's rule for one image (engine.online): distances, every neuron's own
                         # best transformation, the best match, then d = c - x; p = d * f; c = c - p
                         best = stepper.step(b)
-                        som.update_count[best] += 1
+                        if counts is not None:  # CPU: the buffer's memory, no tensor op
+                            counts[best] += 1
+                        else:  # a device index: no host synchronisation
+                            som.update_count.index_add_(0, best.view(1), one)
                         tick += 1
                         pos = start + b + 1
                         if bar is not None:
@@ -345,13 +350,14 @@ class Trainer:
                             rec = self._progress_record(src, msub, it, tick, ticks_total, prev_w,
                                                         elapsed0 + time.perf_counter() - t_start)
                             prev_w = w.clone()
-                            stepper.refresh()
                             if bar is not None and rec.get("qe") is not None:
                                 bar.set_postfix(qe=f"{rec['qe']:.4g}", te=f"{rec['te']:.3f}")
                             pending = tick != ticks_total
-                        last_ckpt = self._checkpoint_or_stop(
-                            tick in pticks, tick == self.stop_after, it, pos, n, tick, pending, prev_w,
-                            elapsed0 + time.perf_counter() - t_start, last_ckpt)
+                        if (tick in pticks or self._stop or tick == self.stop_after
+                                or (self.checkpoint_every and tick - last_ckpt >= self.checkpoint_every)):
+                            last_ckpt = self._checkpoint_or_stop(
+                                tick in pticks, tick == self.stop_after, it, pos, n, tick, pending, prev_w,
+                                elapsed0 + time.perf_counter() - t_start, last_ckpt)
         if bar is not None:
             bar.close()
         return self.history
