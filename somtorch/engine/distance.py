@@ -424,6 +424,12 @@ class TieResolver:
 
     def candidates(self, dsq: torch.Tensor, rnorm: torch.Tensor, wnorm: torch.Tensor) -> torch.Tensor:
         """Boolean ``(B, T, N)``: pairs that may tie with their neuron's (or the global) minimum."""
+        near_t, involved = self._near(dsq, rnorm, wnorm)
+        return near_t & involved.unsqueeze(1)
+
+    def _near(self, dsq, rnorm, wnorm):
+        """``near_t (B, T, N)``: within the band of the neuron's minimum; ``involved (B, N)``:
+        neurons with more than one such transformation, or near the global minimum with another."""
         tol = self.rtol * (rnorm.amax(dim=1, keepdim=True).unsqueeze(-1) + wnorm)  # (B, 1, N)
         dmin = dsq.amin(dim=1, keepdim=True)  # (B, 1, N)
         near_t = dsq <= dmin + tol
@@ -431,17 +437,18 @@ class TieResolver:
         gmin = dmin.amin(dim=2, keepdim=True)  # (B, 1, 1)
         near_n = (dmin <= gmin + tol).squeeze(1)  # (B, N)
         multi_n = near_n.sum(dim=1, keepdim=True) > 1
-        involved = tied_neuron | (near_n & multi_n)
-        return near_t & involved.unsqueeze(1)
+        return near_t, tied_neuron | (near_n & multi_n)
 
     @torch.no_grad()
     def resolve(self, images: torch.Tensor, dsq: torch.Tensor, weights: torch.Tensor,
                 rnorm: torch.Tensor, wnorm: torch.Tensor) -> torch.Tensor:
         """Replace near-tied entries of ``dsq (B, T, N)`` by PINK-exact values (in place)."""
-        cand = self.candidates(dsq, rnorm, wnorm)
-        rows = torch.nonzero(cand.flatten(1).any(dim=1)).flatten().tolist()
-        if not rows:
+        near_t, involved = self._near(dsq, rnorm, wnorm)
+        rows = torch.nonzero(involved.any(dim=1)).flatten().tolist()
+        if not rows:  # the usual case: no full (B, T, N) pass beyond the band test
             return dsq
+        cand = torch.zeros_like(near_t)
+        cand[rows] = near_t[rows] & involved[rows].unsqueeze(1)
         eng = self.engine
         lo, hi = eng.window
         mask_w = eng.mask[lo:hi, lo:hi]
