@@ -1,10 +1,12 @@
 """Training and mapping throughput and peak memory of the somtorch engine.
 
 Every measurement runs in a fresh subprocess, so its peak memory belongs to it alone. Cases follow
-the issue's reference geometries (PINK defaults, 10x10 cartesian SOM, 360 rotations + flip):
+the issue's reference geometries (native geometry, 10x10 cartesian SOM, 360 rotations + flip):
 
-* ``64``:  64x64 images, neuron 91, distance window 45 (T = 720 transformations);
-* ``150``: 150x150 images, neuron 213, distance window 106.
+* ``64``:  64x64 images, neuron 90, distance window 44 (T = 720 transformations);
+* ``150``: 150x150 images, neuron 212, distance window 106;
+* ``D-S-R`` (e.g. ``40-6-36``): DxD images, SxS SOM, R rotations + flip (the drop-in comparison's
+  cases, ``benchmarks/bench_pink.py``).
 
 Usage::
 
@@ -13,6 +15,8 @@ Usage::
     python benchmarks/bench_engine.py --memory-scaling      # map N and 4N images from a memory-mapped file
     python benchmarks/bench_engine.py --profile             # per-step time of one 64x64 training step
     python benchmarks/bench_engine.py --record              # also write the results to RESULTS.md
+    python benchmarks/bench_engine.py --cases 40-6-36,32-20-8 --train-images 2000
+    python benchmarks/bench_engine.py --vs-pink /path/to/Pink  # the drop-in CLI vs PINK (bench_pink.py)
 
 Every CPU run first prints the machine's state (``mode: machine``: GEMM GFLOP/s and memory-copy
 GB/s right now): the machine is shared, and the engine's non-GEMM steps are memory-bound.
@@ -27,7 +31,8 @@ Memory figures (MiB)
   torch tensors; only with ``--memory-scaling``);
 * ``peak_cuda``: ``torch.cuda.max_memory_allocated`` on CUDA.
 
-PINK 2.5's CPU build on a 2-core machine: 3.9 images/s training, 6.1 images/s mapping (64x64).
+Ratios to PINK are only taken in one run, on identical command lines: ``--vs-pink`` (or
+``benchmarks/bench_pink.py``) times PINK and ``python -m somtorch.pink`` interleaved.
 """
 
 from __future__ import annotations
@@ -43,7 +48,12 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PINK_CPU = {"train": 3.9, "map": 6.1}  # images/s, PINK 2.5 --cuda-off, 64x64, 2-core machine
+
+
+def _case(case) -> tuple[int, int, int]:
+    """``64`` -> (64, 10, 360); ``"40-6-36"`` -> (40, 6, 36)."""
+    parts = [int(x) for x in str(case).split("-")]
+    return (parts[0], 10, 360) if len(parts) == 1 else tuple(parts)
 
 
 # ---------------------------------------------------------------------------------------- memory
@@ -115,8 +125,9 @@ def _child(args: dict) -> dict:
     dev = torch.device(args["device"])
     if args.get("threads"):
         torch.set_num_threads(args["threads"])
-    d, mode = args["size"], args["mode"]
-    som = RotationInvariantSOM(Lattice("cartesian", (10, 10)), SOMGeometry(d, numrot=360), init="random",
+    mode = args["mode"]
+    d, side, numrot = _case(args["size"])
+    som = RotationInvariantSOM(Lattice("cartesian", (side, side)), SOMGeometry(d, numrot=numrot), init="random",
                                seed=1, device=dev, precision=args.get("precision", "float32"),
                                tie_break=args.get("tie_break"))
     out = {"mode": mode, "case": d, "device": str(dev), "nd": som.geometry.nd, "ed": som.geometry.ed,
@@ -149,7 +160,7 @@ def _child(args: dict) -> dict:
         t0 = time.perf_counter()
         if mode == "train":
             Trainer(som, Neighbourhood("gaussian", 1.1, 0.2), shuffle=True, metrics_sample=0,
-                    batch_size=args.get("batch_size")).fit(data)
+                    batch_size=args.get("batch_size"), step=args.get("step") or "auto").fit(data)
         elif mode == "map":
             Mapper(som, batch_size=args.get("batch_size")).map(data)
         else:  # map a PINK image file (memory-mapped) straight to PINK output files
@@ -187,8 +198,9 @@ def _profile(args: dict) -> dict:
         torch.set_num_threads(args["threads"])
     if dev.type == "cpu":
         tune_malloc()  # as Trainer.fit does
-    d = args["size"]
-    som = RotationInvariantSOM(Lattice("cartesian", (10, 10)), SOMGeometry(d, numrot=360), init="random",
+    d, side, numrot = _case(args["size"])
+    # the parity path's steps (engine.online.ParityStep); the dense step is ~12 operations per image
+    som = RotationInvariantSOM(Lattice("cartesian", (side, side)), SOMGeometry(d, numrot=numrot), init="random",
                                seed=1, device=dev, tie_break=args.get("tie_break"))
     eng, w = som.engine, som.weight.data
     f_all = som.factors(Neighbourhood())
@@ -312,6 +324,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=0, help="images per batch (0: automatic)")
     p.add_argument("--precision", default="float32")
     p.add_argument("--tie-break", default=None, help="pink | none (default: the library default)")
+    p.add_argument("--step", default=None, help="online step: auto | dense | parity (engine.online)")
+    p.add_argument("--vs-pink", metavar="PINK", help="run bench_pink.py: the drop-in CLI against this PINK executable")
     p.add_argument("--memory-scaling", action="store_true",
                    help="map N and 4N images from a memory-mapped file (N = --scaling-images)")
     p.add_argument("--scaling-images", type=int, default=256)
@@ -319,6 +333,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-machine-state", action="store_true", help="skip the GEMM / memory-copy check")
     p.add_argument("--record", action="store_true", help="write the results to benchmarks/RESULTS.md")
     a = p.parse_args(argv)
+    if a.vs_pink:
+        from bench_pink import main as vs_pink
+
+        return vs_pink(["--pink", a.vs_pink] + (["--record"] if a.record else []))
     if a.child:
         args = json.loads(a.child)
         run = {"profile": _profile, "machine": lambda a: machine_state(a.get("threads") or 0)}.get(args["mode"], _child)
@@ -326,9 +344,9 @@ def main(argv=None) -> int:
         return 0
     gpu = a.device.startswith("cuda")
     common = {"device": a.device, "threads": a.threads, "precision": a.precision, "tie_break": a.tie_break,
-              "batch_size": a.batch_size or None}
+              "batch_size": a.batch_size or None, "step": a.step}
     rows = []
-    cases = [int(c) for c in a.cases.split(",") if c]
+    cases = [c if "-" in c else int(c) for c in a.cases.split(",") if c]
     if not gpu and not a.no_machine_state:
         st = run_case(dict(common, mode="machine"))
         rows.append(st)
@@ -355,13 +373,12 @@ def main(argv=None) -> int:
                     print(json.dumps(r), flush=True)
     else:
         for case in cases:
-            ntr = a.train_images or ((5000 if gpu else 200) if case == 64 else (1000 if gpu else 30))
-            nmp = a.map_images or ((20000 if gpu else 300) if case == 64 else (4000 if gpu else 50))
+            big = _case(case)[0] >= 100
+            ntr = a.train_images or ((1000 if gpu else 30) if big else (5000 if gpu else 200))
+            nmp = a.map_images or ((4000 if gpu else 50) if big else (20000 if gpu else 300))
             modes = a.modes.split(",")
             for mode, n in [m for m in (("train", ntr), ("map", nmp)) if m[0] in modes]:
                 r = run_case(dict(common, mode=mode, size=case, n=n))
-                if case == 64 and not gpu:
-                    r["x_pink_cpu"] = round(r["img_per_s"] / PINK_CPU[mode], 1)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     if a.record:
