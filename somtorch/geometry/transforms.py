@@ -529,9 +529,12 @@ class PinkTransformer(nn.Module):
         if not g.any():
             return bank.index_select(0, torch.from_numpy(row).to(dev))
         bank = bank.contiguous()
-        if (g & 2).any():  # columns reversed: the whole bank once, appended (cheaper than per neuron)
-            row = np.where(g & 2, row + len(bank), row)
-            bank = torch.cat([bank, torch.flip(bank, dims=(-1,))])
+        if (g & 2).any():  # columns reversed: each bank entry that needs it once, appended
+            cr_rows, cr_inv = np.unique(row[(g & 2) > 0], return_inverse=True)
+            flipped = torch.flip(bank.index_select(0, torch.from_numpy(cr_rows).to(dev)), dims=(-1,))
+            row = row.copy()
+            row[(g & 2) > 0] = len(bank) + cr_inv
+            bank = torch.cat([bank, flipped])
         # one gather of whole pixel rows puts every neuron's transform in place, in reverse row
         # order where rows are reversed (index_copy_ is slow on CPU: no per-group scatter)
         nb, c, nd = bank.shape[0], bank.shape[1], bank.shape[-1]
