@@ -128,9 +128,10 @@ class Trainer:
         Shuffle generator; defaults to ``som.rng``.
     batch_size : int, optional
         Images whose transformations are generated together (memory/speed trade-off only; the
-        result does not depend on it). Default on CPU: as many as keep their features
-        cache-resident (:meth:`~somtorch.engine.distance.DistanceEngine.cache_batch`); on a GPU,
-        ~256 MB of features; at most 64.
+        result does not depend on it). Default: for the dense step, ~32 MB of transformation
+        banks on CPU and ~256 MB on a GPU; for the parity step, as many as keep their features
+        cache-resident on CPU (:meth:`~somtorch.engine.distance.DistanceEngine.cache_batch`) and
+        ~256 MB of features on a GPU; at most 64.
     progress : bool
         Show a tqdm progress bar.
     progress_steps : int
