@@ -167,7 +167,8 @@ def test_som_golden_mosaic_and_keys():
     keys = list(s)
     assert keys == [(i, j) for i in range(3) for j in range(3)]
     for i, j in keys:
-        np.testing.assert_array_equal(s[i, j], w[i * 3 + j])
+        assert s[i, j].shape == (23, 23)  # one channel: a 2-D image (plt.imshow)
+        np.testing.assert_array_equal(s[i, j], w[i * 3 + j, 0])
         np.testing.assert_array_equal(s.data[:, i * 23:(i + 1) * 23, j * 23:(j + 1) * 23], w[i * 3 + j])
         assert s.key_to_index((i, j)) == i * 3 + j and s.index_to_key(i * 3 + j) == (i, j)
     assert np.shares_memory(s[1, 2], s.data)
@@ -193,12 +194,37 @@ def test_som_rectangular_and_slicing(tmp_path):
         s[0, 0, 0]
 
 
+def test_som_neuron_is_an_image_for_imshow(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = SOM(DATA / "somA.bin")
+    fig, ax = plt.subplots()
+    im = ax.imshow(s[0, 0])  # PYINK's (1, H, W) raised "Invalid shape" here
+    assert im.get_array().shape == (23, 23)
+    plt.close(fig)
+    two = SOM(DATA / "som_two_channel.bin")
+    assert two[0, 0].shape == (2,) + two.neuron_shape[1:]  # channels first for several channels
+
+
+def test_reader_reprs():
+    assert repr(SOM(DATA / "somA.bin")) == f"SOM({str(DATA / 'somA.bin')!r}: cartesian 3x3 (9 neurons), neurons 1x23x23)"
+    assert repr(SOM(DATA / "som_hex5.bin")).endswith(": hexagonal (19 neurons), neurons 1x34x34)")
+    assert repr(ImageReader(DATA / "train20.bin")).endswith(": 20 images of 1x16x16 float32, no records)")
+    assert repr(Mapping(DATA / "mapA.bin")).endswith(": 20 images, cartesian 3x3 (9 neurons))")
+    assert repr(Transform(DATA / "rfA.bin")).startswith("Transform(")
+    ss = SOMSet(DATA / "somA.bin", DATA / "mapA.bin", DATA / "rfA.bin")
+    assert repr(ss).startswith("SOMSet(som=SOM(") and "mapping=Mapping(" in repr(ss)
+
+
 def test_som_3d_fold(tmp_path):
     w = np.arange(12, dtype=np.float32).reshape(12, 1, 1, 1) * np.ones((1, 1, 2, 2), np.float32)
     write_som(tmp_path / "s.bin", w, (2, 3, 2))
     s = SOM(tmp_path / "s.bin")
     assert s.som_shape == (2, 3, 2) and s.data.shape == (1, 4, 12) and len(list(s)) == 12
-    np.testing.assert_array_equal(s[1, 4], w[1 * 6 + 4])
+    np.testing.assert_array_equal(s[1, 4], w[1 * 6 + 4, 0])
 
 
 def test_som_hexagonal():
@@ -207,8 +233,9 @@ def test_som_hexagonal():
     assert list(s) == [(k,) for k in range(19)]
     with pytest.raises(SomtorchError, match="hexagonal"):
         _ = s.data
-    np.testing.assert_array_equal(s[(4,)], s.weights[4].numpy())
-    np.testing.assert_array_equal(s[4], s.weights[4].numpy())
+    np.testing.assert_array_equal(s[(4,)], s.weights[4, 0].numpy())
+    np.testing.assert_array_equal(s[4], s.weights[4, 0].numpy())
+    assert s[1:3].shape == (2, 34, 34)
     assert s.key_to_index((18,)) == 18
 
 

@@ -46,6 +46,12 @@ class _Lattice:
         x, y, z = self.som_shape
         return (x, y * z) if self.layout == "cartesian" else (self.num_neurons,)
 
+    def describe_lattice(self) -> str:
+        """``"cartesian 10x10 (100 neurons)"`` or ``"hexagonal (37 neurons)"``."""
+        if self.layout != "cartesian":
+            return f"{self.layout} ({self.num_neurons} neurons)"
+        return f"cartesian {'x'.join(str(int(d)) for d in self.header.som_dims)} ({self.num_neurons} neurons)"
+
     def key_to_index(self, key) -> int:
         """Flat PINK neuron index of a key ``(i, j)`` (cartesian), ``(k,)`` or an int ``k``."""
         grid = self._grid

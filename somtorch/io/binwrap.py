@@ -46,6 +46,7 @@ import torch
 
 from somtorch.errors import (
     ConfigError,
+    GeometryMismatchError,
     NonFiniteError,
     OutputExistsError,
     ShapeError,
@@ -64,7 +65,7 @@ from somtorch.io.pink import (
     hex_num_neurons,
 )
 from somtorch.io.records import read_records, records_path, to_jsonable, write_records
-from somtorch.io.results import Mapping, SOMSet, Transform  # noqa: F401 (re-exported)
+from somtorch.io.results import Mapping, Transform
 
 __all__ = ["ImageWriter", "ImageReader", "SOM", "SOMWriter", "Mapping", "Transform", "SOMSet"]
 
@@ -253,6 +254,11 @@ class ImageReader:
     def __str__(self) -> str:
         return self.path
 
+    def __repr__(self) -> str:
+        c, h, w = self.data.shape[1:]
+        rec = "no records" if self.records is None else f"{len(self.records)} records"
+        return f"ImageReader({self.path!r}: {len(self)} images of {c}x{h}x{w} {self.data.dtype}, {rec})"
+
 
 # --------------------------------------------------------------------------------------------
 # SOMs
@@ -268,9 +274,12 @@ class SOM(_Lattice):
         ``[i*H, (i+1)*H)`` and columns ``[j*W, (j+1)*W)``.
     som_shape, neuron_shape : padded to 3, ``(X, Y, Z)`` and ``(C, H, W)``.
 
-    Indexing: ``som[i, j]`` is the ``(C, H, W)`` neuron (a view of ``data``); ints, slices and
-    ``None`` work per lattice axis and give sub-mosaics (a slice step counts neurons). For
-    hexagonal SOMs ``som[k]`` / ``som[(k,)]`` index ``weights`` as numpy.
+    Indexing: ``som[i, j]`` is the neuron as an image, ``(H, W)`` for a single-channel SOM (what
+    ``plt.imshow`` takes) and ``(C, H, W)`` for several channels (a view of ``data``); ints,
+    slices and ``None`` work per lattice axis and give sub-mosaics, likewise ``(rows, cols)`` or
+    ``(C, rows, cols)`` (a slice step counts neurons). For hexagonal SOMs ``som[k]`` /
+    ``som[(k,)]`` index ``weights`` as numpy (the channel axis dropped for one channel).
+    PYINK's ``som[i, j]`` kept the channel axis, ``(1, H, W)``.
     """
 
     def __init__(self, path):
@@ -324,6 +333,11 @@ class SOM(_Lattice):
         return slice(k * s, (k + 1) * s)
 
     def __getitem__(self, key):
+        out = self._select(key)
+        return out[..., 0, :, :] if (self.neuron_shape[0] == 1 and self.layout != "cartesian") else \
+            (out[0] if self.neuron_shape[0] == 1 else out)
+
+    def _select(self, key):
         if self.layout != "cartesian":
             if isinstance(key, tuple):
                 if len(key) != 1:
@@ -354,6 +368,10 @@ class SOM(_Lattice):
 
     def __str__(self) -> str:
         return self.path
+
+    def __repr__(self) -> str:
+        c, h, w = self.neuron_shape
+        return f"SOM({self.path!r}: {self.describe_lattice()}, neurons {c}x{h}x{w})"
 
 
 class SOMWriter:
@@ -427,3 +445,32 @@ class SOMWriter:
 # mappings and transforms
 # --------------------------------------------------------------------------------------------
 
+
+class SOMSet:
+    """A SOM with its mapping and transform file (objects or paths); checks they agree.
+
+    Raises :class:`GeometryMismatchError` if the lattice dims or neuron counts differ, and
+    :class:`ShapeError` if mapping and transform hold different numbers of images.
+    ``mapping`` and ``transform`` may be ``None``.
+    """
+
+    def __repr__(self) -> str:
+        return f"SOMSet(som={self.som!r}, mapping={self.mapping!r}, transform={self.transform!r})"
+
+    def __init__(self, som, mapping=None, transform=None):
+        self.som = som if isinstance(som, SOM) else SOM(som)
+        self.mapping = mapping if mapping is None or isinstance(mapping, Mapping) else Mapping(mapping)
+        self.transform = (transform if transform is None or isinstance(transform, Transform)
+                          else Transform(transform))
+        for other in (self.mapping, self.transform):
+            if other is None:
+                continue
+            if other.som_shape != self.som.som_shape:
+                raise GeometryMismatchError(other.path, "som_dims", other.header.som_dims,
+                                            self.som.header.som_dims, f"SOM is {self.som.path}")
+            if other.num_neurons != self.som.num_neurons:
+                raise GeometryMismatchError(other.path, "num_neurons", other.num_neurons,
+                                            self.som.num_neurons, f"SOM is {self.som.path}")
+        if self.mapping is not None and self.transform is not None and len(self.mapping) != len(self.transform):
+            raise ShapeError(f"mapping {self.mapping.path} has {len(self.mapping)} images, transform "
+                             f"{self.transform.path} has {len(self.transform)}")

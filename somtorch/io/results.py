@@ -15,7 +15,6 @@ import torch
 
 from somtorch.errors import (
     ConfigError,
-    GeometryMismatchError,
     ShapeError,
 )
 from somtorch.io._lattice import CHUNK_ELEMENTS, MAX_CHUNK_ROWS, _Lattice
@@ -25,7 +24,7 @@ from somtorch.io.pink import (
     _transform_array,
 )
 
-__all__ = ["Mapping", "Transform", "SOMSet"]
+__all__ = ["Mapping", "Transform"]
 
 
 class Mapping(_Lattice):
@@ -237,6 +236,9 @@ class Mapping(_Lattice):
     def __str__(self) -> str:
         return self.path
 
+    def __repr__(self) -> str:
+        return f"Mapping({self.path!r}: {len(self)} images, {self.describe_lattice()})"
+
 
 class Transform(_Lattice):
     """A PINK best rotation/flip file (PYINK ``Transform``).
@@ -282,31 +284,5 @@ class Transform(_Lattice):
     def __str__(self) -> str:
         return self.path
 
-
-class SOMSet:
-    """A SOM with its mapping and transform file (objects or paths); checks they agree.
-
-    Raises :class:`GeometryMismatchError` if the lattice dims or neuron counts differ, and
-    :class:`ShapeError` if mapping and transform hold different numbers of images.
-    ``mapping`` and ``transform`` may be ``None``.
-    """
-
-    def __init__(self, som, mapping=None, transform=None):
-        from somtorch.io.binwrap import SOM
-
-        self.som = som if isinstance(som, SOM) else SOM(som)
-        self.mapping = mapping if mapping is None or isinstance(mapping, Mapping) else Mapping(mapping)
-        self.transform = (transform if transform is None or isinstance(transform, Transform)
-                          else Transform(transform))
-        for other in (self.mapping, self.transform):
-            if other is None:
-                continue
-            if other.som_shape != self.som.som_shape:
-                raise GeometryMismatchError(other.path, "som_dims", other.header.som_dims,
-                                            self.som.header.som_dims, f"SOM is {self.som.path}")
-            if other.num_neurons != self.som.num_neurons:
-                raise GeometryMismatchError(other.path, "num_neurons", other.num_neurons,
-                                            self.som.num_neurons, f"SOM is {self.som.path}")
-        if self.mapping is not None and self.transform is not None and len(self.mapping) != len(self.transform):
-            raise ShapeError(f"mapping {self.mapping.path} has {len(self.mapping)} images, transform "
-                             f"{self.transform.path} has {len(self.transform)}")
+    def __repr__(self) -> str:
+        return f"Transform({self.path!r}: {len(self)} images, {self.describe_lattice()})"
