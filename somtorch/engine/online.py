@@ -86,6 +86,16 @@ class OnlineStep:
         """Recompute the neuron-side caches after the weights were changed from outside."""
 
     # ------------------------------------------------------------------ shared pieces
+    def _select_and_update(self, b: int, dsq: torch.Tensor) -> int:
+        """Best matches from ``dsq (1, T, N)`` (PINK's tie rules), then the update with the needed
+        transformations of image ``b`` sampled on demand
+        (:meth:`~somtorch.geometry.PinkTransformer.select`); returns the best neuron."""
+        _, tb, best = best_match(dsq)
+        tb, best = tb[0], int(best[0])
+        img, tr = self.images[b], self.eng.transformer
+        self._update(best, tb, lambda rows: tr.select(img, rows))
+        return best
+
     def _update(self, best, tb: torch.Tensor, select) -> None:
         """PINK's update ``c <- c - (c - x) * f`` (three float32 passes) of the moving neurons,
         ``select(rows_t)`` giving the full-size transformations ``(M, C, nd, nd)``."""
@@ -134,7 +144,8 @@ class DenseStep(OnlineStep):
             self.wf.copy_(self.wwin)
         else:
             torch.mul(self.wwin, self.mask, out=self.wf)
-        torch.linalg.vecdot(self.wf2, self.wf2, out=self.wnorm)
+        # region norms as N one-row products: one kernel, no temporary
+        torch.bmm(self.wf2.unsqueeze(1), self.wf2.unsqueeze(2), out=self.wnorm.view(-1, 1, 1))
 
     def _tables(self) -> None:
         """Row tables of the bank (see :meth:`prepare`), built once.
@@ -255,11 +266,8 @@ class ParityStep(OnlineStep):
     def step(self, b: int):
         eng = self.eng
         dsq = eng.sq_distances_fast(self.xr[b:b + 1], self.rnorm[b:b + 1], self.wv, self.wnorm)
-        dsq = eng.resolve_ties(self.images[b:b + 1], dsq, self.w, self.rnorm[b:b + 1], self.wnorm)
-        _, tb, best = best_match(dsq)
-        tb, best = tb[0], int(best[0])
-        img = self.images[b]
-        self._update(best, tb, lambda rows: eng.transformer.select(img, rows))
+        best = self._select_and_update(b, eng.resolve_ties(self.images[b:b + 1], dsq, self.w,
+                                                           self.rnorm[b:b + 1], self.wnorm))
         sel = self._sel[best]
         if sel is None:
             self.refresh()
@@ -283,11 +291,7 @@ class ExactStep(OnlineStep):
         self.xf = self.eng.image_features(images)
 
     def step(self, b: int):
-        eng = self.eng
-        _, tb, best = best_match(eng.sq_distances(self.xf[b:b + 1], self.wf))
-        tb, best = tb[0], int(best[0])
-        img = self.images[b]
-        self._update(best, tb, lambda rows: eng.transformer.select(img, rows))
+        best = self._select_and_update(b, self.eng.sq_distances(self.xf[b:b + 1], self.wf))
         self.refresh()
         return best
 
