@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     from somtorch.distributed import shutdown
 
     argv = _rewrite_argv(list(sys.argv[1:] if argv is None else argv))
+    import torch
+
+    threads = torch.get_num_threads()  # restored on return: the program sets its own
     _RESULT.clear()
     debug = _RESULT["debug"] = debug_requested(argv)
     overrides, flags = split_argv(argv)
@@ -335,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             return report_error(PROG, e)
     finally:
         shutdown()
+        torch.set_num_threads(threads)
     summary = _RESULT.get("summary")
     if summary is not None:
         print(summary["mapping"])

@@ -565,6 +565,9 @@ def main(argv: list[str] | None = None) -> int:
     from somtorch.distributed import shutdown
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    import torch
+
+    threads = torch.get_num_threads()  # restored on return: the program sets its own
     _RESULT.clear()
     debug = _RESULT["debug"] = debug_requested(argv)
     overrides, flags = split_argv(argv)
@@ -600,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
             return report_error(PROG, e)
     finally:
         shutdown()
+        torch.set_num_threads(threads)
     summary = _RESULT.get("summary")
     if summary is None:  # --help, --cfg, or an error Hydra already reported
         return 0

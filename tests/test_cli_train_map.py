@@ -305,3 +305,44 @@ def test_entry_points_as_subprocesses(images, tmp_path):
                         f"hydra.run.dir={tmp_path / 'bad'}"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert p.returncode == 1 and p.stderr.strip().splitlines() == [
         "somtorch.train: error: field 'data.path': found '/nonexistent.bin', expected an existing PINK image binary"]
+
+
+def test_without_a_terminal_progress_is_logged_with_formatted_figures(images, tmp_path, capsys):
+    """Under pytest stderr is not a terminal: no bar, a log line per progress point instead."""
+    import re
+
+    run = tmp_path / "run"
+    rc = _run("train", ["+stage=demo", "stage.numrot=4", "stage.num_iter=1", "stage.progress=2", "som=small",
+                        "som.shape=[2,2]", "runtime=cpu", "metrics_sample=4", "plots=false", "data=file",
+                        f"data.path={images}", f"hydra.run.dir={run}"])
+    assert rc == 0
+    log = (run / "train.log").read_text()
+    lines = [ln for ln in log.splitlines() if "] - demo: " in ln]
+    assert [re.search(r"demo: (\d+)% \((\d+)/10 images", ln).groups() for ln in lines] == [("50", "5"), ("100", "10")]
+    metrics = pd.read_csv(run / "demo" / "metrics.csv")
+    assert f"qe={float(metrics['qe'].iloc[-1]):.4g} " in lines[-1]
+    # figures in the log have at most 4 significant digits
+    for num in re.findall(r"(?:qe|te|sigma|damping)=([0-9.e+-]+)", log):
+        assert len(num.replace(".", "").replace("-", "").lstrip("0").split("e")[0]) <= 4, num
+    assert "\r" not in capsys.readouterr().err  # no tqdm bar
+
+
+@pytest.mark.parametrize("cores,load,local,expected", [
+    (2, 0.0, "1", 2), (2, 0.4, "1", 2), (2, 0.6, "1", 1), (2, 1.9, "1", 1), (2, 7.0, "1", 1),
+    (16, 3.2, "1", 13), (16, 0.0, "4", 4), (16, 8.0, "4", 2),
+])
+def test_thread_default_is_the_idle_cores(cores, load, local, expected, monkeypatch):
+    from somtorch.cli.common import apply_runtime, auto_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    assert auto_threads() == expected
+    old = torch.get_num_threads()
+    try:
+        apply_runtime({"threads": None, "device": "cpu"})
+        assert torch.get_num_threads() == expected
+        apply_runtime({"threads": 1, "device": "cpu"})
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(old)

@@ -22,7 +22,7 @@ from somtorch.errors import ConfigError
 
 __all__ = [
     "CONFIG_MODULE", "CONFIG_PATH", "CACHE_DIR_ENV", "SAMPLE_FORMAT_VERSION", "config_dir", "to_plain",
-    "resolve_device", "apply_runtime", "stage_list", "stage_geometry", "build_som",
+    "resolve_device", "apply_runtime", "auto_threads", "stage_list", "stage_geometry", "build_som",
     "sample_cache_dir", "prepare_sample_binary", "preprocess_cutouts", "resolve_image_path", "write_json", "read_json",
     "GEOMETRY_KEYS",
 ]
@@ -93,14 +93,41 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     return dev
 
 
+def auto_threads() -> int:
+    """CPU threads for a program when ``runtime.threads`` is null: the cores not busy with other work.
+
+    The cores this process may run on (``sched_getaffinity``), shared among the ``torchrun``
+    processes of this machine (``$LOCAL_WORLD_SIZE``), less the one-minute load average, and at
+    least one. On a busy machine more threads than idle cores make torch's parallel regions wait
+    for descheduled threads -- several times slower than one thread -- so a loaded machine gets
+    one thread and an idle one all of its cores.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    share = max(1, cores // local)
+    try:
+        load = os.getloadavg()[0] / local
+    except (OSError, AttributeError):  # not available on this platform
+        load = 0.0
+    return int(max(1, min(share, share - int(round(load)))))
+
+
 def apply_runtime(runtime) -> torch.device:
-    """Set torch's CPU thread count (``runtime.threads``; null = torch default) and return the device."""
+    """Set torch's CPU thread count and return the device.
+
+    ``runtime.threads`` as given, or with null :func:`auto_threads` (never more threads than idle
+    cores, see there).
+    """
     threads = _get(runtime, "threads")
-    if threads is not None:
-        threads = int(threads)
-        if threads < 1:
-            raise ConfigError(None, "runtime.threads", threads, ">= 1 (or null for the default)")
-        torch.set_num_threads(threads)
+    if threads is None:
+        threads = auto_threads()
+    threads = int(threads)
+    if threads < 1:
+        raise ConfigError(None, "runtime.threads", threads, ">= 1 (or null for the idle cores)")
+    torch.set_num_threads(threads)
     return resolve_device(_get(runtime, "device", "auto"))
 
 
