@@ -228,3 +228,29 @@ def test_label_fractions_from_counts_and_knowledge_transfer():
     kt = transfer_labels(np.array([0, 0, 2, 6]), np.array(["x", "y", "x", "x"]), num_neurons=7)
     fig = plot_label_fractions(kt, lat)
     assert [a.get_title() for a in _map_axes(fig)] == ["x", "y"]
+
+
+def test_cartesian_heat_maps_have_labelled_axes(hexset):
+    fig = plot_neuron_map(np.arange(12.0), Lattice("cartesian", (3, 4)))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("col", "row")
+    # neuron 6 of a 3x4 lattice is row 1, col 2 (PINK order): its cell is at tick (2, 1)
+    assert ax.texts[6].get_position() == (2.5, 1.5)
+    assert [t.get_text() for t in plot_bmu_counts(np.arange(5), Lattice("cartesian", (5,))).axes[0].get_xticklabels()] \
+        == ["0", "1", "2", "3", "4"]
+    assert plot_bmu_counts(hexset.mapping).axes[0].get_xticks().size == 0  # hex cells have no grid ticks
+
+
+def test_no_two_module_import_circles():
+    import ast
+    import importlib
+
+    def imports(mod):
+        src = Path(importlib.import_module(mod).__file__).read_text()
+        return {n.module for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom) and n.module}
+
+    for a, b in (("somtorch.plotting.maps", "somtorch.plotting.som"), ("somtorch.io.binwrap", "somtorch.io.results"),
+                 ("somtorch.datasets._catalogue", "somtorch.datasets.synthetic")):
+        assert not (b in imports(a) and a in imports(b)), (a, b)

@@ -6,8 +6,6 @@ and their conventions are documented in :mod:`somtorch.datasets.synthetic`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
@@ -23,10 +21,6 @@ from somtorch.datasets._sphere import (
     _radec,
     _rng,
 )
-
-if TYPE_CHECKING:
-    from somtorch.datasets.synthetic import SkyModel
-
 
 
 def _build_components(sky, prims, smaj, smin, comp_src, comp_role, src_class, src_parent):
@@ -78,7 +72,7 @@ def _build_components(sky, prims, smaj, smin, comp_src, comp_role, src_class, sr
     })
 
 
-def _measure(sky: SkyModel) -> None:
+def _measure(sky) -> None:  # sky: a somtorch.datasets.synthetic.SkyModel (duck-typed: no import cycle)
     """What the source finder reports: noisy peak, peak-to-ring, S_Code, detection."""
     cfg = sky.config
     comps = sky.components

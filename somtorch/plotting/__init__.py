@@ -17,6 +17,7 @@ refuses to replace an existing file unless ``overwrite=True``.
 from somtorch.plotting.explorer import SOMExplorer, explore
 from somtorch.plotting.images import plot_image, plot_neuron_matches
 from somtorch.plotting.maps import (
+    plot_bmu_counts,
     plot_distance_stats,
     plot_label_fractions,
     plot_neuron_map,
@@ -24,7 +25,6 @@ from somtorch.plotting.maps import (
 )
 from somtorch.plotting.som import (
     neuron_positions,
-    plot_bmu_counts,
     plot_neuron,
     plot_som,
     plot_som_mosaic,

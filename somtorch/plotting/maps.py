@@ -20,8 +20,9 @@ from somtorch.plotting._common import (
     to_numpy,
     weights_and_lattice,
 )
+from somtorch.plotting._layout import finish_axes, neuron_positions
 
-__all__ = ["plot_neuron_map", "plot_label_fractions", "plot_distance_stats", "plot_u_matrix"]
+__all__ = ["plot_neuron_map", "plot_bmu_counts", "plot_label_fractions", "plot_distance_stats", "plot_u_matrix"]
 
 
 def _panel_size(xy, width: float = 5.0):
@@ -42,8 +43,6 @@ def plot_neuron_map(values, lattice, *, path=None, ax=None, cmap: str = COUNT_CM
     from matplotlib.collections import PatchCollection
     from matplotlib.colors import Normalize
     from matplotlib.patches import Rectangle
-
-    from somtorch.plotting.som import _finish_axes, neuron_positions
 
     lat = as_lattice(lattice)
     vals_all = to_numpy(values).astype(float).reshape(-1)
@@ -85,7 +84,7 @@ def plot_neuron_map(values, lattice, *, path=None, ax=None, cmap: str = COUNT_CM
                              Rectangle((p[0] - 0.5, p[1] - 0.5), 1, 1, facecolor="none", edgecolor="red", linewidth=2))
     if colorbar:
         fig.colorbar(coll, ax=ax, label=label)
-    _finish_axes(ax, lat, xy)
+    finish_axes(ax, lat, xy, ticks=True)
     if title:
         ax.set_title(title)
     return save_figure(fig, path, overwrite=overwrite, dpi=dpi)
@@ -121,8 +120,6 @@ def plot_label_fractions(fractions, lattice, *, labels=None, from_counts: bool =
         tot = np.sum(cols, axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             cols = [np.where(tot > 0, c / tot, np.nan) for c in cols]
-    from somtorch.plotting.som import neuron_positions
-
     _, xy = neuron_positions(lat)
     w, h = _panel_size(xy, 3.5)
     ncols = max(1, min(ncols, len(cols)))
@@ -152,8 +149,6 @@ def plot_distance_stats(stats, lattice, *, columns=("median", "spread", "count")
         lattice = stats if lattice is None else lattice
         stats = neuron_distance_stats(stats)
     lat = as_lattice(lattice)
-    from somtorch.plotting.som import neuron_positions
-
     _, xy = neuron_positions(lat)
     w, h = _panel_size(xy, 3.5)
     fig = new_figure(figsize or (w * len(columns), h + (0.4 if title else 0)))
@@ -180,3 +175,20 @@ def plot_u_matrix(weights, lattice=None, *, reduce: str = "mean", path=None, cma
     u = u_matrix(w, lat, reduce=reduce)
     return plot_neuron_map(u, lat, path=path, cmap=cmap, title=title, annotate=annotate, label=f"{reduce} distance",
                            figsize=figsize, dpi=dpi, overwrite=overwrite)
+
+
+def plot_bmu_counts(counts, lattice=None, *, path=None, ax=None, cmap: str = COUNT_CMAP,
+                    depth_index: int = 0, title: str | None = "best-matching-unit counts",
+                    annotate: bool = True, figsize=None, dpi: int = 100, overwrite: bool = False):
+    """Heat map of per-neuron counts (e.g. how many images have each neuron as best match).
+
+    ``counts`` may also be a :class:`~somtorch.io.Mapping` (its ``bmu_counts()``, ``bmu_mask``
+    honoured; lattice from the file). Returns the Figure; one coloured cell (cartesian) or
+    hexagon (hexagonal) per neuron shown.
+    """
+    if hasattr(counts, "bmu_counts"):
+        lattice = counts if lattice is None else lattice
+        counts = counts.bmu_counts()
+    return plot_neuron_map(counts, lattice, path=path, ax=ax, cmap=cmap, depth_index=depth_index, title=title,
+                           annotate=annotate, fmt="{:.0f}", vmin=0.0, label="count", figsize=figsize, dpi=dpi,
+                           overwrite=overwrite)

@@ -1,4 +1,4 @@
-"""SOM mosaics, best-match-count maps and training curves.
+"""SOM mosaics and training curves (best-match counts and other heat maps: :mod:`somtorch.plotting.maps`).
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no ``pyplot`` state), so they
 work on headless machines with any backend and never accumulate open figures.
@@ -21,7 +21,6 @@ import os
 import numpy as np
 
 from somtorch.plotting._common import (
-    COUNT_CMAP,
     RADIO_CMAP,
     SQ3,
     as_lattice,
@@ -34,9 +33,10 @@ from somtorch.plotting._common import (
     to_numpy,
     weights_and_lattice,
 )
+from somtorch.plotting._layout import finish_axes as _finish_axes
+from somtorch.plotting._layout import neuron_positions
 
-__all__ = ["plot_som_mosaic", "plot_som", "plot_neuron", "plot_bmu_counts", "plot_training_curves",
-           "neuron_positions"]
+__all__ = ["plot_som_mosaic", "plot_som", "plot_neuron", "plot_training_curves", "neuron_positions"]
 
 _SQ3 = SQ3
 
@@ -53,41 +53,7 @@ _as_lattice = as_lattice
 _to_numpy = to_numpy
 
 
-def neuron_positions(lattice, depth_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Drawing positions of the neurons: ``(idx, xy)`` with the neuron indices shown (all of them,
-    or one depth slice of a 3-D lattice) and their centres ``(n, 2)`` in data units (y grows
-    downwards: rows are drawn top to bottom)."""
-    lat = _as_lattice(lattice)
-    c = lat.coords.numpy()
-    idx = np.arange(lat.num_neurons)
-    if lat.layout == "hexagonal":
-        q, r = c[:, 0].astype(float), c[:, 1].astype(float)
-        xy = np.stack([q + r / 2.0, r * _SQ3 / 2.0], axis=1)
-        return idx, xy
-    if c.shape[1] == 1:
-        xy = np.stack([c[:, 0] + 0.5, np.full(len(c), 0.5)], axis=1)
-        return idx, xy.astype(float)
-    if c.shape[1] == 3:
-        keep = c[:, 2] == depth_index
-        idx, c = idx[keep], c[keep]
-    xy = np.stack([c[:, 1] + 0.5, c[:, 0] + 0.5], axis=1).astype(float)
-    return idx, xy
-
-
 _hexagon = hexagon
-
-
-def _finish_axes(ax, lat, xy, pad=0.5):
-    if lat.layout == "hexagonal":
-        rho = 1.0 / _SQ3
-        ax.set_xlim(xy[:, 0].min() - 0.5 - 0.05, xy[:, 0].max() + 0.5 + 0.05)
-        ax.set_ylim(xy[:, 1].max() + rho + 0.05, xy[:, 1].min() - rho - 0.05)
-    else:
-        ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
-        ax.set_ylim(xy[:, 1].max() + pad, xy[:, 1].min() - pad)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def plot_som_mosaic(weights, lattice=None, channel: int = 0, *, path=None, ax=None, cmap: str = RADIO_CMAP,
@@ -250,25 +216,6 @@ def _key_index(lat, key) -> int:
     if not 0 <= i < lat.num_neurons:
         raise IndexError(f"neuron {key} outside the {lat.describe()} lattice")
     return i
-
-
-def plot_bmu_counts(counts, lattice=None, *, path=None, ax=None, cmap: str = COUNT_CMAP,
-                    depth_index: int = 0, title: str | None = "best-matching-unit counts",
-                    annotate: bool = True, figsize=None, dpi: int = 100, overwrite: bool = False):
-    """Heat map of per-neuron counts (e.g. how many images have each neuron as best match).
-
-    ``counts`` may also be a :class:`~somtorch.io.Mapping` (its ``bmu_counts()``, ``bmu_mask``
-    honoured; lattice from the file). Returns the Figure; one coloured cell (cartesian) or
-    hexagon (hexagonal) per neuron shown.
-    """
-    from somtorch.plotting.maps import plot_neuron_map
-
-    if hasattr(counts, "bmu_counts"):
-        lattice = counts if lattice is None else lattice
-        counts = counts.bmu_counts()
-    return plot_neuron_map(counts, lattice, path=path, ax=ax, cmap=cmap, depth_index=depth_index, title=title,
-                           annotate=annotate, fmt="{:.0f}", vmin=0.0, label="count", figsize=figsize, dpi=dpi,
-                           overwrite=overwrite)
 
 
 def _history_frame(history):
