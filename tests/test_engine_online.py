@@ -106,7 +106,7 @@ def test_cuda_training_matches_cpu(step):
 @run_if(cuda=True)
 def test_cuda_dense_step_never_synchronises_with_the_host():
     som = _som(numrot=8, device="cuda")
-    st = DenseStep(som, som.factors(Neighbourhood()))
+    st = DenseStep(som, som.factors(Neighbourhood()), cuda_graphs=False)
     st.prepare(torch.rand(6, 1, 12, 12, device="cuda"))
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -117,3 +117,20 @@ def test_cuda_dense_step_never_synchronises_with_the_host():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert int(som.update_count.sum()) == 6
+
+
+@run_if(cuda=True)
+def test_cuda_graph_replays_train_like_eager_launches():
+    imgs = torch.rand(40, 1, 12, 12, generator=torch.Generator().manual_seed(4))
+    out = []
+    for graphs in (False, True):
+        som = _som(numrot=8, device="cuda")
+        st = DenseStep(som, som.factors(Neighbourhood()), cuda_graphs=graphs)
+        assert st.graphs == graphs
+        for s0 in range(0, 40, 16):  # batches of 16, 16, 8: the last one shorter
+            st.prepare(imgs[s0:s0 + 16].cuda())
+            for b in range(min(16, 40 - s0)):
+                som.update_count.index_add_(0, st.step(b).view(1), torch.ones(1, dtype=torch.int64, device="cuda"))
+        out.append((som.weight.cpu(), som.update_count.cpu()))
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=0, atol=1e-6)
+    assert torch.equal(out[1][1], out[0][1])

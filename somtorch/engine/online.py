@@ -119,9 +119,19 @@ class OnlineStep:
 
 
 class DenseStep(OnlineStep):
-    """Full transformation bank per batch; one GEMM, one min, one gather per image (see module)."""
+    """Full transformation bank per batch; one GEMM, one min, one gather per image (see module).
 
-    def __init__(self, som, factors: torch.Tensor):
+    Parameters
+    ----------
+    som, factors : see :class:`OnlineStep`.
+    cuda_graphs : bool, optional
+        On CUDA (without PINK tie-breaking, which needs the host), capture each batch position's
+        step once as a CUDA graph and replay it: one launch per image instead of ~15 kernel
+        launches. The batch's inputs are copied into static buffers, so replays see them.
+        Default: on for CUDA.
+    """
+
+    def __init__(self, som, factors: torch.Tensor, cuda_graphs: bool | None = None):
         super().__init__(som, factors)
         eng = self.eng
         lo, hi = eng.window
@@ -137,6 +147,8 @@ class DenseStep(OnlineStep):
         self.wnorm = self.w.new_empty(n)
         self.precision = eng.precision
         self.ties = eng.tie_break == "pink"
+        self.graphs = self.cuda and not self.ties and (True if cuda_graphs is None else bool(cuda_graphs))
+        self._graph: dict = {}
         self.refresh()
 
     def refresh(self) -> None:
@@ -212,6 +224,42 @@ class DenseStep(OnlineStep):
             self.rmax = self.rnorm.amax(dim=1)
         if getattr(self, "dbuf", None) is None:
             self.dbuf = base.new_empty((t, self.w.shape[0]))
+        if self.graphs:
+            self._to_static()
+
+    def _to_static(self) -> None:
+        """Graph mode: the batch's tensors copied into buffers that every replay reads."""
+        b = self.xf.shape[0]
+        st = getattr(self, "_static", None)
+        if st is None or st["xf"].shape[0] < b:
+            self._graph = {}  # graphs read the old buffers: capture again
+            st = self._static = {"xf": torch.empty_like(self.xf), "rcol": torch.empty_like(self.rcol),
+                                 "rows": torch.empty_like(self.bank_rows),
+                                 "best": torch.zeros(b, dtype=torch.int64, device=self.device)}
+        for key, val in (("xf", self.xf), ("rcol", self.rcol), ("rows", self.bank_rows)):
+            st[key][:b].copy_(val)
+        self.xf, self.rcol, self.bank_rows = st["xf"], st["rcol"], st["rows"]
+
+    def _capture(self, b: int):
+        """Record image position ``b``'s step as a CUDA graph (after two warm-up steps on a side
+        stream, whose effect on the neurons is undone)."""
+        w0 = self.w.clone()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._step(b)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.w.copy_(w0)
+        self.refresh()
+        graph = torch.cuda.CUDAGraph()
+        # one memory pool for all positions: their temporaries never outlive a replay, and they
+        # are replayed in the order they were captured (0, 1, ... of every batch)
+        with torch.cuda.graph(graph, pool=self._static.get("pool")):
+            self._static["best"][b].copy_(self._step(b))
+        self._static.setdefault("pool", graph.pool())
+        self._graph[b] = graph
+        return graph
 
     def _distances(self, b: int) -> torch.Tensor:
         """Squared distances ``(T, N)`` of image ``b`` to the current neurons."""
@@ -234,6 +282,13 @@ class DenseStep(OnlineStep):
         return bool(near)
 
     def step(self, b: int):
+        if self.graphs:
+            graph = self._graph.get(b)
+            (graph if graph is not None else self._capture(b)).replay()
+            return self._static["best"][b]
+        return self._step(b)
+
+    def _step(self, b: int):
         d = self._distances(b)
         dmin, tb = torch.min(d, dim=0)  # lowest transformation index among equal minima
         if self.ties and self._near_ties(b, d, dmin):
