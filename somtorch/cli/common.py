@@ -3,36 +3,45 @@
 * :data:`CONFIG_MODULE`, :func:`config_dir`: the packaged Hydra configs (``somtorch/configs``);
 * :func:`resolve_device`, :func:`apply_runtime`: runtime group -> torch device and threads;
 * :func:`stage_list`, :func:`build_som`: SOM and stage configs -> engine objects;
-* :func:`prepare_sample_binary`, :func:`resolve_image_path`: the data group -> a PINK image binary;
+* :func:`prepare_sample_binary`, :func:`resolve_image_path`: the data group -> a PINK image binary
+  (the built-in sample from :func:`somtorch.datasets.sample_image_binary`);
 * :func:`write_json`, :func:`read_json`: small atomic JSON files (summaries, saved configs).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from somtorch.errors import ConfigError
 
 __all__ = [
-    "CONFIG_MODULE", "CONFIG_PATH", "CACHE_DIR_ENV", "SAMPLE_FORMAT_VERSION", "config_dir", "to_plain",
+    "CONFIG_MODULE", "CONFIG_PATH", "CACHE_DIR_ENV", "config_dir", "to_plain",
     "resolve_device", "apply_runtime", "auto_threads", "stage_list", "stage_geometry", "build_som",
-    "sample_cache_dir", "prepare_sample_binary", "preprocess_cutouts", "resolve_image_path", "write_json", "read_json",
-    "GEOMETRY_KEYS",
+    "prepare_sample_binary", "resolve_image_path", "write_json", "read_json", "GEOMETRY_KEYS",
 ]
+
+#: names kept here for older imports; they live in :mod:`somtorch.datasets.images` (the one
+#: path from raw sample cutouts to training images)
+_MOVED = {"preprocess_cutouts": "somtorch.datasets.images", "SAMPLE_FORMAT_VERSION": "somtorch.datasets.images"}
+#: environment variable naming the cache folder of generated samples (default ``~/.cache/somtorch``)
+CACHE_DIR_ENV = "SOMTORCH_CACHE_DIR"
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'somtorch.cli.common' has no attribute {name!r}")
 
 #: The package holding the Hydra configs, and its Hydra search-path form (``@hydra.main(config_path=...)``).
 CONFIG_MODULE = "somtorch.configs"
 CONFIG_PATH = "pkg://" + CONFIG_MODULE
-CACHE_DIR_ENV = "SOMTORCH_CACHE_DIR"
-#: Bump when the sample recipe changes, so stale caches are not reused.
-SAMPLE_FORMAT_VERSION = 1
 #: Geometry fields a stage may override (``null`` in the stage keeps the ``som`` group's value).
 GEOMETRY_KEYS = ("numrot", "flip", "neuron_dim", "euclidean_dim", "distance_shape", "interpolation", "convention")
 
@@ -241,164 +250,29 @@ def build_som(som_cfg, runtime, image_dim: int, channels: int = 1, stage: dict |
 
 
 # ---------------------------------------------------------------------------------------- data
-_SAMPLE_KEYS = ("n", "seed", "cutout_size", "crop", "image_size", "snr", "log")
-
-
-def sample_cache_dir(data_cfg) -> Path:
-    """Cache folder of the sample binary for these settings: ``<cache>/sample-<hash>``.
-
-    ``<cache>`` is ``data.cache_dir``, else ``$SOMTORCH_CACHE_DIR``, else ``~/.cache/somtorch``.
-    """
-    d = to_plain(data_cfg) or {}
-    params = {k: d.get(k) for k in _SAMPLE_KEYS}
-    params["version"] = SAMPLE_FORMAT_VERSION
-    params["generator"] = _sample_generator_name()
-    h = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    root = d.get("cache_dir") or os.environ.get(CACHE_DIR_ENV) or os.path.join("~", ".cache", "somtorch")
-    return Path(os.path.expanduser(str(root))).resolve() / f"sample-{h}"
-
-
-def _sample_generator_name() -> str:
-    try:
-        from somtorch.datasets.synthetic import generate_sky, render_cutouts  # noqa: F401
-
-        return "synthetic-sky"
-    except ImportError:
-        return "fallback-blobs"
-
-
-def _render_sample(n: int, seed: int, size: int) -> tuple[np.ndarray, list[dict], str]:
-    """``n`` raw radio cutouts ``(n, size, size)`` (Jy/beam) and one record per image."""
-    try:
-        from somtorch.datasets.synthetic import generate_sky, render_cutouts
-    except ImportError:
-        return _fallback_blobs(n, seed, size)
-    n_src = max(1, int(np.ceil(n / 1.3)))
-    while True:  # the same growth rule as somtorch.datasets.make_sample
-        sky = generate_sky(seed=int(seed), n_sources=n_src, image_size=max(int(size), 8))
-        if len(sky.catalogue) >= n:
-            break
-        n_src = int(np.ceil(n_src * 1.1 * n / max(len(sky.catalogue), 1))) + 1
-    cube = render_cutouts(sky, indices=np.arange(n), channels=("radio",), size=int(size))[:, 0]
-    cat = sky.catalogue.iloc[:n]
-    cols = [c for c in ("Component_name", "Morph_class", "Is_sidelobe", "Peak_flux", "Total_flux")
-            if c in cat.columns]
-    records = [{"index": i, **{c: _scalar(cat[c].iat[i]) for c in cols}} for i in range(n)]
-    return cube, records, "synthetic-sky"
-
-
-def _scalar(v):
-    return v.item() if hasattr(v, "item") else v
-
-
-def _fallback_blobs(n: int, seed: int, size: int) -> tuple[np.ndarray, list[dict], str]:
-    """FALLBACK only (when :mod:`somtorch.datasets` is unavailable): noisy Gaussian blobs --
-    singles, doubles and triples at random angles -- in place of the synthetic radio sky."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) - (size - 1) / 2.0
-    out = np.empty((n, size, size), np.float32)
-    recs = []
-    kinds = ("single", "double", "triple")
-    for i in range(n):
-        k = int(rng.integers(0, 3))
-        ang = rng.uniform(0, np.pi)
-        sep = rng.uniform(0.1, 0.3) * size
-        w = rng.uniform(0.02, 0.05) * size
-        centres = [(0.0, 0.0)] if k == 0 else [(sep * np.cos(ang), sep * np.sin(ang)),
-                                             (-sep * np.cos(ang), -sep * np.sin(ang))]
-        if k == 2:
-            centres.append((0.0, 0.0))
-        img = sum(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * w * w)) for cx, cy in centres)
-        img = img * 1e-3 * rng.uniform(2, 20) + rng.normal(0, 1.2e-4, (size, size))
-        out[i] = img
-        recs.append({"index": i, "Morph_class": kinds[k]})
-    return out, recs, "fallback-blobs"
-
-
-def preprocess_cutouts(cube: np.ndarray, snr: float = 2.0, log: bool = True, crop: int | None = None,
-                       image_size: int = 32) -> np.ndarray:
-    """Cookbook recipe (rms, drop < snr*rms, log10, minmax), central crop, area resampling."""
-    from somtorch.preprocessing import preprocess_image
-
-    steps = [("rms", {"mode": "mad", "clip_rounds": 2, "ignore_zeros": True}),
-             ("snr_clip", {"snr": float(snr), "mode": "drop"})]
-    steps += (["log"] if log else []) + ["minmax"]
-
-    def pre(im):
-        return preprocess_image(im, steps)
-
-    s = cube.shape[-1]
-    if crop:
-        c = int(crop)
-        if not 0 < c <= s:
-            raise ConfigError(None, "data.crop", c, f"in (0, cutout_size={s}]")
-        o = (s - c) // 2
-        cube = cube[:, o:o + c, o:o + c]
-    out = np.stack([np.nan_to_num(np.asarray(pre(im), dtype=np.float32)) for im in cube])
-    t = torch.from_numpy(out)[:, None]
-    if t.shape[-1] != image_size:
-        t = torch.nn.functional.interpolate(t, size=(image_size, image_size), mode="area")
-    t = t[:, 0]
-    lo = t.flatten(1).min(1).values.view(-1, 1, 1)
-    hi = t.flatten(1).max(1).values.view(-1, 1, 1)
-    t = torch.where(hi > lo, (t - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(t))
-    return t.numpy().astype(np.float32)
+_SAMPLE_KEYS = ("n", "seed", "cutout_size", "crop", "image_size", "snr", "log", "cache_dir")
 
 
 def prepare_sample_binary(cfg) -> str:
-    """Create (once; cached) the PINK image binary of the built-in sample and return its path.
+    """The built-in sample's PINK image binary for a ``data`` group (``kind: sample``).
 
-    ``cfg`` is the full config or its ``data`` group (``kind: sample``) with ``n`` images,
-    ``seed``, ``cutout_size`` (rendered pixels, 0.6"/px), ``crop`` (central crop, pixels or
-    null), ``image_size`` (final pixels), ``snr`` and ``log``. The images come from the
-    synthetic VLASS-like sky (:mod:`somtorch.datasets.synthetic`), preprocessed with the
-    cookbook recipe (noise rms, drop pixels below ``snr`` x rms, log10, min-max), cropped,
-    area-resampled to ``image_size`` and min-max scaled again. Written to
-    ``<cache>/sample-<hash>/sample.bin`` with a ``.records.json`` sidecar and ``sample.json``.
+    ``cfg`` is the full config or its ``data`` group, with ``n``, ``seed``, ``cutout_size``,
+    ``crop``, ``image_size``, ``snr``, ``log`` and ``cache_dir``; the images are made (once,
+    cached) by :func:`somtorch.datasets.sample_image_binary`, preprocessed with the same recipe
+    steps as catalogue data.
     """
+    from somtorch.datasets.images import sample_image_binary
+
     data = cfg.get("data") if (hasattr(cfg, "get") and cfg.get("data") is not None
                                and "kind" not in cfg) else cfg
     d = to_plain(data) or {}
-    n, seed = int(d.get("n", 200)), int(d.get("seed", 0))
-    size, image_size = int(d.get("cutout_size", 150)), int(d.get("image_size", 32))
-    crop = d.get("crop")
-    if n < 1:
-        raise ConfigError(None, "data.n", n, ">= 1")
-    if image_size < 2:
-        raise ConfigError(None, "data.image_size", image_size, ">= 2")
-    folder = sample_cache_dir(d)
-    path = folder / "sample.bin"
-    if path.exists() and (folder / "sample.json").exists():
-        return str(path)
-    from somtorch.io import write_images, write_records
-    from somtorch.io.records import records_path
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(folder.parent) / f".{folder.name}.tmp-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    cube, records, generator = _render_sample(n, seed, size)
-    images = preprocess_cutouts(cube, float(d.get("snr", 2.0)), bool(d.get("log", True)), crop, image_size)
-    tpath = tmp / "sample.bin"
-    write_images(tpath, images[:, None], comments=[f"somtorch built-in sample ({generator})"],
-                 overwrite=True)
-    write_records(records_path(tpath), records, overwrite=True)
-    info = {k: d.get(k) for k in _SAMPLE_KEYS}
-    info.update(generator=generator, version=SAMPLE_FORMAT_VERSION, shape=list(images.shape))
-    write_json(tmp / "sample.json", info)
+    kw = {k: d[k] for k in _SAMPLE_KEYS if k in d}
     try:
-        os.replace(tmp, folder)  # atomic publish; fails if another process won the race
-    except OSError:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not path.exists():
-            raise
-    if generator != "synthetic-sky":
-        import warnings
-
-        warnings.warn("somtorch.datasets is unavailable: the built-in sample uses the fallback "
-                      "Gaussian-blob generator", RuntimeWarning, stacklevel=2)
-    return str(path)
+        return sample_image_binary(**kw)
+    except ConfigError as e:  # name the option as the user wrote it
+        if e.field in _SAMPLE_KEYS:
+            raise ConfigError(None, f"data.{e.field}", e.found, e.expected, e.detail) from None
+        raise
 
 
 def resolve_image_path(data_cfg) -> str:
