@@ -285,7 +285,29 @@ def test_debug_switches_show_the_exception(images, tmp_path, monkeypatch):
 def test_map_bad_config(tmp_path, images, capsys):
     assert _run("map", [f"som={tmp_path / 'missing.bin'}", "data=file", f"data.path={images}",
                         f"hydra.run.dir={tmp_path / 'm'}"]) == 1
-    assert "an existing PINK SOM file" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("somtorch.map: error: ") and "an existing PINK SOM file" in err[0] and len(err) == 1
+    assert not (tmp_path / "m").exists()  # failed before mapping: no folder left
+    for bad, msg in ((["numrot=7"], "field 'numrot': found 7"), (["+colour=red"], "field 'colour': unknown option"),
+                     (["runtime.batch_size=0"], "field 'runtime.batch_size': found 0")):
+        assert _run("map", [f"som={tmp_path / 'missing.bin'}", f"hydra.run.dir={tmp_path / 'm'}", *bad]) == 1
+        err = capsys.readouterr().err.strip()
+        assert msg in err and len(err.splitlines()) == 1, err
+
+
+def test_map_into_a_used_folder_is_refused_untouched(reference_run, tmp_path, capsys):
+    out = tmp_path / "map"
+    argv = [f"run_dir={reference_run}", "plots=false", f"hydra.run.dir={out}"]
+    assert _run("map", argv) == 0
+    assert (out / ".hydra" / "config.yaml").is_file() and (out / "map.log").is_file()
+    before = _tree(out)
+    capsys.readouterr()
+    assert _run("map", argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"somtorch.map: error: {out} already holds a mapping;") and len(err) <= 2
+    assert _tree(out) == before
+    assert _run("map", argv + ["overwrite=true"]) == 0
+    assert (out / "mapping.bin").read_bytes() == before["mapping.bin"][0]
 
 
 @pytest.mark.slow
