@@ -33,6 +33,13 @@ import sys
 from pathlib import Path
 
 from somtorch.cli.common import CACHE_DIR_ENV, CONFIG_PATH, to_plain
+from somtorch.cli.runner import (
+    compose_checked,
+    debug_requested,
+    is_expected_error,
+    report_error,
+    split_argv,
+)
 from somtorch.errors import ConfigError
 
 __all__ = ["SAMPLE_FITS_VERSION", "sample_fits_dir", "prepare_sample_fits", "build_config",
@@ -91,9 +98,13 @@ def prepare_sample_fits(sample_cfg) -> Path:
 
 def build_config(cfg, run_dir=None):
     """A :class:`somtorch.data.PreprocessConfig` from a composed ``preprocess`` config."""
+    from somtorch.cli.schema import validate_preprocess
     from somtorch.data import ChannelSpec, PreprocessConfig
 
+    if not isinstance(cfg, dict):
+        validate_preprocess(cfg)
     c = to_plain(cfg)
+    c.pop("debug", None)
     recipe = c.get("recipe") or {}
     steps = list(recipe.get("steps") or [])
     per_channel = dict(recipe.get("channels") or {})
@@ -172,6 +183,8 @@ def run_preprocess(cfg, run_dir=None) -> dict:
 
 _RESULT: dict = {}
 
+PROG = "somtorch.preprocess"
+
 
 def _hydra_entry():
     import hydra
@@ -179,17 +192,46 @@ def _hydra_entry():
 
     @hydra.main(config_path=CONFIG_PATH, config_name="preprocess", version_base="1.3")
     def _task(cfg) -> None:
-        _RESULT["summary"] = run_preprocess(cfg, HydraConfig.get().runtime.output_dir)
+        try:
+            _RESULT["summary"] = run_preprocess(cfg, HydraConfig.get().runtime.output_dir)
+        except BaseException as e:
+            if _RESULT.get("debug") or not is_expected_error(e):
+                raise
+            _RESULT["error"] = e
 
     return _task
 
 
-def main() -> int:
-    """Console entry point (``python -m somtorch.preprocess``); prints the image binary path."""
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``python -m somtorch.preprocess``); prints the image binary path.
+
+    Options are checked against the schema before any work; an expected failure ends with one
+    line on stderr and exit status 1 (``HYDRA_FULL_ERROR=1`` or ``debug=true``: the traceback).
+    """
+    from somtorch.cli.schema import register, validate_preprocess
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     _RESULT.clear()
-    _hydra_entry()()
+    debug = _RESULT["debug"] = debug_requested(argv)
+    overrides, flags = split_argv(argv)
+    register()
+    try:
+        if not flags:
+            validate_preprocess(compose_checked("preprocess", overrides))
+        old = sys.argv[:]
+        sys.argv = [sys.argv[0] if sys.argv else PROG] + argv
+        try:
+            _hydra_entry()()
+        finally:
+            sys.argv = old
+        if "error" in _RESULT:
+            raise _RESULT["error"]
+    except BaseException as e:
+        if debug or not is_expected_error(e):
+            raise
+        return report_error(PROG, e)
     summary = _RESULT.get("summary")
-    if summary is None:  # --help, --cfg, or an error Hydra already reported
+    if summary is None:  # --help, --cfg
         return 0
     if summary.get("status") == "interrupted":
         return 130

@@ -78,3 +78,21 @@ def test_command_line_prints_the_binary_and_refuses_to_overwrite(tmp_path):
     assert r.stdout.strip().splitlines()[-1] == str(tmp_path / "run" / "images.bin")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode != 0 and "overwrite" in r.stderr
+
+
+@pytest.mark.parametrize("bad,message", [
+    (["workers=0"], "field 'workers': found 0, expected an integer >= 1"),
+    (["+colour=red"], "field 'colour': unknown option"),
+    (["recipe.stepz=[log]"], "option 'recipe.stepz': Key 'stepz' not in 'RecipeConfig' (did you mean 'steps'?)"),
+    (["catalogue=/nonexistent/cat.csv"], "field 'catalogue': found '/nonexistent/cat.csv', expected an existing"),
+    (["max_padded_fraction=2"], "field 'max_padded_fraction': found 2.0, expected a fraction in [0, 1]"),
+    (["chunk_size=abc"], "option 'chunk_size': Value 'abc' of type 'str' could not be converted to Integer"),
+])
+def test_bad_options_are_one_line_before_any_work(bad, message, tmp_path, capsys):
+    from somtorch.preprocess import main
+
+    run = tmp_path / "run"
+    assert main(["sample.n=3", f"sample.cache_dir={tmp_path / 'c'}", f"hydra.run.dir={run}", *bad]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("somtorch.preprocess: error: ") and message in err and len(err.splitlines()) == 1, err
+    assert not run.exists() and not (tmp_path / "c").exists()

@@ -25,7 +25,8 @@ from somtorch.errors import ConfigError
 
 __all__ = [
     "SOMConfig", "DataConfig", "StageConfig", "ScheduleConfig", "RuntimeConfig", "TrainConfig",
-    "MapConfig", "register", "validate_train", "validate_map", "missing_keys",
+    "MapConfig", "RecipeConfig", "SampleFitsConfig", "PreprocessSchema", "register", "validate_train",
+    "validate_map", "validate_preprocess", "missing_keys",
 ]
 
 
@@ -154,13 +155,62 @@ class MapConfig:
     debug: bool = False
 
 
+@dataclass
+class RecipeConfig:
+    """The ``recipe`` group of ``somtorch.preprocess``: named steps, per-channel overrides."""
+
+    name: str = "custom"
+    steps: List[Any] = field(default_factory=list)
+    channels: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SampleFitsConfig:
+    """``somtorch.preprocess``'s built-in FITS sample (used without ``catalogue``)."""
+
+    n: int = 200
+    seed: int = 0
+    with_ir: bool = False
+    four_axis: bool = True
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class PreprocessSchema:
+    """``somtorch.preprocess``'s config (``preprocess.yaml``)."""
+
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    catalogue: Optional[str] = None
+    image_dir: Optional[str] = None
+    id_column: str = "Component_name"
+    channels: Optional[List[Any]] = None
+    output: Optional[str] = None
+    ra_column: str = "RA"
+    dec_column: str = "DEC"
+    cutout_size: Optional[int] = None
+    image_shape: Optional[List[int]] = None
+    resample: bool = True
+    max_padded_fraction: float = 0.5
+    record_columns: List[str] = field(default_factory=list)
+    workers: int = 1
+    chunk_size: int = 64
+    overwrite: bool = False
+    resume: bool = True
+    progress: bool = True
+    threads: Optional[int] = 1
+    sample: SampleFitsConfig = field(default_factory=SampleFitsConfig)
+    debug: bool = False
+
+
 def register() -> None:
-    """Register ``train_schema`` and ``map_schema`` with Hydra's ConfigStore (idempotent)."""
+    """Register ``train_schema``, ``map_schema`` and ``preprocess_schema`` with Hydra's
+    ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="map_schema", node=MapConfig)
+    cs.store(name="preprocess_schema", node=PreprocessSchema)
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -340,3 +390,23 @@ def validate_map(cfg) -> None:
     _runtime(cfg.runtime)
     _numrot(cfg, "", optional=True)
     _int(cfg, "", "batch_size", optional=True, what="an integer >= 1 or null (automatic)")
+
+
+def validate_preprocess(cfg) -> None:
+    """Range checks of a composed ``preprocess`` config."""
+    _missing(cfg)
+    for key in ("catalogue", "image_dir"):
+        p = cfg.get(key)
+        if p is not None and not os.path.exists(os.path.expanduser(str(p))):
+            raise ConfigError(None, key, str(p), "an existing " + ("catalogue file" if key == "catalogue" else "folder"))
+    _int(cfg, "", "workers")
+    _int(cfg, "", "chunk_size")
+    _int(cfg, "", "threads", optional=True, what="an integer >= 1 or null")
+    _int(cfg, "", "cutout_size", lo=2, optional=True, what="an integer >= 2 (pixels) or null")
+    shape = cfg.get("image_shape")
+    if shape is not None and (len(shape) != 2 or min(shape) < 1):
+        raise ConfigError(None, "image_shape", list(shape), "[rows, cols] of positive sizes, or null")
+    f = cfg.get("max_padded_fraction")
+    if not (math.isfinite(float(f)) and 0.0 <= float(f) <= 1.0):
+        raise ConfigError(None, "max_padded_fraction", f, "a fraction in [0, 1]")
+    _int(cfg.sample, "sample.", "n")

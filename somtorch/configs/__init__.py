@@ -7,3 +7,9 @@ them on its package search path (``pkg://somtorch.configs``), so the programs wo
 of an installed wheel. Add your own groups with Hydra's ``--config-dir=<folder>`` (for example a
 ``<folder>/schedule/my_schedule.yaml`` used as ``schedule=my_schedule``).
 """
+
+from somtorch.cli.schema import register as _register
+
+# the typed schemas named first in the primary configs' defaults lists (train_schema, ...): any
+# way of loading these configs (hydra.main, the compose API) imports this package first
+_register()
