@@ -54,6 +54,7 @@ from somtorch.cli.runner import (
     report_error,
     save_run_config,
     split_argv,
+    tune_process,
 )
 from somtorch.errors import ConfigError
 
@@ -318,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = _RESULT["debug"] = debug_requested(argv)
     overrides, flags = split_argv(argv)
     register()
+    tune_process()  # process-wide allocator settings belong to the program, not the library
     try:
         try:
             if not flags:  # options checked before Hydra creates anything

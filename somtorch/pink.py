@@ -486,6 +486,9 @@ def _abort(prefix: str, message: str) -> int:
 def main(argv=None) -> int:
     """Entry point of ``somtorch-pink`` / ``python -m somtorch.pink``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else [str(x) for x in argv]
+    from somtorch.cli.runner import tune_process
+
+    tune_process()  # process-wide allocator settings belong to the program, not the library
     try:
         a = parse_args(argv)
     except PinkUsageError as e:

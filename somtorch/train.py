@@ -77,6 +77,7 @@ from somtorch.cli.runner import (
     report_error,
     save_run_config,
     split_argv,
+    tune_process,
 )
 from somtorch.errors import ConfigError
 
@@ -572,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = _RESULT["debug"] = debug_requested(argv)
     overrides, flags = split_argv(argv)
     register()
+    tune_process()  # process-wide allocator settings belong to the program, not the library
     try:
         try:
             target = _resume_target(overrides)

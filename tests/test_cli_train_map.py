@@ -368,3 +368,13 @@ def test_thread_default_is_the_idle_cores(cores, load, local, expected, monkeypa
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("module,argv", [("train", ["--help"]), ("map", ["--help"]), ("pink", ["--version"])])
+def test_programs_tune_the_allocator_for_their_process(module, argv):
+    code = (f"import contextlib, io; from somtorch.{module} import main; from somtorch.engine import _malloc\n"
+            f"with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n    main({argv!r})\n"
+            "print(_malloc._DONE)")
+    env = {k: v for k, v in os.environ.items() if k != "SOMTORCH_MALLOC_TUNING"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == ("[True]" if sys.platform.startswith("linux") else "[False]")

@@ -29,7 +29,7 @@ from somtorch.errors import ConfigError, OutputExistsError, SomtorchError
 __all__ = [
     "FLAG_PREFIXES", "debug_requested", "split_argv", "compose_checked", "check_known_keys",
     "describe_error", "report_error", "is_expected_error", "RunFolder", "claim_run_dir",
-    "save_run_config", "load_run_config", "log_to_file", "override_value", "progress_bar_wanted",
+    "save_run_config", "load_run_config", "log_to_file", "override_value", "progress_bar_wanted", "tune_process",
 ]
 
 #: argv entries Hydra treats as flags (--help, --cfg, -m, --config-dir ...), not overrides
@@ -288,6 +288,15 @@ def progress_bar_wanted(runtime) -> bool:
     if v is None:
         return bool(getattr(sys.stderr, "isatty", lambda: False)())
     return bool(v)
+
+
+def tune_process() -> None:
+    """Process-wide settings a command-line program makes for itself (never a library call):
+    glibc's allocator keeps the large per-step CPU buffers in the heap
+    (:func:`somtorch.engine._malloc.tune_malloc`; ``SOMTORCH_MALLOC_TUNING=0`` leaves it alone)."""
+    from somtorch.engine._malloc import tune_malloc
+
+    tune_malloc()
 
 
 def log_to_file(path) -> logging.Handler:
