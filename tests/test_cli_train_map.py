@@ -378,3 +378,22 @@ def test_programs_tune_the_allocator_for_their_process(module, argv):
     env = {k: v for k, v in os.environ.items() if k != "SOMTORCH_MALLOC_TUNING"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.strip() == ("[True]" if sys.platform.startswith("linux") else "[False]")
+
+
+def test_expected_failures_read_as_one_line():
+    import errno
+
+    from somtorch.cli.runner import describe_error, is_expected_error
+    from somtorch.errors import OutputExistsError
+
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/run/stage1/som.bin")
+    assert describe_error(full) == ("No space left on device while writing /data/run/stage1/som.bin -- free some "
+                                    "space and run again (outputs written so far are kept for resume)")
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
+    assert describe_error(oom).startswith("out of memory: CUDA out of memory. Tried to allocate 2.00 GiB -- lower "
+                                          "runtime.memory_limit or runtime.batch_size")
+    assert describe_error(FileNotFoundError(errno.ENOENT, "No such file or directory", "x.bin")) == \
+        "x.bin: No such file or directory"
+    assert describe_error(OutputExistsError("a\nb")) == "a b"
+    assert all(is_expected_error(e) for e in (full, oom, MemoryError(), OutputExistsError("x")))
+    assert not is_expected_error(ZeroDivisionError()) and not is_expected_error(KeyError("k"))
