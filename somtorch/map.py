@@ -74,7 +74,7 @@ def _resolve_som(cfg) -> tuple[str, dict | None]:
         som_path = read_json(summ).get("final_som")
         if not som_path:
             raise ConfigError(summ, "final_som", None, "a finished run",
-                              "the run has no finished SOM yet; resume it with somtorch.train resume=true")
+                              f"the run has no finished SOM yet; continue it with: python -m somtorch.train resume={run_dir}")
     if som_path is None:
         raise ConfigError(None, "som", None, "a SOM file",
                           "pass som=<path to som.bin> or run_dir=<somtorch.train run folder>")
