@@ -259,6 +259,7 @@ def test_a_run_that_fails_before_it_starts_leaves_no_folder(images, tmp_path, ca
     (["schedule.stages.stage2.damping=nan"], "field 'schedule.stages.stage2.damping': found nan, expected a finite"),
     (["schedule.common.sigma=inf"], "field 'schedule.common.sigma': found inf"),
     (["data.path=???"], "field 'data.path': no value given; data=file needs the image binary"),
+    (["data.path=null"], "field 'data.path': no value given; data=file needs the image binary"),
     (["runtime=nosuch"], "Could not find 'runtime/nosuch'; available options in 'runtime': cpu, cuda, default,"),
 ])
 def test_bad_config_is_one_clear_line(overrides, message, images, tmp_path, capsys):

@@ -339,7 +339,8 @@ def _data(data, kinds: tuple[str, ...]) -> None:
     if kind == "file":
         p = _g(data, "path")
         if not p:
-            raise ConfigError(None, "data.path", p, "a PINK image binary", "use data=file data.path=<images.bin>")
+            raise ConfigError(None, "data.path", None, None,
+                              "no value given; data=file needs the image binary: data.path=<images.bin>")
         p = os.path.abspath(os.path.expanduser(str(p)))
         if not os.path.isfile(p):
             raise ConfigError(None, "data.path", p, "an existing PINK image binary")
