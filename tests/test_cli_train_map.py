@@ -260,6 +260,8 @@ def test_a_run_that_fails_before_it_starts_leaves_no_folder(images, tmp_path, ca
     (["schedule.common.sigma=inf"], "field 'schedule.common.sigma': found inf"),
     (["data.path=???"], "field 'data.path': no value given; data=file needs the image binary"),
     (["data.path=null"], "field 'data.path': no value given; data=file needs the image binary"),
+    (["schedule.stages.stage1.init=/no/som.bin"], "field 'schedule.stages.stage1.init': found '/no/som.bin', expected one of zero"),
+    (["som.init=randon"], "field 'som.init': found 'randon', expected one of zero, random"),
     (["runtime=nosuch"], "Could not find 'runtime/nosuch'; available options in 'runtime': cpu, cuda, default,"),
 ])
 def test_bad_config_is_one_clear_line(overrides, message, images, tmp_path, capsys):

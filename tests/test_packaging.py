@@ -83,3 +83,7 @@ def test_installed_wheel_trains_and_maps_from_an_empty_folder(wheel, tmp_path):
     assert (run / "demo" / "som.bin").is_file() and (run / "summary.json").is_file()
     _sh([py, "-m", "somtorch.map", "run_dir=run", "plots=false", "hydra.run.dir=map"], cwd=work, env=env)
     assert (work / "map" / "mapping.bin").is_file() and (work / "map" / "bmu.csv").is_file()
+    p = subprocess.run([venv / "bin" / "somtorch-map", "run_dir=run", "hydra.run.dir=map"], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and p.stderr.startswith(f"somtorch.map: error: {work / 'map'} already holds a mapping;")
+    assert _sh([venv / "bin" / "somtorch-pink", "--version"], cwd=work, env=env).stdout.startswith("somtorch-pink 0.1.0")

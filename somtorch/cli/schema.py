@@ -283,6 +283,18 @@ def _geometry(node, prefix: str, optional: bool) -> None:
     _choice(node, prefix, "convention")
 
 
+_INIT_METHODS = ("zero", "random", "random_with_preferred_direction")
+
+
+def _init(node, prefix: str) -> None:
+    """``init``: a method name or an existing PINK SOM file."""
+    v = _g(node, "init")
+    if v is None or str(v).lower() in _INIT_METHODS:
+        return
+    if not os.path.isfile(os.path.expanduser(str(v))):
+        raise ConfigError(None, f"{prefix}init", v, f"one of {', '.join(_INIT_METHODS)} or an existing PINK SOM file")
+
+
 def _stage(node, prefix: str) -> None:
     if node is None:
         return
@@ -297,6 +309,7 @@ def _stage(node, prefix: str) -> None:
     _int(node, prefix, "num_iter", optional=True)
     _int(node, prefix, "progress", optional=True)
     _choice(node, prefix, "inter_store")
+    _init(node, prefix)
     _geometry(node, prefix, optional=True)
 
 
@@ -367,6 +380,7 @@ def validate_train(cfg) -> None:
     if str(som.layout).lower() == "cartesian" and len(shape) > 3:
         raise ConfigError(None, "som.shape", shape, "1 to 3 sizes for a cartesian SOM")
     _geometry(som, "som.", optional=False)
+    _init(som, "som.")
     _data(cfg.data, ("sample", "file"))
     _runtime(cfg.runtime)
     _int(cfg, "", "metrics_sample", lo=0)
