@@ -47,6 +47,7 @@ from somtorch.cli.runner import (
     claim_run_dir,
     compose_checked,
     debug_requested,
+    fmt_figure,
     is_expected_error,
     log_to_file,
     override_value,
@@ -273,7 +274,8 @@ def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
                "rows_mapped": info["rows_mapped_total"],
                "memory_estimate": est.to_dict(mapper.auto_batch_size())}
     write_json(out / "map_summary.json", summary)
-    log.info(f"done: qe={metrics.get('qe')} te={metrics.get('te')}; mapping {mpath}, transform {tpath}")
+    log.info(f"done: qe={fmt_figure(metrics.get('qe'))} te={fmt_figure(metrics.get('te'))}; "
+             f"mapping {mpath}, transform {tpath}")
     return summary
 
 

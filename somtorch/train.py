@@ -79,6 +79,9 @@ from somtorch.cli.runner import (
     split_argv,
     tune_process,
 )
+from somtorch.cli.runner import (
+    fmt_figure as _fmt,
+)
 from somtorch.errors import ConfigError
 
 __all__ = ["run_training", "main", "resume_config", "RESUME_OPTIONS"]
@@ -100,16 +103,6 @@ _RUN_FILES = ("summary.json", "training_curves.png", "train.log", ".hydra/config
 
 def _say(msg: str) -> None:
     log.info(msg)
-
-
-def _fmt(v, digits: int = 4) -> str:
-    """A figure for the log: 4 significant digits (``0.1235``), ``-`` for none."""
-    if v is None:
-        return "-"
-    try:
-        return f"{float(v):.{digits}g}"
-    except (TypeError, ValueError):
-        return str(v)
 
 
 def _check_checkpoint(path: Path, stage: dict, seed: int) -> None:

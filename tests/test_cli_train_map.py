@@ -303,6 +303,11 @@ def test_map_into_a_used_folder_is_refused_untouched(reference_run, tmp_path, ca
     argv = [f"run_dir={reference_run}", "plots=false", f"hydra.run.dir={out}"]
     assert _run("map", argv) == 0
     assert (out / ".hydra" / "config.yaml").is_file() and (out / "map.log").is_file()
+    import re
+
+    done = re.search(r"done: qe=([0-9.e+-]+) te=([0-9.e+-]+);", (out / "map.log").read_text())
+    summ = json.loads((out / "map_summary.json").read_text())
+    assert done.group(1) == f"{summ['metrics']['qe']:.4g}" and done.group(2) == f"{summ['metrics']['te']:.4g}"
     before = _tree(out)
     capsys.readouterr()
     assert _run("map", argv) == 1

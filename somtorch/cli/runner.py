@@ -29,7 +29,7 @@ from somtorch.errors import ConfigError, OutputExistsError, SomtorchError
 __all__ = [
     "FLAG_PREFIXES", "debug_requested", "split_argv", "compose_checked", "check_known_keys",
     "describe_error", "report_error", "is_expected_error", "RunFolder", "claim_run_dir",
-    "save_run_config", "load_run_config", "log_to_file", "override_value", "progress_bar_wanted", "tune_process",
+    "save_run_config", "load_run_config", "log_to_file", "override_value", "progress_bar_wanted", "tune_process", "fmt_figure",
 ]
 
 #: argv entries Hydra treats as flags (--help, --cfg, -m, --config-dir ...), not overrides
@@ -288,6 +288,16 @@ def progress_bar_wanted(runtime) -> bool:
     if v is None:
         return bool(getattr(sys.stderr, "isatty", lambda: False)())
     return bool(v)
+
+
+def fmt_figure(v, digits: int = 4) -> str:
+    """A figure for a log line: ``digits`` significant digits (``0.1235``), ``-`` for none."""
+    if v is None:
+        return "-"
+    try:
+        return f"{float(v):.{digits}g}"
+    except (TypeError, ValueError):
+        return str(v)
 
 
 def tune_process() -> None:
