@@ -9,7 +9,7 @@ Usage
     python -m somtorch.map som=SOM.bin data=file data.path=new_images.bin runtime=cuda
     python -m somtorch.map som=SOM_B3.bin som_config=null numrot=360 data=file data.path=IMG.bin
     torchrun --nproc_per_node=4 -m somtorch.map som=SOM.bin data=file data.path=IMG.bin hydra.run.dir=out
-    python -m somtorch.map ... resume=true hydra.run.dir=out   # finish a crashed mapping
+    python -m somtorch.map resume=out           # finish a crashed mapping (with its saved config)
 
 Under ``torchrun`` every rank maps a contiguous shard of the images and writes its rows of the
 mapping/transform files in place (byte-identical to one process); rank 0 writes the tables and
@@ -46,6 +46,7 @@ from somtorch.cli.common import (
 from somtorch.cli.runner import (
     claim_run_dir,
     compose_checked,
+    console_logging,
     debug_requested,
     fmt_figure,
     is_expected_error,
@@ -53,7 +54,9 @@ from somtorch.cli.runner import (
     override_value,
     progress_bar_wanted,
     report_error,
+    resume_target,
     save_run_config,
+    saved_config_for_resume,
     split_argv,
     tune_process,
 )
@@ -64,6 +67,9 @@ __all__ = ["run_mapping", "main"]
 log = logging.getLogger("somtorch.map")
 
 PROG = "somtorch.map"
+#: options a resumed mapping may change: they do not change the result
+RESUME_OPTIONS = ("runtime.device", "runtime.threads", "runtime.progress_bar", "runtime.batch_size", "batch_size",
+                  "runtime.memory_limit", "runtime.dist_timeout_s", "plots", "debug", "resume", "overwrite")
 
 
 def _resolve_som(cfg) -> tuple[str, dict | None]:
@@ -310,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ``argv`` defaults to ``sys.argv[1:]``. Prints the mapping file's path as the last line of stdout.
     """
-    from somtorch.cli.schema import register, validate_map
+    from somtorch.cli.schema import MapConfig, register, validate_map
     from somtorch.distributed import shutdown
 
     argv = _rewrite_argv(list(sys.argv[1:] if argv is None else argv))
@@ -324,16 +330,26 @@ def main(argv: list[str] | None = None) -> int:
     tune_process()  # process-wide allocator settings belong to the program, not the library
     try:
         try:
-            if not flags:  # options checked before Hydra creates anything
+            target = resume_target(overrides)
+            if target is not None and not flags:  # finish that mapping with its saved config
+                cfg = saved_config_for_resume("map", MapConfig, target, overrides, RESUME_OPTIONS)
+                cfg.resume = True
+                restore = console_logging()
+                try:
+                    _RESULT["summary"] = run_mapping(cfg, target)
+                finally:
+                    restore()
+            elif not flags:  # options checked before Hydra creates anything
                 validate_map(compose_checked("map", overrides))
                 d = override_value(overrides, "hydra.run.dir")
                 _RESULT["existed"] = bool(d) and os.path.exists(d)
-            old = sys.argv[:]
-            sys.argv = [sys.argv[0] if sys.argv else PROG] + argv
-            try:
-                _hydra_entry()()
-            finally:
-                sys.argv = old
+            if target is None or flags:
+                old = sys.argv[:]
+                sys.argv = [sys.argv[0] if sys.argv else PROG] + argv
+                try:
+                    _hydra_entry()()
+                finally:
+                    sys.argv = old
             if "error" in _RESULT:
                 raise _RESULT["error"]
         except BaseException as e:

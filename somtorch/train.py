@@ -68,14 +68,16 @@ from somtorch.cli.common import (
 from somtorch.cli.runner import (
     claim_run_dir,
     compose_checked,
+    console_logging,
     debug_requested,
     is_expected_error,
-    load_run_config,
     log_to_file,
     override_value,
     progress_bar_wanted,
     report_error,
+    resume_target,
     save_run_config,
+    saved_config_for_resume,
     split_argv,
     tune_process,
 )
@@ -453,18 +455,6 @@ def _train_stages(run: _Run) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- resume
-def _flatten(d, prefix: str = "") -> dict:
-    out = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        if not d and prefix:
-            out[prefix[:-1]] = {}
-    else:
-        out[prefix[:-1]] = d
-    return out
-
-
 def resume_config(run_dir, overrides: list[str]):
     """The config to continue the run in ``run_dir`` with: its saved config, with ``overrides``.
 
@@ -472,60 +462,12 @@ def resume_config(run_dir, overrides: list[str]):
     config (repeating the original command is fine), else :class:`ConfigError` names the option.
     ``stop_after_images``/``stop_stage`` of the original run do not carry over.
     """
-    from omegaconf import OmegaConf
-
     from somtorch.cli.schema import TrainConfig
 
-    saved = load_run_config(run_dir, TrainConfig)
-    given = [o for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra."))]
-    base = to_plain(compose_checked("train", []))
-    asked = to_plain(compose_checked("train", given)) if given else base
-    flat_base, flat_asked, flat_saved = _flatten(base), _flatten(asked), _flatten(to_plain(saved))
-    touched = sorted(k for k in set(flat_base) | set(flat_asked) if flat_base.get(k, "<none>") != flat_asked.get(k, "<none>"))
-    allowed = [k for k in touched if k.startswith(RESUME_OPTIONS)]
-    for k in touched:
-        if k in allowed:
-            continue
-        if flat_saved.get(k, "<none>") != flat_asked.get(k, "<none>"):
-            raise ConfigError(None, k, flat_asked.get(k), f"{flat_saved.get(k)!r} as in the run being resumed",
-                              f"resume={run_dir} continues that run with its saved config "
-                              f"({Path(run_dir) / '.hydra' / 'config.yaml'}); start a new run to change it")
-    cfg = saved
-    OmegaConf.update(cfg, "stop_after_images", None)
-    OmegaConf.update(cfg, "stop_stage", None)
-    for k in allowed:
-        OmegaConf.update(cfg, k, OmegaConf.select(OmegaConf.create(asked), k), merge=False)
-    OmegaConf.update(cfg, "resume", str(Path(run_dir).resolve()))
+    cfg = saved_config_for_resume("train", TrainConfig, run_dir, overrides, RESUME_OPTIONS,
+                                  reset=("stop_after_images", "stop_stage"))
+    cfg.resume = str(Path(run_dir).resolve())
     return cfg
-
-
-def _resume_target(overrides: list[str]) -> str | None:
-    """The run folder named by ``resume=<folder>`` (or ``resume=true hydra.run.dir=<folder>``)."""
-    v = override_value(overrides, "resume")
-    if v is None or v.strip().lower() in ("false", "null", "none", "no", "0", ""):
-        return None
-    if v.strip().lower() in ("true", "yes", "1"):
-        d = override_value(overrides, "hydra.run.dir")
-        if not d:
-            raise ConfigError(None, "resume", v, "the run folder to continue: resume=<run folder>")
-        return d
-    return v
-
-
-def _console_logging():
-    """Log INFO records to stdout as Hydra's job logging does (for runs outside Hydra)."""
-    root = logging.getLogger()
-    old = (root.handlers[:], root.level)
-    h = logging.StreamHandler(sys.stdout)
-    h.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    root.handlers = [h]
-    root.setLevel(logging.INFO)
-
-    def restore():
-        root.handlers = old[0]
-        root.setLevel(old[1])
-
-    return restore
 
 
 # ---------------------------------------------------------------------------------------- entry
@@ -569,10 +511,10 @@ def main(argv: list[str] | None = None) -> int:
     tune_process()  # process-wide allocator settings belong to the program, not the library
     try:
         try:
-            target = _resume_target(overrides)
+            target = resume_target(overrides)
             if target is not None and not flags:
                 cfg = resume_config(target, overrides)
-                restore = _console_logging()
+                restore = console_logging()
                 try:
                     _RESULT["summary"] = run_training(cfg, target, resume=True)
                 finally:

@@ -405,3 +405,36 @@ def test_expected_failures_read_as_one_line():
     assert describe_error(OutputExistsError("a\nb")) == "a b"
     assert all(is_expected_error(e) for e in (full, oom, MemoryError(), OutputExistsError("x")))
     assert not is_expected_error(ZeroDivisionError()) and not is_expected_error(KeyError("k"))
+
+
+def test_map_after_a_full_disk_resumes_with_its_saved_config(reference_run, tmp_path, capsys, monkeypatch):
+    """A mapping that runs out of disk ends with one line and keeps its partial outputs;
+    ``resume=<folder>`` alone finishes it, byte-identical to an uninterrupted mapping."""
+    import errno
+
+    ref = tmp_path / "ref"
+    base = [f"run_dir={reference_run}", "plots=false", "batch_size=2"]
+    assert _run("map", base + [f"hydra.run.dir={ref}"]) == 0
+    real, count = os.pwrite, {"n": 0}
+
+    def pwrite(fd, data, offset):
+        count["n"] += 1
+        if count["n"] > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data, offset)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    capsys.readouterr()
+    assert _run("map", base + [f"hydra.run.dir={out}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("somtorch.map: error: No space left on device while writing") and len(err) == 2
+    monkeypatch.setattr(os, "pwrite", real)
+    assert not (out / "mapping.bin").exists() and (out / ".hydra" / "config.yaml").is_file()
+    saved = (out / ".hydra" / "config.yaml").read_bytes()
+    assert _run("map", [f"resume={out}", "runtime.threads=1"]) == 0
+    for f in ("mapping.bin", "transform.bin", "bmu.csv"):
+        assert (out / f).read_bytes() == (ref / f).read_bytes(), f
+    assert (out / ".hydra" / "config.yaml").read_bytes() == saved
+    assert _run("map", [f"resume={out}", "numrot=4"]) == 1  # would change the result
+    assert "field 'numrot': found 4" in capsys.readouterr().err

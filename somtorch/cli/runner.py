@@ -29,7 +29,8 @@ from somtorch.errors import ConfigError, OutputExistsError, SomtorchError
 __all__ = [
     "FLAG_PREFIXES", "debug_requested", "split_argv", "compose_checked", "check_known_keys",
     "describe_error", "report_error", "is_expected_error", "RunFolder", "claim_run_dir",
-    "save_run_config", "load_run_config", "log_to_file", "override_value", "progress_bar_wanted", "tune_process", "fmt_figure",
+    "save_run_config", "load_run_config", "log_to_file", "override_value", "progress_bar_wanted", "tune_process", "fmt_figure", "resume_target",
+    "saved_config_for_resume", "console_logging",
 ]
 
 #: argv entries Hydra treats as flags (--help, --cfg, -m, --config-dir ...), not overrides
@@ -307,6 +308,85 @@ def tune_process() -> None:
     from somtorch.engine._malloc import tune_malloc
 
     tune_malloc()
+
+
+def _flatten(d, prefix: str = "") -> dict:
+    out = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        if not d and prefix:
+            out[prefix[:-1]] = {}
+    else:
+        out[prefix[:-1]] = d
+    return out
+
+
+def resume_target(overrides: list[str]) -> str | None:
+    """The run folder named by ``resume=<folder>`` (or ``resume=true hydra.run.dir=<folder>``)."""
+    v = override_value(overrides, "resume")
+    if v is None or v.strip().lower() in ("false", "null", "none", "no", "0", ""):
+        return None
+    if v.strip().lower() in ("true", "yes", "1"):
+        d = override_value(overrides, "hydra.run.dir")
+        if not d:
+            raise ConfigError(None, "resume", v, "the run folder to continue: resume=<run folder>")
+        return d
+    return v
+
+
+def saved_config_for_resume(config_name: str, schema, run_dir, overrides: list[str], allowed_prefixes,
+                            reset=()):
+    """A run's saved config (:func:`load_run_config`) with the command line's ``overrides`` checked.
+
+    Overrides of options starting with one of ``allowed_prefixes`` (those that do not change the
+    result) take effect; any other override must agree with the saved config (so the original
+    command may be repeated), else :class:`ConfigError` names the option. ``reset`` options are
+    set to null (one-off options of the original run).
+    """
+    from omegaconf import OmegaConf
+
+    saved = load_run_config(run_dir, schema)
+    given = [o for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra."))]
+    base = _plain(compose_checked(config_name, []))
+    asked = _plain(compose_checked(config_name, given)) if given else base
+    flat_base, flat_asked, flat_saved = _flatten(base), _flatten(asked), _flatten(_plain(saved))
+    touched = sorted(k for k in set(flat_base) | set(flat_asked)
+                     if flat_base.get(k, "<none>") != flat_asked.get(k, "<none>"))
+    allowed = [k for k in touched if k.startswith(tuple(allowed_prefixes))]
+    for k in touched:
+        if k not in allowed and flat_saved.get(k, "<none>") != flat_asked.get(k, "<none>"):
+            raise ConfigError(None, k, flat_asked.get(k), f"{flat_saved.get(k)!r} as in the run being resumed",
+                              f"resume={run_dir} continues that run with its saved config "
+                              f"({Path(run_dir) / '.hydra' / 'config.yaml'}); start a new run to change it")
+    for k in reset:
+        OmegaConf.update(saved, k, None)
+    for k in allowed:
+        OmegaConf.update(saved, k, OmegaConf.select(OmegaConf.create(asked), k), merge=False)
+    return saved
+
+
+def _plain(cfg):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def console_logging():
+    """Log INFO records to stdout as Hydra's job logging does, for a run outside Hydra; returns a
+    function that restores the previous logging setup."""
+    root = logging.getLogger()
+    old_handlers, old_level = root.handlers[:], root.level
+    h = logging.StreamHandler(sys.stdout)
+    h.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root.handlers = [h]
+    root.setLevel(logging.INFO)
+
+    def restore():
+        root.handlers = old_handlers
+        root.setLevel(old_level)
+
+    return restore
 
 
 def log_to_file(path) -> logging.Handler:
