@@ -331,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             target = resume_target(overrides)
+            if (target is not None and not (Path(target) / ".hydra" / "config.yaml").exists()
+                    and str(override_value(overrides, "resume")).lower() in ("true", "yes", "1")):
+                target = None  # partial files without a saved config: resume with the options given
             if target is not None and not flags:  # finish that mapping with its saved config
                 cfg = saved_config_for_resume("map", MapConfig, target, overrides, RESUME_OPTIONS)
                 cfg.resume = True
