@@ -43,7 +43,9 @@ def _run(cmd, cwd):
 def files(tmp_path):
     x = torch.rand(50, 1, 16, 16, generator=torch.Generator().manual_seed(4))
     write_images(tmp_path / "img.bin", x.numpy())
-    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4), init="random", seed=5)
+    # PINK's geometry (neuron side 23 for 16-pixel images): the SOM somtorch.pink reads by default
+    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4, convention="pink"),
+                               init="random", seed=5)
     som.save_pink(tmp_path / "som.bin")
     return tmp_path
 
@@ -92,7 +94,8 @@ def test_map_cli_resume_maps_only_missing_rows(files, monkeypatch):
     _run([PY, *_map_args(d, d / "ref")], d)
     out = d / "crashed"
     out.mkdir()
-    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4), init=str(d / "som.bin"))
+    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4, convention="pink"),
+                               init=str(d / "som.bin"))
     real, calls = os.pwrite, [0]
 
     def pwrite(fd, data, offset):  # the disk fills up after a few batches
