@@ -66,9 +66,12 @@ class OnlineStep:
         self.device = self.w.device
         self.cuda = self.device.type == "cuda"
         n = factors.shape[0]
-        # per best match: the neurons that move (PINK skips factor 0), and their factor column
+        # per best match: the neurons that move (PINK skips factor 0) and their factor column.
+        # Where at least half of them move (a gaussian's tail underflows to 0 on big SOMs), every
+        # neuron is updated: c - (c - x) * 0 = c exactly for finite data, and one pass over all
+        # neurons is cheaper than gathering and scattering the movers.
         moving = factors != 0
-        self.all_move = moving.all(dim=1).tolist()
+        self.all_move = (moving.sum(dim=1) * 2 >= n).tolist()
         self._sel = [None if self.all_move[i] else torch.nonzero(moving[i]).flatten() for i in range(n)]
         self._fcol = [factors[i].view(-1, 1, 1, 1) for i in range(n)]
         self.images = None
@@ -156,8 +159,7 @@ class DenseStep(OnlineStep):
             self.wf.copy_(self.wwin)
         else:
             torch.mul(self.wwin, self.mask, out=self.wf)
-        # region norms as N one-row products: one kernel, no temporary
-        torch.bmm(self.wf2.unsqueeze(1), self.wf2.unsqueeze(2), out=self.wnorm.view(-1, 1, 1))
+        torch.linalg.vecdot(self.wf2, self.wf2, out=self.wnorm)
 
     def _tables(self) -> None:
         """Row tables of the bank (see :meth:`prepare`), built once.
@@ -212,7 +214,12 @@ class DenseStep(OnlineStep):
         for n, (side, cr) in enumerate(self._cvs):
             src = base if side == 0 else base.transpose(-2, -1)
             bank[:, n].copy_(torch.flip(src, dims=(-1,)) if cr else src)
-        self.bank_rows = bank.view(b, -1, nd)  # (B, ncv*k*C*nd, nd)
+        rows = bank.view(b, -1, nd)  # (B, ncv*k*C*nd, nd)
+        # the per-image gather's source: whole transformations (B, T, C, nd, nd) when there are
+        # fewer of them than neurons (one batched row gather here, N whole copies per image),
+        # else the bank's rows (N * C * nd rows gathered per image)
+        self.whole = self._t < self.w.shape[0]
+        self.src = rows.index_select(1, self._rows.view(-1)).view(b, self._t, c, nd, nd) if self.whole else rows
         lo, hi = self.lo, self.hi
         u, t = hi - lo, self._t
         win = bank[..., lo:hi, lo:hi].reshape(b, -1, u)  # (B, ncv*k*C*u, u)
@@ -234,11 +241,11 @@ class DenseStep(OnlineStep):
         if st is None or st["xf"].shape[0] < b:
             self._graph = {}  # graphs read the old buffers: capture again
             st = self._static = {"xf": torch.empty_like(self.xf), "rcol": torch.empty_like(self.rcol),
-                                 "rows": torch.empty_like(self.bank_rows),
+                                 "src": torch.empty_like(self.src),
                                  "best": torch.zeros(b, dtype=torch.int64, device=self.device)}
-        for key, val in (("xf", self.xf), ("rcol", self.rcol), ("rows", self.bank_rows)):
+        for key, val in (("xf", self.xf), ("rcol", self.rcol), ("src", self.src)):
             st[key][:b].copy_(val)
-        self.xf, self.rcol, self.bank_rows = st["xf"], st["rcol"], st["rows"]
+        self.xf, self.rcol, self.src = st["xf"], st["rcol"], st["src"]
 
     def _capture(self, b: int):
         """Record image position ``b``'s step as a CUDA graph (after two warm-up steps on a side
@@ -298,8 +305,11 @@ class DenseStep(OnlineStep):
         best = torch.argmin(dmin)
         if not self.cuda:
             best = int(best)
-        rows_b, table, shape = self.bank_rows[b], self._rows, self.w.shape[1:]
-        self._update(best, tb, lambda t: rows_b.index_select(0, table.index_select(0, t).view(-1)).view(-1, *shape))
+        src_b, table, shape = self.src[b], self._rows, self.w.shape[1:]
+        if self.whole:
+            self._update(best, tb, lambda t: src_b.index_select(0, t))
+        else:
+            self._update(best, tb, lambda t: src_b.index_select(0, table.index_select(0, t).view(-1)).view(-1, *shape))
         self.refresh()
         return best
 
