@@ -40,7 +40,7 @@ def run(n_sources: int = 500, som_side: int = 6, seed: int = 0, image_size: int 
     import torch
     from astropy.coordinates import SkyCoord
 
-    from somtorch.cli.common import preprocess_cutouts
+    from somtorch.datasets import preprocess_cutouts
     from somtorch.collation import (
         Action,
         FilterSet,

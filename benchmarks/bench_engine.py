@@ -125,6 +125,10 @@ def _child(args: dict) -> dict:
     dev = torch.device(args["device"])
     if args.get("threads"):
         torch.set_num_threads(args["threads"])
+    if dev.type == "cpu":
+        from somtorch.engine import tune_malloc
+
+        tune_malloc()  # as the command-line programs do (engine._malloc)
     mode = args["mode"]
     d, side, numrot = _case(args["size"])
     som = RotationInvariantSOM(Lattice("cartesian", (side, side)), SOMGeometry(d, numrot=numrot), init="random",
@@ -197,7 +201,7 @@ def _profile(args: dict) -> dict:
     if args.get("threads"):
         torch.set_num_threads(args["threads"])
     if dev.type == "cpu":
-        tune_malloc()  # as Trainer.fit does
+        tune_malloc()  # as the command-line programs do
     d, side, numrot = _case(args["size"])
     # the parity path's steps (engine.online.ParityStep); the dense step is ~12 operations per image
     som = RotationInvariantSOM(Lattice("cartesian", (side, side)), SOMGeometry(d, numrot=numrot), init="random",

@@ -152,11 +152,10 @@ def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
     import torch
 
     from somtorch import distributed as sd
-    from somtorch.engine import Mapper, RotationInvariantSOM, SOMGeometry
+    from somtorch.engine import Mapper, RotationInvariantSOM
     from somtorch.engine.memory import estimate_memory, fit_batch_size, memory_budget
     from somtorch.engine.metrics import metrics_from_parts, topographic_flags
-    from somtorch.geometry import Lattice
-    from somtorch.io import Transform, read_images_header, read_mapping, read_som
+    from somtorch.io import Transform, read_images_header, read_mapping
 
     runtime = cfg.get("runtime")
     rt = to_plain(runtime) or {}
@@ -208,14 +207,9 @@ def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
                               "the images do not have the size the SOM was trained on")
         som = RotationInvariantSOM.from_config_dict(som_cfg, init=som_path, **overrides)
     else:
-        w, h = read_som(som_path)
-        lat = Lattice.from_header(h.som_dims, num_neurons=w.shape[0])
-        nd = int(w.shape[-1])
-        # a SOM file without its run config: native geometry where the sizes allow it (exactly
-        # invariant), PINK's where the file's neuron side has the other parity (a PINK SOM)
-        geo = SOMGeometry(image_dim, channels, numrot=int(cfg.get("numrot") or 360), neuron_dim=nd,
-                          convention="native" if (nd - image_dim) % 2 == 0 else "pink")
-        som = RotationInvariantSOM(lat, geo, init=w, **overrides)
+        # a SOM file without its run config (e.g. written by PINK): geometry from its neuron side
+        som = RotationInvariantSOM.from_pink_file(som_path, image_dim=image_dim, channels=channels,
+                                                  numrot=int(cfg.get("numrot") or 360), config=False, **overrides)
     lat = som.lattice
     log.info(f"mapping {ih.n_images} images ({images}) onto {som_path} [{lat.describe()}, "
              f"numrot={som.geometry.numrot}] on {device}; outputs in {out}")

@@ -130,7 +130,7 @@ class TrainConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     resume: Any = None
     overwrite: bool = False
-    metrics_sample: int = 256
+    metrics_sample: int = 64
     checkpoint_every: Optional[int] = None
     plots: bool = True
     stop_after_images: Optional[int] = None

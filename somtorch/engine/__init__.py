@@ -1,5 +1,6 @@
 """The SOM engine: distances under rotations/flips, online training, mapping and metrics."""
 
+from somtorch.engine._malloc import tune_malloc
 from somtorch.engine.batch import BatchTrainer
 from somtorch.engine.data import ImageSource, as_image_source
 from somtorch.engine.distance import DistanceEngine, best_match
@@ -13,5 +14,5 @@ __all__ = [
     "ImageSource", "as_image_source", "DistanceEngine", "best_match", "Mapper", "MappingResult",
     "precision_agreement", "quality_metrics", "quantization_error", "topographic_error",
     "Neighbourhood", "neighbourhood_function", "INIT_METHODS", "RotationInvariantSOM", "SOMGeometry",
-    "Trainer", "TrainingHistory", "progress_ticks", "shuffle_order", "BatchTrainer",
+    "Trainer", "TrainingHistory", "progress_ticks", "shuffle_order", "BatchTrainer", "tune_malloc",
 ]

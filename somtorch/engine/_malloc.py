@@ -10,7 +10,10 @@ glibc's mmap and trim thresholds (``mallopt``) once per process so that such buf
 recycled. Numbers are unchanged (only where memory comes from); freed memory is kept by the
 process for reuse instead of being returned to the system at once.
 
-Set ``SOMTORCH_MALLOC_TUNING=0`` to leave the allocator alone. Non-glibc platforms are untouched.
+The setting is process-wide, so library calls leave it alone: the command-line programs
+(``somtorch.train``, ``somtorch.map``, ``somtorch.pink``) call it at start, and a notebook or script
+training large problems can call ``somtorch.engine.tune_malloc()`` once. Set
+``SOMTORCH_MALLOC_TUNING=0`` to leave the allocator alone. Non-glibc platforms are untouched.
 """
 
 from __future__ import annotations

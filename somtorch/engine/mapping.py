@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 
-from somtorch.engine._malloc import tune_malloc
 from somtorch.engine.data import as_image_source, check_finite, open_for_som
 from somtorch.engine.distance import best_match
 from somtorch.engine.som import RotationInvariantSOM
@@ -106,8 +105,6 @@ class Mapper:
         if not isinstance(rows, range) or rows.step != 1:
             raise ConfigError(None, "rows", rows, "a contiguous range of image indices")
         bs = self.auto_batch_size()
-        if som.device.type == "cpu":
-            tune_malloc()  # recycle the large per-batch buffers (see engine._malloc)
         eng = som.engine
         wv = wnorm = wf = None
         if som.arithmetic == "pink":

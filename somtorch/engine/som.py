@@ -234,11 +234,63 @@ class RotationInvariantSOM(nn.Module):
         return w
 
     @classmethod
-    def from_pink_file(cls, path, lattice: Lattice, geometry: SOMGeometry, **kwargs) -> RotationInvariantSOM:
-        """Load a PINK SOM file (checked against the lattice and geometry)."""
+    def from_pink_file(cls, path, lattice: Lattice | None = None, geometry: SOMGeometry | None = None, *,
+                       image_dim: int | None = None, channels: int | None = None, numrot: int = 360,
+                       flip: bool = True, config=None, **kwargs) -> RotationInvariantSOM:
+        """Load a PINK SOM file; for a SOM written by ``somtorch.train`` the path is enough.
+
+        Parameters
+        ----------
+        path : PINK SOM file.
+        lattice : Lattice, optional
+            Default: from the file's header (cartesian, or hexagonal when the neuron count says so).
+        geometry : SOMGeometry, optional
+            Default: from ``config``, else from the file's neuron side with ``image_dim``,
+            ``channels`` (default: the file's), ``numrot`` and ``flip`` -- the native convention
+            where the sizes keep exact invariance, PINK's where the neuron side has the other parity
+            than ``image_dim`` (a SOM written by PINK with its default sizes).
+        config : dict, path or False, optional
+            A :meth:`config_dict` (``somtorch.train`` writes it as ``som_config.json`` beside the
+            SOM, which is read by default when neither lattice nor geometry is given); ``False``
+            ignores such a file.
+        **kwargs : engine options (``device``, ``precision``, ``arithmetic``, ...).
+
+        Examples
+        --------
+        >>> som = RotationInvariantSOM.from_pink_file("run/stage3/som.bin")  # doctest: +SKIP
+        >>> som = RotationInvariantSOM.from_pink_file("pink_som.bin", image_dim=64, numrot=360)  # doctest: +SKIP
+        """
+        import json
+        from pathlib import Path
+
+        from somtorch.io import read_som
+
+        if config is None and lattice is None and geometry is None:
+            cand = Path(path).with_name("som_config.json")
+            config = cand if cand.exists() else None
+        if isinstance(config, (str, os.PathLike)):
+            with open(config) as f:
+                config = json.load(f)
+        if config:
+            return cls.from_config_dict(config, init=path, **kwargs)
+        w, header = read_som(path)
+        if lattice is None:
+            lattice = Lattice.from_header(header.som_dims, num_neurons=w.shape[0])
+        if geometry is None:
+            if image_dim is None:
+                raise ConfigError(path, "image_dim", None, "the side of the images the SOM was trained on",
+                                  "there is no som_config.json beside the file; pass image_dim= (and numrot=)")
+            nd = int(w.shape[-1])
+            geometry = SOMGeometry(int(image_dim), int(channels or w.shape[1]), numrot=numrot, flip=flip,
+                                   neuron_dim=nd, convention="native" if (nd - int(image_dim)) % 2 == 0 else "pink")
         return cls(lattice, geometry, init=path, **kwargs)
 
     # ------------------------------------------------------------------ properties
+    @property
+    def weights(self) -> torch.Tensor:
+        """The neuron images ``(N, C, nd, nd)``: PYINK's name (``somtorch.SOM.weights``) for :attr:`weight`."""
+        return self.weight
+
     @property
     def num_neurons(self) -> int:
         return self.lattice.num_neurons

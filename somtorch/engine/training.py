@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from somtorch.engine._malloc import tune_malloc
 from somtorch.engine.data import check_finite, open_for_som
 from somtorch.engine.metrics import quality_metrics
 from somtorch.engine.neighbourhood import Neighbourhood
@@ -157,7 +156,7 @@ class Trainer:
     def __init__(self, som: RotationInvariantSOM, neighbourhood: Neighbourhood | None = None,
                  num_iter: int = 1, shuffle: bool = True, seed: int | None = None, rng: str | None = None,
                  batch_size: int | None = None, progress: bool = False, progress_steps: int = 10,
-                 inter_store: str | None = None, inter_store_path=None, metrics_sample: int = 256,
+                 inter_store: str | None = None, inter_store_path=None, metrics_sample: int = 64,
                  checkpoint_path=None, checkpoint_every: int | None = None, handle_signals: bool = True,
                  stage_name: str = "stage", step: str = "auto"):
         if num_iter < 1:
@@ -285,8 +284,6 @@ class Trainer:
         if n == 0:
             raise ConfigError(None, "data", 0, "at least one image (Number of data entries must be larger than 0.)")
         dev = som.device
-        if dev.type == "cpu":
-            tune_malloc()  # recycle the large per-step buffers (see engine._malloc)
         factors = som.factors(self.neighbourhood)
         ticks_total = n * self.num_iter
         pticks = set(progress_ticks(ticks_total, self.progress_steps))
