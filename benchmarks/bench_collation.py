@@ -40,7 +40,6 @@ def run(n_sources: int = 500, som_side: int = 6, seed: int = 0, image_size: int 
     import torch
     from astropy.coordinates import SkyCoord
 
-    from somtorch.datasets import preprocess_cutouts
     from somtorch.collation import (
         Action,
         FilterSet,
@@ -49,7 +48,7 @@ def run(n_sources: int = 500, som_side: int = 6, seed: int = 0, image_size: int 
         Sorter,
         annotate_from_truth,
     )
-    from somtorch.datasets import SkyConfig, generate_sky, render_cutouts
+    from somtorch.datasets import SkyConfig, generate_sky, preprocess_cutouts, render_cutouts
     from somtorch.engine import Mapper, Neighbourhood, RotationInvariantSOM, SOMGeometry, Trainer
     from somtorch.geometry import Lattice
 

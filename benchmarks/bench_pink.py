@@ -70,16 +70,21 @@ def _timed(cmd: list[str], cwd: str) -> float:
     return dt
 
 
+THREADS = os.cpu_count() or 1  # both programs get every core (PINK's default; somtorch's CLIs
+# would take the idle cores only)
+
+
 def _options(side: int, numrot: int) -> list[str]:
     return ["--som-width", str(side), "--som-height", str(side), "-n", str(numrot), "--init", "random",
-            "--num-iter", "1"]
+            "--num-iter", "1", "--numthreads", str(THREADS)]
 
 
 def _commands(prog: list[str], mode: str, data: str, side: int, numrot: int, tag: str) -> list[str]:
     if mode == "train":
         return prog + ["--train", data, f"som_{tag}.bin"] + _options(side, numrot)
     return prog + ["--map", data, f"map_{tag}.bin", f"som_{tag}_ref.bin", "--som-width", str(side),
-                   "--som-height", str(side), "-n", str(numrot), "--store-rot-flip", f"rf_{tag}.bin"]
+                   "--som-height", str(side), "-n", str(numrot), "--store-rot-flip", f"rf_{tag}.bin",
+                   "--numthreads", str(THREADS)]
 
 
 _RUN = [0]
@@ -91,7 +96,7 @@ def _hydra_train(data: str, side: int, numrot: int, tmp: str) -> list[str]:
     return [sys.executable, "-m", "somtorch.train", "data=file", f"data.path={data}", "+stage=demo",
             f"stage.numrot={numrot}", "stage.num_iter=1", "stage.dist_func=gaussian", "stage.sigma=1.1",
             "stage.damping=0.2", "stage.progress=1", f"som.shape=[{side},{side}]", "metrics_sample=0",
-            "plots=false", f"hydra.run.dir={os.path.join(tmp, f'hydra_{_RUN[0]}')}"]
+            "plots=false", f"runtime.threads={THREADS}", f"hydra.run.dir={os.path.join(tmp, f'hydra_{_RUN[0]}')}"]
 
 
 def gemm_bound(d: int, side: int, numrot: int) -> dict:

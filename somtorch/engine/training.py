@@ -127,7 +127,7 @@ class Trainer:
         Shuffle generator; defaults to ``som.rng``.
     batch_size : int, optional
         Images whose transformations are generated together (memory/speed trade-off only; the
-        result does not depend on it). Default: for the dense step, ~32 MB of transformation
+        result does not depend on it). Default: for the dense step, ~16 MB of transformation
         banks on CPU and ~256 MB on a GPU; for the parity step, as many as keep their features
         cache-resident on CPU (:meth:`~somtorch.engine.distance.DistanceEngine.cache_batch`) and
         ~256 MB of features on a GPU; at most 64.
@@ -198,8 +198,8 @@ class Trainer:
             per_image = self.som.num_transforms * eng.num_region_pixels * g.channels * 4
             return int(max(1, min(64, (256 << 20) // max(per_image, 1))))
         dense = self.step == "dense" or (self.step == "auto" and step_kind(self.som, "auto") == "dense")
-        if dense:  # a batch's full transformation banks: ~32 MB on CPU, ~256 MB on a GPU
-            budget = (32 << 20) if self.som.device.type == "cpu" else (256 << 20)
+        if dense:  # a batch's full transformation banks: ~16 MB on CPU, ~256 MB on a GPU
+            budget = (16 << 20) if self.som.device.type == "cpu" else (256 << 20)
             return int(max(1, min(64, budget // max(dense_bank_bytes(self.som), 1))))
         if self.som.device.type != "cpu":  # GPU: bigger batches, ~256 MB of features
             return int(max(1, min(64, (256 << 20) // max(eng.feature_bytes(g.channels), 1))))
