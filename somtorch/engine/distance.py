@@ -485,10 +485,9 @@ def _assign_exact(dsq: torch.Tensor, pending: list) -> None:
     d2 = np.ascontiguousarray(np.square((wa - xa).astype(np.float64)).T)
     acc = np.zeros(len(xa), dtype=np.float64)
     acc32 = np.zeros(len(xa), dtype=np.float32)
-    for row in d2:
-        np.add(acc, row, out=acc)
+    for row in d2:  # two calls a pixel: the float32 sum read exactly into double, then rounded
+        np.add(acc32, row, out=acc)
         acc32[...] = acc
-        acc[...] = acc32
     vals = torch.from_numpy(acc32).to(dsq.device)
     k = 0
     for b, tt, nn_, _, _ in pending:

@@ -89,6 +89,20 @@ class OnlineStep:
         """Recompute the neuron-side caches after the weights were changed from outside."""
 
     # ------------------------------------------------------------------ shared pieces
+    @staticmethod
+    def _near_ties(d: torch.Tensor, dmin: torch.Tensor, rmax: torch.Tensor, wnorm: torch.Tensor) -> bool:
+        """Could PINK's tie rules pick differently for distances ``d (T, N)``?
+
+        True when some neuron has a second transformation, or the best neuron a second neuron,
+        within twice :class:`~somtorch.engine.distance.TieResolver`'s band (with the largest
+        neuron norm: a superset of its candidates, so rounding of the comparison cannot lose
+        one); the resolver then decides exactly. Counting entries in the band is one pass:
+        every neuron's minimum is in it, so more than ``N + 1`` entries means a near-tie.
+        """
+        tol = (rmax + wnorm.max()) * (2.0 * TIE_RTOL)
+        cnt = torch.count_nonzero(d <= dmin + tol) + torch.count_nonzero(dmin <= dmin.min() + tol)
+        return int(cnt) > d.shape[1] + 1
+
     def _select_and_update(self, b: int, dsq: torch.Tensor) -> int:
         """Best matches from ``dsq (1, T, N)`` (PINK's tie rules), then the update with the needed
         transformations of image ``b`` sampled on demand
@@ -276,18 +290,6 @@ class DenseStep(OnlineStep):
             d = self.eng._mm(self.xf[b].unsqueeze(0), self.wf2.T)[0].float().mul_(-2.0).add_(self.rcol[b])
         return d.add_(self.wnorm).clamp_min_(0)
 
-    def _near_ties(self, b: int, d: torch.Tensor, dmin: torch.Tensor) -> bool:
-        """Could PINK's tie rules pick differently? A superset of
-        :meth:`~somtorch.engine.distance.TieResolver.candidates` (twice its band, so rounding of
-        the comparison cannot lose a candidate); the resolver then decides exactly."""
-        tol = (self.rmax[b] + self.wnorm).mul_(2.0 * TIE_RTOL)
-        two = torch.topk(d, 2, dim=0, largest=False).values  # (2, N)
-        g2 = torch.topk(dmin, 2, largest=False).values if dmin.numel() > 1 else None
-        near = ((two[1] - two[0]) <= tol).any()
-        if g2 is not None:
-            near = near | ((g2[1] - g2[0]) <= tol.max())
-        return bool(near)
-
     def step(self, b: int):
         if self.graphs:
             graph = self._graph.get(b)
@@ -298,7 +300,7 @@ class DenseStep(OnlineStep):
     def _step(self, b: int):
         d = self._distances(b)
         dmin, tb = torch.min(d, dim=0)  # lowest transformation index among equal minima
-        if self.ties and self._near_ties(b, d, dmin):
+        if self.ties and self._near_ties(d, dmin, self.rmax[b], self.wnorm):
             d = self.eng.resolve_ties(self.images[b:b + 1], d.unsqueeze(0), self.w, self.rnorm[b:b + 1],
                                       self.wnorm)[0]
             dmin, tb = torch.min(d, dim=0)
@@ -327,12 +329,14 @@ class ParityStep(OnlineStep):
     def prepare(self, images: torch.Tensor) -> None:
         self.images = images
         self.xr, self.rnorm = self.eng.base_features(images)
+        self.rmax = self.rnorm.amax(dim=1)
 
     def step(self, b: int):
         eng = self.eng
         dsq = eng.sq_distances_fast(self.xr[b:b + 1], self.rnorm[b:b + 1], self.wv, self.wnorm)
-        best = self._select_and_update(b, eng.resolve_ties(self.images[b:b + 1], dsq, self.w,
-                                                           self.rnorm[b:b + 1], self.wnorm))
+        if eng.tie_break == "pink" and self._near_ties(dsq[0], dsq[0].amin(dim=0), self.rmax[b], self.wnorm):
+            dsq = eng.resolve_ties(self.images[b:b + 1], dsq, self.w, self.rnorm[b:b + 1], self.wnorm)
+        best = self._select_and_update(b, dsq)
         sel = self._sel[best]
         if sel is None:
             self.refresh()
