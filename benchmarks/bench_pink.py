@@ -120,7 +120,7 @@ def gemm_bound(d: int, side: int, numrot: int) -> dict:
 
 
 def run_case(name: str, pink: str | None, rounds: int, ours_factor: int, tmp: str, modes: list[str],
-             hydra: bool = False) -> dict:
+             hydra: bool = False, tie_none: bool = False) -> dict:
     d, side, numrot, n2 = CASES[name]
     n1 = max(1, n2 // 4)
     ours = (n1 * ours_factor, n2 * ours_factor)
@@ -143,6 +143,12 @@ def run_case(name: str, pink: str | None, rounds: int, ours_factor: int, tmp: st
                 cmd_b = _commands(prog, mode, files[b], side, numrot, tag if mode == "train" else ref)
                 ta, tb = _timed(cmd_a, tmp), _timed(cmd_b, tmp)
                 rates.setdefault((who, mode), []).append((b - a) / max(tb - ta, 1e-9))
+            if tie_none and mode == "train":  # the drop-in without PINK's exact near-tie re-evaluation
+                a, b = ours
+                cmd = [*drop, "--tie-break", "none"]
+                ta = _timed(_commands(cmd, mode, files[a], side, numrot, f"{name}_tn"), tmp)
+                tb = _timed(_commands(cmd, mode, files[b], side, numrot, f"{name}_tn"), tmp)
+                rates.setdefault(("tienone", mode), []).append((b - a) / max(tb - ta, 1e-9))
             if hydra and mode == "train":  # the same training through the Hydra program
                 a, b = ours
                 ta = _timed(_hydra_train(files[a], side, numrot, tmp), tmp)
@@ -170,6 +176,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--ours-factor", type=int, default=8, help="somtorch gets this many times PINK's images")
     p.add_argument("--hydra", action="store_true", help="also time training through python -m somtorch.train")
+    p.add_argument("--tie-none", action="store_true", help="also time drop-in training with --tie-break none")
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     a = p.parse_args(argv)
     pink = None if a.no_pink else a.pink
@@ -182,7 +189,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.cases.split(","):
-            r = run_case(name, pink, a.rounds, a.ours_factor, tmp, a.modes.split(","), a.hydra)
+            r = run_case(name, pink, a.rounds, a.ours_factor, tmp, a.modes.split(","), a.hydra, a.tie_none)
             rows.append(r)
             print(json.dumps(r), flush=True)
     table = _table(rows)
@@ -197,13 +204,14 @@ def main(argv=None) -> int:
 
 
 def _table(rows: list[dict]) -> str:
-    head = ("| case (image/SOM/rotations) | PINK train | somtorch train | × | Hydra train | PINK map "
-            "| somtorch map | × | GEMM GFLOP/s | train / bound | map / bound |\n|" + "---|" * 11)
+    head = ("| case (image/SOM/rotations) | PINK train | somtorch train | × | `--tie-break none` | Hydra train "
+            "| PINK map | somtorch map | × | GEMM GFLOP/s | train / bound | map / bound |\n|" + "---|" * 12)
     lines = [head]
     for r in rows:
-        lines.append("| {case} | {pt} | {st} | {xt} | {ht} | {pm} | {sm} | {xm} | {g} | {bt} | {bm} |".format(
+        lines.append("| {case} | {pt} | {st} | {xt} | {tn} | {ht} | {pm} | {sm} | {xm} | {g} | {bt} | {bm} |".format(
             case=f"{r['image']}×{r['image']} / {r['som']} / {r['numrot']}", pt=r.get("pink_train", "–"),
             st=r.get("somtorch_train", "–"), xt=r.get("x_train", "–"), ht=r.get("hydra_train", "–"),
+            tn=r.get("tienone_train", "–"),
             pm=r.get("pink_map", "–"),
             sm=r.get("somtorch_map", "–"), xm=r.get("x_map", "–"), g=r["gemm_gflops"],
             bt=r.get("bound_train", "–"), bm=r.get("bound_map", "–")))

@@ -371,6 +371,7 @@ def _train(a: PinkArgs, h: dict, lat, geo, device) -> None:
     if init not in ("zero", "random", "random_with_preferred_direction"):
         init, comments_raw = _read_som_file(a.init, lat, geo)
     som = RotationInvariantSOM(lat, geo, init=init, seed=a.seed, rng="pink", arithmetic=a.arithmetic,
+                               tie_break=a.tie_break,
                                device=device)
     nb = Neighbourhood(a.dist_func, a.sigma, a.damping, a.max_update_distance)
     trainer = _make_trainer_class()(
@@ -402,6 +403,7 @@ def _map(a: PinkArgs, h: dict, lat, geo, device) -> None:
         check_output_path(a.store_rot_flip, a.overwrite)
     w, _ = _read_som_file(a.som_in, lat, geo)
     som = RotationInvariantSOM(lat, geo, init=w, seed=a.seed, rng="pink", arithmetic=a.arithmetic,
+                               tie_break=a.tie_break,
                                device=device)
     bar = _ProgressBar(h["n"], a.progress)
 

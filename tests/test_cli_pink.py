@@ -467,3 +467,25 @@ def test_cookbook_three_stage_script(work):
     assert np.asarray(flip).shape == (6, 9)
     log = (work / "mapping_step.log").read_text()
     assert "Successfully finished. Have a nice day." in log
+
+
+def test_tie_break_option(work, capsys, monkeypatch):
+    """--tie-break none (a somtorch extension) trains without PINK's exact re-evaluation of near-ties;
+    the default stays PINK's tie rules."""
+    assert parse_args(["--train", "a.bin", "b.bin"]).tie_break == "pink"
+    assert parse_args(["--train", "a.bin", "b.bin", "--tie-break", "NONE"]).tie_break == "none"
+    with pytest.raises(Exception, match="tie-break"):
+        parse_args(["--train", "a.bin", "b.bin", "--tie-break", "sometimes"])
+    _copy(work, "train20.bin")
+    seen = []
+    import somtorch.engine.distance as dist
+
+    orig = dist.TieResolver.resolve
+    monkeypatch.setattr(dist.TieResolver, "resolve", lambda self, *a: seen.append(1) or orig(self, *a))
+    for tie, n in (("none", 0), ("pink", None)):
+        rc, _ = _run(["--train", "train20.bin", f"som_{tie}.bin", "--som-width", "3", "--som-height", "3",
+                      "-n", "8", "--init", "zero", "--tie-break", tie], capsys)
+        assert rc == 0
+        if n == 0:
+            assert not seen  # never consulted
+    assert seen  # zero initialisation ties everywhere: PINK's rules were applied
