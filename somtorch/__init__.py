@@ -19,7 +19,8 @@ Naming
 ------
 * **Training and mapping** (PyTorch objects, :mod:`somtorch.engine`): ``RotationInvariantSOM`` is
   an ``nn.Module`` whose weights are its parameter ``.weight``, a tensor ``(N, C, nd, nd)`` in
-  PINK's neuron order (torch's singular name, as ``nn.Linear.weight``); ``Trainer``,
+  PINK's neuron order (torch's singular name, as ``nn.Linear.weight``; ``.weights``, PYINK's
+  name, is the same tensor, so one name works on the module and on ``SOM``); ``Trainer``,
   ``BatchTrainer``, ``Mapper``, ``Neighbourhood``, ``SOMGeometry``, ``Lattice``.
 * **Files** (PYINK's names and semantics, :mod:`somtorch.io`): ``SOM``, ``ImageReader``,
   ``ImageWriter``, ``SOMWriter``, ``Mapping``, ``Transform``, ``SOMSet``. Their ``.data`` is the
