@@ -44,6 +44,7 @@ from somtorch.cli.common import (
     write_json,
 )
 from somtorch.cli.runner import (
+    call_hydra,
     claim_run_dir,
     compose_checked,
     console_logging,
@@ -341,13 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                 d = override_value(overrides, "hydra.run.dir")
                 _RESULT["existed"] = bool(d) and os.path.exists(d)
             if target is None or flags:
-                old = sys.argv[:]
-                sys.argv = [sys.argv[0] if sys.argv else PROG] + argv
-                try:
-                    _hydra_entry()()
-                finally:
-                    sys.argv = old
-            if "error" in _RESULT:
+                call_hydra(PROG, argv, _hydra_entry(), _RESULT)
+            elif "error" in _RESULT:
                 raise _RESULT["error"]
         except BaseException as e:
             if debug or not is_expected_error(e):

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from somtorch.cli.common import CACHE_DIR_ENV, CONFIG_PATH, to_plain
 from somtorch.cli.runner import (
+    call_hydra,
     compose_checked,
     debug_requested,
     is_expected_error,
@@ -218,14 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not flags:
             validate_preprocess(compose_checked("preprocess", overrides))
-        old = sys.argv[:]
-        sys.argv = [sys.argv[0] if sys.argv else PROG] + argv
-        try:
-            _hydra_entry()()
-        finally:
-            sys.argv = old
-        if "error" in _RESULT:
-            raise _RESULT["error"]
+        call_hydra(PROG, argv, _hydra_entry(), _RESULT)
     except BaseException as e:
         if debug or not is_expected_error(e):
             raise

@@ -66,6 +66,7 @@ from somtorch.cli.common import (
     write_json,
 )
 from somtorch.cli.runner import (
+    call_hydra,
     claim_run_dir,
     compose_checked,
     console_logging,
@@ -526,14 +527,7 @@ def main(argv: list[str] | None = None) -> int:
                     validate_train(compose_checked("train", overrides))
                     d = override_value(overrides, "hydra.run.dir")
                     _RESULT["existed"] = bool(d) and os.path.exists(d)
-                old = sys.argv[:]
-                sys.argv = [sys.argv[0] if sys.argv else PROG] + argv
-                try:
-                    _hydra_entry()()
-                finally:
-                    sys.argv = old
-                if "error" in _RESULT:
-                    raise _RESULT["error"]
+                call_hydra(PROG, argv, _hydra_entry(), _RESULT)
         except BaseException as e:
             if debug or not is_expected_error(e):
                 raise

@@ -195,6 +195,20 @@ def describe_error(e: BaseException) -> str:
     return f"{name}: {_first_line(str(e))}"
 
 
+def call_hydra(prog: str, argv: list[str], entry, result: dict) -> None:
+    """Run a Hydra main ``entry`` with ``argv`` as its command line (``sys.argv`` restored after),
+    then raise the error its task stored in ``result["error"]`` (Hydra's own handler would print a
+    traceback)."""
+    old = sys.argv[:]
+    sys.argv = [sys.argv[0] if sys.argv else prog] + list(argv)
+    try:
+        entry()
+    finally:
+        sys.argv = old
+    if "error" in result:
+        raise result["error"]
+
+
 def report_error(prog: str, e: BaseException) -> int:
     """Print ``<prog>: error: <one line>`` (and where to get more) to stderr; returns exit status 1."""
     print(f"{prog}: error: {describe_error(e)}", file=sys.stderr)
