@@ -34,7 +34,6 @@ import torch
 
 from somtorch.engine.distance import TIE_RTOL, best_match
 from somtorch.errors import ConfigError
-from somtorch.geometry.transforms import dihedral_split
 
 __all__ = ["OnlineStep", "DenseStep", "ParityStep", "ExactStep", "online_step", "step_kind", "dense_bank_bytes",
            "STEPS", "DENSE_BANK_BYTES"]
@@ -181,13 +180,11 @@ class DenseStep(OnlineStep):
         The bank holds, per base rotation ``i``, only the column-order variants the search needs:
         the rotation ``R`` or its transpose ``R^T`` (``side``), with columns reversed or not. Every
         dihedral variant is one of those with its rows in order or reversed
-        (:func:`~somtorch.geometry.transforms.dihedral_split`), so a transformation is a list of
+        (:meth:`~somtorch.engine.distance.DistanceEngine.pairing`), so a transformation is a list of
         bank rows: ``rows[t]`` for the full ``nd x nd`` image, ``win_rows[t]`` for the window.
         """
         tr = self.eng.transformer
-        js = range(4) if tr.numrot != 1 else range(1)
-        split = dihedral_split()
-        pairs = [split[4 * f + j] for f in ((0, 1) if tr.flip else (0,)) for j in js]
+        pairs = self.eng.pairing()["pairs"]  # (side, g) of every searched variant, PINK order
         self._cvs = sorted({(side, g & 2) for side, g in pairs})
         cv_of = {cv: n for n, cv in enumerate(self._cvs)}
         k = max(tr.numrot // 4, 1)
