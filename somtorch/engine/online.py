@@ -67,8 +67,9 @@ class OnlineStep:
         n = factors.shape[0]
         # per best match: the neurons that move (PINK skips factor 0) and their factor column.
         # Where at least half of them move (a gaussian's tail underflows to 0 on big SOMs), every
-        # neuron is updated: c - (c - x) * 0 = c for finite data (bit for bit, but a weight of -0.0 may become +0.0), and one pass over all
-        # neurons is cheaper than gathering and scattering the movers.
+        # neuron is updated: c - (c - x) * 0 = c for finite data (bit for bit, except that a
+        # weight of -0.0 may become +0.0), and one pass over all neurons is cheaper than
+        # gathering and scattering the movers.
         moving = factors != 0
         self.all_move = (moving.sum(dim=1) * 2 >= n).tolist()
         self._sel = [None if self.all_move[i] else torch.nonzero(moving[i]).flatten() for i in range(n)]
