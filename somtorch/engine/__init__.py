@@ -7,6 +7,7 @@ from somtorch.engine.distance import DistanceEngine, best_match
 from somtorch.engine.mapping import Mapper, MappingResult, precision_agreement
 from somtorch.engine.metrics import quality_metrics, quantization_error, topographic_error
 from somtorch.engine.neighbourhood import Neighbourhood, neighbourhood_function
+from somtorch.engine.online import DenseStep, OnlineStep, ParityStep, online_step
 from somtorch.engine.som import INIT_METHODS, RotationInvariantSOM, SOMGeometry
 from somtorch.engine.training import Trainer, TrainingHistory, progress_ticks, shuffle_order
 
@@ -15,4 +16,5 @@ __all__ = [
     "precision_agreement", "quality_metrics", "quantization_error", "topographic_error",
     "Neighbourhood", "neighbourhood_function", "INIT_METHODS", "RotationInvariantSOM", "SOMGeometry",
     "Trainer", "TrainingHistory", "progress_ticks", "shuffle_order", "BatchTrainer", "tune_malloc",
+    "OnlineStep", "DenseStep", "ParityStep", "online_step",
 ]
