@@ -9,6 +9,7 @@ expected, e.g.::
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -23,6 +24,9 @@ __all__ = [
     "OutputExistsError",
     "ConfigError",
     "PickleNotAllowedError",
+    "MissingFileError",
+    "NotRegularFileError",
+    "UnsafePathError",
     "GeometryWarning",
 ]
 
@@ -114,6 +118,33 @@ class ConfigError(SomtorchError, ValueError):
 
 class PickleNotAllowedError(SomtorchError, PermissionError):
     """A pickle sidecar would have to be loaded but ``allow_pickle=True`` was not given."""
+
+
+class MissingFileError(SomtorchError, FileNotFoundError):
+    """An input file or folder does not exist (also a :class:`FileNotFoundError`).
+
+    Attributes
+    ----------
+    path, field : the missing path and what it was meant to be (e.g. ``'records'``).
+    """
+
+    def __init__(self, path, field=None, detail=None):
+        self.path = os.fspath(path)
+        self.field = field
+        msg = f"{self.path}: " + (f"field '{field}': " if field else "") + "no such file or folder"
+        if detail:
+            msg += f"; {detail}"
+        super().__init__(msg)
+        self.errno = errno.ENOENT
+        self.filename = self.path
+
+
+class NotRegularFileError(FileFormatError):
+    """An input path is a FIFO, device, socket or folder where a regular file is required."""
+
+
+class UnsafePathError(SomtorchError, ValueError):
+    """A path read from a file (e.g. a catalogue) points outside the folder it must stay in."""
 
 
 class GeometryWarning(UserWarning):

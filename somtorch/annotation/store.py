@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import shutil
 from collections.abc import Iterator, MutableMapping
@@ -31,6 +30,7 @@ from somtorch.annotation.core import Annotation, Region
 from somtorch.annotation.encoding import PRIMES, LabelSet
 from somtorch.errors import FileFormatError, PickleNotAllowedError
 from somtorch.io.atomic import AtomicFile, check_output_path
+from somtorch.io.safe_pickle import StateHolder, safe_load
 
 __all__ = ["AnnotationSet", "FORMAT", "FORMAT_VERSION", "ANT_SUFFIX", "import_pyink_results"]
 
@@ -193,39 +193,19 @@ def _keep_version(path: str, keep: int) -> None:
 
 # ---------------------------------------------------------------------------- PYINK import
 
-class _PyinkAnnotationState:
+class _PyinkAnnotationState(StateHolder):
     """Stand-in for ``pyink.annotator.Annotation`` while unpickling: keeps the state dict."""
 
-    def __setstate__(self, state):
-        self.__dict__["state"] = state
 
-
-_ALLOWED = {
-    ("collections", "defaultdict"), ("collections", "OrderedDict"),
-    ("builtins", "list"), ("builtins", "dict"), ("builtins", "tuple"), ("builtins", "set"),
-    ("builtins", "int"), ("builtins", "float"), ("builtins", "str"), ("_codecs", "encode"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"),
-}
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) == ("pyink.annotator", "Annotation"):
-            return _PyinkAnnotationState
-        if module.startswith("numpy.core"):  # pickles written by NumPy 1.x
-            module = "numpy._core" + module[len("numpy.core"):]
-        if (module, name) in _ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a PYINK results file")
+_PYINK_CLASSES = {("pyink.annotator", "Annotation"): _PyinkAnnotationState}
 
 
 def import_pyink_results(path, key_to_index=None, allow_pickle: bool = False) -> AnnotationSet:
     """Read PYINK's ``<som>.results.pkl`` (a pickle; only with ``allow_pickle=True``).
 
     Only the globals such a file needs are resolved (PYINK's ``Annotation``, containers and
-    NumPy arrays); anything else is refused. ``key_to_index`` maps PYINK's ``(row, col)`` keys to
+    NumPy arrays of plain dtypes, through :func:`somtorch.io.safe_pickle.safe_load`); anything
+    else is refused with :class:`FileFormatError`. ``key_to_index`` maps PYINK's ``(row, col)`` keys to
     flat neuron indices (e.g. ``SOM.key_to_index``); by default keys must already be ints.
     PYINK's filters become each annotation's imported ``base`` filters (its click and lasso
     history cannot be replayed exactly); the label list is the union over the file in prime order.
@@ -234,11 +214,7 @@ def import_pyink_results(path, key_to_index=None, allow_pickle: bool = False) ->
     if not allow_pickle:
         raise PickleNotAllowedError(f"{path}: PYINK results are a pickle; pass allow_pickle=True "
                                     "only for files you trust")
-    try:
-        with open(path, "rb") as fh:
-            obj = _SafeUnpickler(fh).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
-        raise FileFormatError(path, None, None, None, f"not a PYINK results pickle ({e})") from None
+    obj = safe_load(path, "results", classes=_PYINK_CLASSES)
     if not isinstance(obj, dict):
         raise FileFormatError(path, "results", type(obj).__name__, "dict of neuron key -> Annotation")
     by_prime: dict[int, str] = {}

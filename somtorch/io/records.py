@@ -4,20 +4,21 @@ A records sidecar is a list with one entry per image of an image binary, in file
 example catalogue row indices or source names). somtorch writes JSON, which is safe to load and
 independent of Python versions; tuples come back as lists and numpy/torch scalars and arrays are
 converted to plain Python values. PYINK's pickle sidecars are read only with
-``allow_pickle=True``, because unpickling a file can run arbitrary code.
+``allow_pickle=True``, and then only through an allow-list (:mod:`somtorch.io.safe_pickle`:
+plain values and NumPy arrays of plain dtypes; anything else is refused).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 
 import numpy as np
 import torch
 
 from somtorch.errors import ConfigError, FileFormatError, PickleNotAllowedError
 from somtorch.io.atomic import atomic_output
+from somtorch.io.safe_pickle import safe_load
 
 __all__ = ["RECORDS_JSON_SUFFIX", "RECORDS_PICKLE_SUFFIX", "records_path", "to_jsonable",
            "write_records", "read_records"]
@@ -96,11 +97,7 @@ def read_records(binary_path, record_path=None, allow_pickle: bool = False, expe
                 f"{rp}: records are a pickle, which can run arbitrary code when loaded; pass "
                 "allow_pickle=True if you trust this file (and consider converting it to JSON with "
                 "somtorch.io.write_records)")
-        with open(rp, "rb") as f:
-            try:
-                recs = pickle.load(f)
-            except Exception as exc:
-                raise FileFormatError(rp, "records", None, None, f"cannot unpickle: {exc}") from exc
+        recs = safe_load(rp, "records")
     else:
         try:
             with open(rp, encoding="utf-8") as f:

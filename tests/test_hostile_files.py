@@ -1,0 +1,143 @@
+"""Hostile input files (issue 16): every one raises a typed somtorch error, never a crash or hang."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from somtorch.annotation.store import import_pyink_results
+from somtorch.errors import FileFormatError, SomtorchError
+from somtorch.io import read_records
+from somtorch.io.safe_pickle import MAX_DEPTH, safe_load
+
+_reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy._core.multiarray._reconstruct
+_frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # numpy._core.numeric._frombuffer
+
+
+class _Reduce:
+    """Pickles as ``func(*args)`` then ``BUILD state`` (to craft what NumPy would never write)."""
+
+    def __init__(self, *rv):
+        self.rv = rv
+
+    def __reduce__(self):
+        return self.rv
+
+
+def _write(tmp_path, data: bytes, name="x.pkl"):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+# ---------------------------------------------------------------------- 1. pickles
+
+def test_safe_load_reads_plain_values_and_arrays(tmp_path):
+    value = {"a": [1, 2.5, None, True, "s", b"raw", (3, 4)], "arr": np.arange(6, dtype=">i4").reshape(2, 3),
+             "f": np.asfortranarray(np.ones((2, 3), np.float32)), "c": np.array([1 + 2j]), "b": np.array([True]),
+             "k": {np.int64(3): np.float64(1.5)}, "e": np.zeros((0, 4)), "set": {1, 2}}
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        got = safe_load(_write(tmp_path, pickle.dumps(value, protocol=proto)))
+        assert got["a"] == value["a"] and got["set"] == {1, 2}
+        for k in ("arr", "f", "c", "b", "e"):
+            assert type(got[k]) is np.ndarray and got[k].dtype == value[k].dtype
+            np.testing.assert_array_equal(got[k], value[k])
+        assert got["k"] == {3: 1.5} and type(next(iter(got["k"]))) is np.int64
+
+
+_MARK = "somtorch_hostile_marker"
+
+
+@pytest.mark.parametrize("payload", [
+    # os.system via REDUCE (protocol 0)
+    b"cos\nsystem\n(S'touch " + _MARK.encode() + b"'\ntR.",
+    # builtins.open via STACK_GLOBAL
+    b"\x80\x04\x8c\x08builtins\x8c\x04open\x93\x8c\x17" + _MARK.encode() + b"\x8c\x01w\x86R.",
+    # getattr chain / eval
+    b"cbuiltins\neval\n(S'1+1'\ntR.",
+    # a dotted name to walk to os through an allowed module
+    b"\x80\x04\x8c\x05numpy\x8c\x06os.sep\x93.",
+    # copyreg reconstructor (builds arbitrary classes)
+    b"ccopyreg\n_reconstructor\n(ccollections\nCounter\ncbuiltins\ndict\n(dtR.",
+])
+def test_code_running_pickles_are_refused(tmp_path, payload, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    p = _write(tmp_path, payload)
+    with pytest.raises(FileFormatError, match="x.pkl"):
+        safe_load(p)
+    with pytest.raises(FileFormatError, match="x.pkl"):
+        read_records("img.bin", p, allow_pickle=True)
+    with pytest.raises(FileFormatError):
+        import_pyink_results(p, allow_pickle=True)
+    assert not os.path.exists(tmp_path / _MARK)
+
+
+def _hostile_arrays():
+    f8 = np.dtype("f8")
+    yield _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, (10**12, 10**12), f8, False, b"\0" * 8))
+    yield _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, (4,), f8, False, b"\0" * 8))  # short buffer
+    yield _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), f8, False, b"\0" * 80))  # long buffer
+    yield _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, (-1, 2), f8, False, b""))
+    yield _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, (2,), np.dtype(object), False, [print, os]))
+    yield _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), np.dtype([("a", "f8")]), False, b"\0" * 8))
+    yield _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), "f8", False, b"\0" * 8))  # not a dtype
+    yield _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (7, 1, 2))
+    yield _Reduce(_reconstruct, (np.ma.MaskedArray, (0,), b"b"), (1, (1,), f8, False, b"\0" * 8))
+    yield _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), None)  # never built
+    yield _Reduce(_frombuffer, (bytearray(8), f8, (10**9,), "C"))
+    yield _Reduce(_frombuffer, (bytearray(8), f8, (1,), "Z"))
+    yield _Reduce(np.dtype, ("O8", False, True))
+    yield _Reduce(np.dtype, ("f8", False, True), (3, "<", (np.dtype("f8"), (2,)), None, None, -1, -1, 0))
+    yield _Reduce(np.dtype, ("f8", False, True), (3, "?", None, None, None, -1, -1, 0))
+    yield np.ma.masked_array([1.0])
+    yield np.array(["a"])
+    yield np.array([object()], dtype=object)
+
+
+@pytest.mark.parametrize("obj", list(_hostile_arrays()))
+def test_crafted_numpy_pickles_are_refused(tmp_path, obj):
+    for proto in (2, 4, 5):
+        try:
+            data = pickle.dumps([obj], protocol=proto)
+        except Exception:  # noqa: BLE001 - some crafts cannot be written with every protocol
+            continue
+        with pytest.raises(FileFormatError, match="refused|not a readable pickle"):
+            safe_load(_write(tmp_path, data))
+
+
+def test_crafted_pickle_streams_are_refused(tmp_path):
+    # memo index 2**32-1: the C unpickler would allocate 32 GiB for it; this one does not
+    assert safe_load(_write(tmp_path, b"\x80\x04N\x94r\xff\xff\xff\xff.")) is None
+    bad = [
+        b"\x80\x04\x8e" + struct.pack("<Q", 2**62) + b".",  # BINBYTES8 claiming 4 EiB
+        b"\x80\x04\x95" + struct.pack("<Q", 2**62) + b"N.",  # a frame claiming 4 EiB
+        b"\x80\x04h\x07.",  # memo get of nothing
+        b"\x80\x04" + b"]" * (MAX_DEPTH + 50) + b"a" * (MAX_DEPTH + 49) + b".",  # nested too deep
+        b"",
+        b"\x80\x09N.",
+        b"\x80\x04Q.",  # persistent id
+        b"\x80\x04\x82\x01.",  # extension code
+    ]
+    for data in bad:
+        with pytest.raises(FileFormatError):
+            safe_load(_write(tmp_path, data))
+
+
+def test_pickle_fuzz_never_escapes(tmp_path):
+    rng = np.random.default_rng(16)
+    good = pickle.dumps({"a": [np.arange(5.0), np.int32(3), "x", (1, None)]}, protocol=4)
+    for i in range(200):
+        b = bytearray(good)
+        if i % 2:
+            b = b[:rng.integers(0, len(b))]
+        else:
+            for _ in range(rng.integers(1, 4)):
+                b[rng.integers(len(b))] = rng.integers(256)
+        try:
+            safe_load(_write(tmp_path, bytes(b)))
+        except SomtorchError:
+            pass
