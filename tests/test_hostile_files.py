@@ -141,3 +141,96 @@ def test_pickle_fuzz_never_escapes(tmp_path):
             safe_load(_write(tmp_path, bytes(b)))
         except SomtorchError:
             pass
+
+
+# ---------------------------------------------------------------------- 2. annotation archives
+
+def _saved_annotations(tmp_path):
+    from somtorch.annotation import Annotation, AnnotationSet
+
+    s = AnnotationSet(["core", "lobe"])
+    a = Annotation(np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6))
+    m = np.zeros((6, 6), bool)
+    m[1:3, 1:4] = True
+    a.add_mask(1, m, 6)
+    s[3] = a
+    s[5] = Annotation(np.ones((2, 6, 6)), base={0: np.full((6, 6), 2)})
+    p = tmp_path / "som.annotations.npz"
+    s.save(p, keep=0)
+    return p
+
+
+def test_annotation_archive_fuzz_raises_only_typed_errors(tmp_path):
+    from somtorch.annotation import AnnotationSet
+
+    good = _saved_annotations(tmp_path).read_bytes()
+    rng = np.random.default_rng(1616)
+    bad = tmp_path / "bad.annotations.npz"
+    loaded = refused = 0
+    for i in range(200):
+        b = bytearray(good)
+        if i % 3 == 0:
+            b = b[:rng.integers(0, len(b))]
+        else:
+            for _ in range(rng.integers(1, 6)):
+                b[rng.integers(len(b))] ^= 1 << int(rng.integers(8))
+        bad.write_bytes(bytes(b))
+        try:
+            AnnotationSet.load(bad)
+            loaded += 1
+        except SomtorchError as e:
+            assert "bad.annotations.npz" in str(e)
+            refused += 1
+    assert refused > 100
+
+
+def _npz_with(tmp_path, members: dict):
+    import zipfile
+
+    p = tmp_path / "crafted.npz"
+    with zipfile.ZipFile(p, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return p
+
+
+def _npy_header(shape, descr="<f4"):
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def test_annotation_archive_crafted_members(tmp_path):
+    import json
+
+    from somtorch.annotation import AnnotationSet
+    from somtorch.annotation.store import FORMAT, FORMAT_VERSION
+
+    def meta(**kw):
+        d = {"format": FORMAT, "version": FORMAT_VERSION, "labels": [], "neurons": []}
+        d.update(kw)
+        return _npy_header((len(json.dumps(d)),), "|u1") + json.dumps(d).encode()
+
+    cases = {
+        "no meta": {"x.npy": _npy_header((1,)) + b"\0" * 4},
+        "huge shape": {"meta.npy": meta(neurons=[{"index": 0, "regions": []}]),
+                       "neuron_0.npy": _npy_header((10**6, 10**6, 10**6)) + b"\0" * 64},
+        "object dtype": {"meta.npy": _npy_header((2,), "|O") + b"\0" * 16},
+        "deep meta": {"meta.npy": _npy_header((20000,), "|u1") + b"[" * 10000 + b"]" * 10000},
+        "meta not an object": {"meta.npy": meta()[:0] + _npy_header((2,), "|u1") + b"[]"},
+        "bad neurons": {"meta.npy": meta(neurons=[{"index": "x"}])},
+        "missing neuron": {"meta.npy": meta(neurons=[{"index": 4, "regions": []}])},
+        "bad region": {"meta.npy": meta(neurons=[{"index": 0, "regions": [{"kind": "mask", "channel": 9,
+                                                                            "value": 2**80}]}]),
+                       "neuron_0.npy": _npy_header((1, 2, 2)) + b"\0" * 16,
+                       "masks_0.npy": _npy_header((1, 1), "|u1") + b"\xff"},
+        "not a zip": {},
+    }
+    for name, members in cases.items():
+        p = _npz_with(tmp_path, members)
+        if name == "not a zip":
+            p.write_bytes(b"PK\x03\x04 not really")
+        with pytest.raises(FileFormatError, match="crafted.npz"):
+            AnnotationSet.load(p)

@@ -19,17 +19,21 @@ Convention
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
+import zipfile
+import zlib
 from collections.abc import Iterator, MutableMapping
 
 import numpy as np
 
 from somtorch.annotation.core import Annotation, Region
 from somtorch.annotation.encoding import PRIMES, LabelSet
-from somtorch.errors import FileFormatError, PickleNotAllowedError
+from somtorch.errors import FileFormatError, MissingFileError, PickleNotAllowedError, SomtorchError
 from somtorch.io.atomic import AtomicFile, check_output_path
+from somtorch.io.files import check_regular_file, open_regular
 from somtorch.io.safe_pickle import StateHolder, safe_load
 
 __all__ = ["AnnotationSet", "FORMAT", "FORMAT_VERSION", "ANT_SUFFIX", "import_pyink_results"]
@@ -37,6 +41,8 @@ __all__ = ["AnnotationSet", "FORMAT", "FORMAT_VERSION", "ANT_SUFFIX", "import_py
 FORMAT = "somtorch-annotations"
 FORMAT_VERSION = 1
 ANT_SUFFIX = "annotations.npz"
+_MAX_META_BYTES = 256 * 2**20
+_INT64_MAX = 2**63 - 1
 
 
 class AnnotationSet(MutableMapping):
@@ -132,41 +138,102 @@ class AnnotationSet(MutableMapping):
 
     @classmethod
     def load(cls, path) -> AnnotationSet:
-        """Read a file written by :meth:`save` (never unpickles)."""
+        """Read a file written by :meth:`save` (never unpickles).
+
+        A damaged or crafted file raises :class:`FileFormatError` naming the file and the part
+        that is wrong (a missing file :class:`~somtorch.errors.MissingFileError`).
+        """
         path = os.fspath(path)
+        check_regular_file(path, "annotations")
+        where = ["archive"]
         try:
-            z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise FileFormatError(path, None, None, None, f"not a readable npz file ({e})") from None
-        with z:
-            if "meta" not in z.files:
-                raise FileFormatError(path, "meta", None, "a JSON 'meta' array")
-            meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-            if meta.get("format") != FORMAT:
-                raise FileFormatError(path, "format", meta.get("format"), repr(FORMAT))
-            if meta.get("version") != FORMAT_VERSION:
-                raise FileFormatError(path, "version", meta.get("version"), FORMAT_VERSION)
-            out = cls(LabelSet(meta["labels"]))
-            out.save_count = int(meta.get("save_count", 0))
-            for n in meta["neurons"]:
-                k = int(n["index"])
-                neuron = z[f"neuron_{k}"]
-                shape = neuron.shape[1:]
-                size = shape[0] * shape[1]
-                regions = []
-                if n["regions"]:
-                    packed = z[f"masks_{k}"]
-                    for j, r in enumerate(n["regions"]):
-                        m = np.unpackbits(packed[j], count=size).astype(bool).reshape(shape)
-                        regions.append(Region(r["kind"], r["channel"], r["value"], m, r.get("y"), r.get("x"),
-                                              r.get("sigma"), r.get("vertices")))
-                base = {c: f for c, f in enumerate(z[f"base_{k}"])} if n.get("base") else None
-                a = Annotation(neuron, regions, base)
-                stored = z[f"filter_{k}"]
-                if not np.array_equal(a.filter_stack(), stored):
-                    raise FileFormatError(path, f"filter_{k}", "filters differing from the regions",
-                                          "filters equal to the combined regions")
-                out.results[k] = a
+            with open_regular(path, "rb", "annotations") as fh, zipfile.ZipFile(fh) as zf:
+                return cls._load(path, zf, where)
+        except (FileFormatError, MissingFileError):
+            raise
+        except (SomtorchError, zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError,
+                IndexError, TypeError, AttributeError, ArithmeticError, RecursionError, MemoryError,
+                NotImplementedError) as e:
+            raise FileFormatError(path, where[0], None, None,
+                                  f"damaged annotations file ({type(e).__name__}: {e})") from None
+
+    @classmethod
+    def _load(cls, path: str, zf: zipfile.ZipFile, where: list) -> AnnotationSet:
+        infos = {i.filename: i for i in zf.infolist()}
+
+        def array(name: str, dtype_kinds: str = "biuf") -> np.ndarray:
+            where[0] = name
+            info = infos.get(name + ".npy")
+            if info is None:
+                raise FileFormatError(path, name, "no such member", "an array of that name in the archive")
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise FileFormatError(path, name, version, "an .npy array of version 1.0 or 2.0")
+                if dtype.kind not in dtype_kinds or dtype.hasobject or dtype.fields is not None:
+                    raise FileFormatError(path, name, str(dtype), "a plain numeric dtype")
+                nbytes = math.prod(shape) * dtype.itemsize
+                if nbytes > info.file_size:
+                    raise FileFormatError(path, name, f"shape {shape} ({nbytes} bytes)",
+                                          f"at most the member's {info.file_size} bytes")
+                raw = f.read(nbytes)
+                if len(raw) != nbytes:
+                    raise FileFormatError(path, name, f"{len(raw)} bytes", f"{nbytes} bytes")
+            out = np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+            return out.copy()
+
+        meta_raw = array("meta", "u")
+        where[0] = "meta"
+        if meta_raw.size > _MAX_META_BYTES:
+            raise FileFormatError(path, "meta", f"{meta_raw.size} bytes", f"at most {_MAX_META_BYTES}")
+        meta = json.loads(bytes(meta_raw).decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise FileFormatError(path, "meta", type(meta).__name__, "a JSON object")
+        if meta.get("format") != FORMAT:
+            raise FileFormatError(path, "format", meta.get("format"), repr(FORMAT))
+        if meta.get("version") != FORMAT_VERSION:
+            raise FileFormatError(path, "version", meta.get("version"), FORMAT_VERSION)
+        if not isinstance(meta.get("neurons"), list):
+            raise FileFormatError(path, "neurons", type(meta.get("neurons")).__name__, "a list")
+        out = cls(LabelSet(meta["labels"]))
+        out.save_count = int(meta.get("save_count", 0))
+        for n in meta["neurons"]:
+            where[0] = "neurons"
+            k = int(n["index"])
+            if k < 0 or k in out.results:
+                raise FileFormatError(path, "neurons index", k, "distinct non-negative neuron indices")
+            neuron = array(f"neuron_{k}", "f")
+            if neuron.ndim != 3:
+                raise FileFormatError(path, f"neuron_{k}", f"shape {neuron.shape}", "(C, H, W)")
+            shape = neuron.shape[1:]
+            size = shape[0] * shape[1]
+            regions = []
+            if n["regions"]:
+                packed = array(f"masks_{k}", "u")
+                if packed.ndim != 2 or packed.shape[0] != len(n["regions"]) or packed.shape[1] != (size + 7) // 8:
+                    raise FileFormatError(path, f"masks_{k}", f"shape {packed.shape}",
+                                          f"({len(n['regions'])}, {(size + 7) // 8})")
+                where[0] = f"neurons[{k}] regions"
+                for j, r in enumerate(n["regions"]):
+                    if not 0 <= int(r["channel"]) < neuron.shape[0] or not 1 <= int(r["value"]) <= _INT64_MAX:
+                        raise FileFormatError(path, f"neurons[{k}] regions[{j}]", {"channel": r["channel"],
+                                              "value": r["value"]}, f"a channel in [0, {neuron.shape[0]}) "
+                                              "and a label product in [1, 2**63)")
+                    m = np.unpackbits(packed[j], count=size).astype(bool).reshape(shape)
+                    regions.append(Region(str(r["kind"]), int(r["channel"]), int(r["value"]), m, r.get("y"),
+                                          r.get("x"), r.get("sigma"), r.get("vertices")))
+            base = {c: f for c, f in enumerate(array(f"base_{k}", "i"))} if n.get("base") else None
+            where[0] = f"neurons[{k}]"
+            a = Annotation(neuron, regions, base)
+            stored = array(f"filter_{k}", "i")
+            if not np.array_equal(a.filter_stack(), stored):
+                raise FileFormatError(path, f"filter_{k}", "filters differing from the regions",
+                                      "filters equal to the combined regions")
+            out.results[k] = a
         return out
 
     @classmethod
