@@ -234,3 +234,24 @@ def test_annotation_archive_crafted_members(tmp_path):
             p.write_bytes(b"PK\x03\x04 not really")
         with pytest.raises(FileFormatError, match="crafted.npz"):
             AnnotationSet.load(p)
+
+
+# ---------------------------------------------------------------------- 3. records JSON
+
+def test_records_json_depth_and_size_are_limited(tmp_path, monkeypatch):
+    import somtorch.io.records as records
+    from somtorch.io import write_records
+
+    p = tmp_path / "img.bin.records.json"
+    for depth in (records.MAX_RECORDS_DEPTH + 1, 100_000):
+        p.write_text("[" * depth + "]" * depth)
+        with pytest.raises(FileFormatError, match=r"img\.bin\.records\.json.*nested deeper"):
+            read_records(tmp_path / "img.bin")
+    deep = [0]
+    for _ in range(99):
+        deep = [deep]
+    write_records(p, [deep], overwrite=True)  # the deepest write_records accepts reads back
+    assert read_records(tmp_path / "img.bin") == [deep]
+    monkeypatch.setattr(records, "MAX_RECORDS_BYTES", 10)
+    with pytest.raises(FileFormatError, match="at most 10 bytes"):
+        read_records(tmp_path / "img.bin")

@@ -18,6 +18,7 @@ import torch
 
 from somtorch.errors import ConfigError, FileFormatError, PickleNotAllowedError
 from somtorch.io.atomic import atomic_output
+from somtorch.io.files import check_regular_file, open_regular
 from somtorch.io.safe_pickle import safe_load
 
 __all__ = ["RECORDS_JSON_SUFFIX", "RECORDS_PICKLE_SUFFIX", "records_path", "to_jsonable",
@@ -25,6 +26,9 @@ __all__ = ["RECORDS_JSON_SUFFIX", "RECORDS_PICKLE_SUFFIX", "records_path", "to_j
 
 RECORDS_JSON_SUFFIX = ".records.json"
 RECORDS_PICKLE_SUFFIX = ".records.pkl"
+#: Largest records JSON read (bytes) and deepest nesting of lists/dicts accepted in it.
+MAX_RECORDS_BYTES = 4 * 2**30
+MAX_RECORDS_DEPTH = 128  # above the 100 levels write_records accepts
 
 
 def records_path(binary_path, kind: str = "json") -> str:
@@ -74,13 +78,28 @@ def write_records(path, records, overwrite: bool = False) -> None:
         f.write(data)
 
 
+def _check_depth(path: str, value) -> None:
+    """Raise if ``value`` nests containers deeper than :data:`MAX_RECORDS_DEPTH` (no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (list, dict)):
+            if d >= MAX_RECORDS_DEPTH:
+                raise FileFormatError(path, "records", None, None,
+                                      f"JSON nested deeper than {MAX_RECORDS_DEPTH} levels")
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+
+
 def read_records(binary_path, record_path=None, allow_pickle: bool = False, expected_len=None):
     """Load the records sidecar of ``binary_path``; ``None`` if there is none.
 
     The default sidecar is ``<binary>.records.json``, then PYINK's ``<binary>.records.pkl``.
-    An explicit ``record_path`` must exist; it is read as pickle if it ends in ``.pkl`` and as
+    An explicit ``record_path`` must exist (else :class:`~somtorch.errors.MissingFileError`, a
+    :class:`FileNotFoundError`) and be a regular file; it is read as pickle if it ends in ``.pkl`` and as
     JSON otherwise. Pickles need ``allow_pickle=True`` (else :class:`PickleNotAllowedError`).
-    If ``expected_len`` is given the list must have that many entries.
+    If ``expected_len`` is given the list must have that many entries. JSON larger than
+    :data:`MAX_RECORDS_BYTES` or nested deeper than :data:`MAX_RECORDS_DEPTH` is refused
+    (:class:`FileFormatError`).
     """
     if record_path is None:
         cands = [records_path(binary_path, "json"), records_path(binary_path, "pkl")]
@@ -89,8 +108,7 @@ def read_records(binary_path, record_path=None, allow_pickle: bool = False, expe
             return None
         record_path = found[0]
     rp = os.fspath(record_path)
-    if not os.path.exists(rp):
-        raise FileNotFoundError(f"{rp}: records sidecar not found")
+    size = check_regular_file(rp, "records")
     if rp.endswith(".pkl"):
         if not allow_pickle:
             raise PickleNotAllowedError(
@@ -99,11 +117,17 @@ def read_records(binary_path, record_path=None, allow_pickle: bool = False, expe
                 "somtorch.io.write_records)")
         recs = safe_load(rp, "records")
     else:
+        if size > MAX_RECORDS_BYTES:
+            raise FileFormatError(rp, "records", f"{size} bytes", f"at most {MAX_RECORDS_BYTES} bytes of JSON")
         try:
-            with open(rp, encoding="utf-8") as f:
+            with open_regular(rp, "r", "records", encoding="utf-8") as f:
                 recs = json.load(f)
+        except RecursionError:
+            raise FileFormatError(rp, "records", None, None,
+                                  f"JSON nested deeper than {MAX_RECORDS_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise FileFormatError(rp, "records", None, None, f"invalid JSON: {exc}") from exc
+            raise FileFormatError(rp, "records", None, None, f"invalid JSON: {exc}") from None
+        _check_depth(rp, recs)
     if not isinstance(recs, list):
         raise FileFormatError(rp, "records", type(recs).__name__, "a list with one entry per image")
     if expected_len is not None and len(recs) != expected_len:
