@@ -123,15 +123,18 @@ class PickleNotAllowedError(SomtorchError, PermissionError):
 class MissingFileError(SomtorchError, FileNotFoundError):
     """An input file or folder does not exist (also a :class:`FileNotFoundError`).
 
+    ``MissingFileError(path, detail=None, field=None)``; the message names the path, and the field
+    (what the path was meant to be, e.g. ``'records'``) when given.
+
     Attributes
     ----------
-    path, field : the missing path and what it was meant to be (e.g. ``'records'``).
+    path, field, detail : as given.
     """
 
-    def __init__(self, path, field=None, detail=None):
+    def __init__(self, path, detail=None, field=None):
         self.path = os.fspath(path)
-        self.field = field
-        msg = f"{self.path}: " + (f"field '{field}': " if field else "") + "no such file or folder"
+        self.field, self.detail = field, detail
+        msg = f"{self.path}: " + (f"field '{field}': " if field else "") + "file not found"
         if detail:
             msg += f"; {detail}"
         super().__init__(msg)

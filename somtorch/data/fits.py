@@ -34,19 +34,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from somtorch.errors import FileFormatError, ShapeError, SomtorchError
+from somtorch.errors import FileFormatError, MissingFileError, ShapeError, SomtorchError
 
 __all__ = ["FitsImage", "Cutout", "MissingFileError", "NoOverlapError", "read_fits_image",
            "cutout", "reproject_bilinear", "same_grid", "stack_channels"]
-
-
-class MissingFileError(SomtorchError, FileNotFoundError):
-    """A file named by a catalogue or config does not exist."""
-
-    def __init__(self, path, detail: str | None = None):
-        self.path = os.fspath(path)
-        msg = f"{self.path}: file not found"
-        super().__init__(msg + (f"; {detail}" if detail else ""))
 
 
 class NoOverlapError(SomtorchError, ValueError):

@@ -29,7 +29,7 @@ def check_regular_file(path, what: str | None = None) -> int:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise MissingFileError(path, what) from None
+        raise MissingFileError(path, field=what) from None
     if not stat.S_ISREG(st.st_mode):
         raise NotRegularFileError(path, what, _kind(st.st_mode), "a regular file")
     return st.st_size
@@ -41,7 +41,7 @@ def check_folder(path, what: str | None = None) -> str:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise MissingFileError(path, what) from None
+        raise MissingFileError(path, field=what) from None
     if not stat.S_ISDIR(st.st_mode):
         raise NotRegularFileError(path, what, _kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else "a file",
                                   "a folder")
@@ -57,7 +57,7 @@ def open_regular(path, mode: str = "rb", what: str | None = None, **kwargs):
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
-        raise MissingFileError(path, what) from None
+        raise MissingFileError(path, field=what) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # swapped after the first check
