@@ -255,3 +255,65 @@ def test_records_json_depth_and_size_are_limited(tmp_path, monkeypatch):
     monkeypatch.setattr(records, "MAX_RECORDS_BYTES", 10)
     with pytest.raises(FileFormatError, match="at most 10 bytes"):
         read_records(tmp_path / "img.bin")
+
+
+# ---------------------------------------------------------------------- 4. PINK headers claiming huge sizes
+
+def _pink_headers(tmp_path):
+    """Files whose headers announce huge payloads (84.6 TB and more) over a 64-byte payload."""
+    ints = lambda *v: struct.pack(f"<{len(v)}i", *v)  # noqa: E731
+    pad = b"\0" * 64
+    files = {
+        "img.bin": ints(2, 0, 0, 2**31 - 1, 0, 3, 3, 2000, 2000) + pad,
+        "som.bin": ints(2, 1, 0, 0, 2, 2**20, 2**20, 0, 3, 3, 100, 100) + pad,
+        "map.bin": ints(2, 2, 0, 2**31 - 1, 0, 2, 1000, 1000) + pad,
+        "tr.bin": ints(2, 3, 2**31 - 1, 0, 2, 1000, 1000) + pad,
+        "modest.bin": ints(2, 0, 0, 1000, 0, 2, 100, 100) + pad,  # 40 MB announced: plain truncation
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return tmp_path
+
+
+def test_pink_headers_claiming_huge_sizes_are_refused_before_allocating(tmp_path):
+    from somtorch.io import (
+        ImageReader,
+        read_header,
+        read_images,
+        read_mapping,
+        read_som,
+        read_transforms,
+    )
+
+    d = _pink_headers(tmp_path)
+    for fn, name in [(read_images, "img.bin"), (read_som, "som.bin"), (read_mapping, "map.bin"),
+                     (read_transforms, "tr.bin"), (ImageReader, "img.bin"), (read_header, "som.bin")]:
+        with pytest.raises(FileFormatError, match=name + r".*field 'payload'.*absurd"):
+            fn(d / name)
+    with pytest.raises(FileFormatError, match=r"modest\.bin.*truncated"):
+        read_images(d / "modest.bin", mmap=False)
+
+
+def test_pink_readers_refuse_payloads_larger_than_memory(tmp_path, monkeypatch):
+    import somtorch.io.pink as pink
+    from somtorch.io import read_images, read_som, write_images, write_som
+
+    write_images(tmp_path / "i.bin", np.ones((4, 1, 8, 8), np.float32))
+    write_som(tmp_path / "s.bin", np.ones((4, 1, 8, 8), np.float32), (2, 2))
+    monkeypatch.setattr(pink, "_physical_memory", lambda: 100)
+    with pytest.raises(FileFormatError, match=r"i\.bin.*too large to load"):
+        read_images(tmp_path / "i.bin", mmap=False)
+    assert read_images(tmp_path / "i.bin").shape == (4, 1, 8, 8)  # memory-mapped: fine
+    with pytest.raises(FileFormatError, match=r"s\.bin.*too large to load"):
+        read_som(tmp_path / "s.bin")
+
+
+def test_pink_dropin_refuses_huge_headers(tmp_path, capsys):
+    from somtorch.pink import main
+
+    d = _pink_headers(tmp_path)
+    assert main(["--train", str(d / "img.bin"), str(d / "out.som"), "--som-width", "3", "--som-height", "3",
+                 "--num-iter", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "img.bin" in out and "absurd" in out and "Program was aborted." in out
+    assert not (d / "out.som").exists()

@@ -33,6 +33,7 @@ FILE_TYPE_NAMES = {0: "images", 1: "SOM", 2: "mapping", 3: "transform"}
 END_OF_HEADER = b"# END OF HEADER"
 MAX_RANK = 8                     # sanity cap on header ranks (PINK uses 1..3)
 MAX_ELEMENTS = 1 << 40         # cap on the product of header dims
+MAX_PAYLOAD_BYTES = 1 << 44     # 16 TiB: a header announcing more is refused as absurd
 MAX_COMMENT_LINE = 1 << 20       # a comment line longer than 1 MiB is treated as garbage
 LAYOUTS = ("cartesian", "hexagonal")
 
@@ -236,6 +237,9 @@ def _resolve_layout(path, code, dims, payload, unit_bytes):
 
 
 def _check_payload(path, payload, expected):
+    if expected > MAX_PAYLOAD_BYTES:
+        raise TruncatedFileError(path, "payload", f"{payload} bytes", f"{expected} bytes",
+                                 f"the header dims and counts are absurd (more than {MAX_PAYLOAD_BYTES} bytes)")
     if payload < expected:
         raise TruncatedFileError(path, "payload", f"{payload} bytes", f"{expected} bytes",
                                  "file is truncated")

@@ -79,12 +79,29 @@ __all__ = [
 ]
 
 
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_memory(path, nbytes: int, what: str = "payload") -> None:
+    """Refuse to allocate more than the machine's physical memory for a file's contents."""
+    mem = _physical_memory()
+    if mem is not None and nbytes > mem:
+        raise FileFormatError(path, what, f"{nbytes} bytes to hold in memory",
+                              f"at most the machine's {mem} bytes", "the file is too large to load at once "
+                              "(read it memory-mapped or in chunks)")
+
+
 def _load(path, dtype, offset, shape, mmap):
     """Array of ``shape`` at ``offset``: copy-on-write memmap (writable, file unchanged) or read."""
     if math.prod(shape) == 0:
         return np.zeros(shape, dtype)
     if mmap:
         return np.memmap(os.fspath(path), dtype=dtype, mode="c", offset=offset, shape=shape)
+    _check_memory(path, math.prod(shape) * np.dtype(dtype).itemsize)
     return np.fromfile(os.fspath(path), dtype=dtype, count=math.prod(shape), offset=offset).reshape(shape)
 
 
@@ -176,6 +193,7 @@ def read_images(path, mmap: bool = True) -> torch.Tensor:
     """
     a, h = _images_array(path, mmap)
     if h.dtype != np.float32:
+        _check_memory(path, a.size * 4)
         a = a.astype(np.float32)
     return torch.from_numpy(a)
 
@@ -257,6 +275,7 @@ def read_som(path, *, som_dims=None, layout=None, neuron_shape=None, mmap: bool 
     a, h = _som_array(path, mmap)
     _check_expected(path, h, som_dims, layout, neuron_shape)
     if h.dtype != np.float32:
+        _check_memory(path, a.size * 4)
         a = a.astype(np.float32)
     return torch.from_numpy(a), h
 
@@ -316,6 +335,7 @@ def read_mapping(path, mmap: bool = True):
     """
     a, h = _mapping_array(path, mmap)
     if h.dtype != np.float32:
+        _check_memory(path, a.size * 4)
         a = a.astype(np.float32)
     return torch.from_numpy(a), h
 
@@ -360,6 +380,7 @@ def read_transforms(path):
     records cannot be viewed as tensors, so both outputs are copies.
     """
     a, h = _transform_array(path, mmap=True)
+    _check_memory(path, a.size * 5)
     return torch.from_numpy(_field(a, "flip")), torch.from_numpy(_field(a, "angle")), h
 
 
