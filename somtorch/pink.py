@@ -88,9 +88,12 @@ def _read_comment_bytes(f) -> bytes:
 
 def read_data_header(path: str) -> dict:
     """Raw header of a PINK data file: version, file_type, data_type, n, layout, dims."""
+    from somtorch.errors import MissingFileError
+    from somtorch.io.files import open_regular
+
     try:
-        f = open(path, "rb")  # noqa: SIM115
-    except OSError:
+        f = open_regular(path, "rb", "data")  # a FIFO or folder raises NotRegularFileError
+    except (MissingFileError, PermissionError):
         raise PinkError(f"Error opening {path}") from None
     with f:
         _read_comment_bytes(f)

@@ -317,3 +317,51 @@ def test_pink_dropin_refuses_huge_headers(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "img.bin" in out and "absurd" in out and "Program was aborted." in out
     assert not (d / "out.som").exists()
+
+
+# ---------------------------------------------------------------------- 5. FIFOs and special files
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not hasattr(os, "fork"), reason="needs FIFOs and SIGALRM")
+def test_fifos_and_folders_are_refused_without_blocking(tmp_path):
+    import signal
+
+    from somtorch.annotation import AnnotationSet
+    from somtorch.cli.common import read_json
+    from somtorch.data import read_catalogue, read_fits_image
+    from somtorch.errors import NotRegularFileError
+    from somtorch.io import read_header, read_images, read_mapping, read_som, read_transforms
+
+    fifo = tmp_path / "input.fifo"
+    os.mkfifo(fifo)
+    os.mkfifo(tmp_path / "input.fifo.pkl")
+    readers = [read_images, read_som, read_mapping, read_transforms, read_header, AnnotationSet.load,
+               read_json, safe_load, read_catalogue, read_fits_image,
+               lambda p: read_records("x.bin", p),
+               lambda p: read_records("x.bin", str(p) + (".pkl" if p == fifo else ""), allow_pickle=True)]
+
+    def hung(signum, frame):
+        raise AssertionError("a reader blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        for reader in readers:
+            for target in (fifo, tmp_path):
+                with pytest.raises(NotRegularFileError, match=r"expected a regular file"):
+                    reader(target)
+        with pytest.raises(NotRegularFileError, match=r"input\.fifo.*a FIFO"):
+            read_images(fifo)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_pink_dropin_refuses_a_fifo_as_data(tmp_path, capsys):
+    from somtorch.pink import main
+
+    os.mkfifo(tmp_path / "data.bin")
+    assert main(["--train", str(tmp_path / "data.bin"), str(tmp_path / "out.som"), "--som-width", "3",
+                 "--som-height", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "data.bin" in out and "a FIFO" in out and "Program was aborted." in out

@@ -304,5 +304,7 @@ def write_json(path, obj) -> None:
 
 
 def read_json(path) -> Any:
-    with open(path, encoding="utf-8") as f:
+    from somtorch.io.files import open_regular
+
+    with open_regular(path, "r", "JSON", encoding="utf-8") as f:
         return json.load(f)

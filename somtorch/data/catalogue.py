@@ -24,8 +24,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from somtorch.data.fits import MissingFileError
 from somtorch.errors import ConfigError, FileFormatError, ShapeError
+from somtorch.io.files import check_regular_file
 
 __all__ = ["read_catalogue", "check_id_column", "mapping_columns", "annotate_catalogue"]
 
@@ -42,8 +42,7 @@ def read_catalogue(path, id_column: str | None = None, hdu: int | str | None = N
     :class:`ConfigError` (bad id column).
     """
     p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise MissingFileError(p, "catalogue")
+    check_regular_file(p, "catalogue")
     low = p.lower()
     try:
         if low.endswith((".csv", ".csv.gz")):

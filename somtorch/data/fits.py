@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from somtorch.errors import FileFormatError, MissingFileError, ShapeError, SomtorchError
+from somtorch.io.files import check_regular_file
 
 __all__ = ["FitsImage", "Cutout", "MissingFileError", "NoOverlapError", "read_fits_image",
            "cutout", "reproject_bilinear", "same_grid", "stack_channels"]
@@ -159,8 +160,7 @@ def read_fits_image(path, hdu=None, dtype=np.float32, require_wcs: bool = True) 
     from astropy.io import fits
 
     p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise MissingFileError(p)
+    check_regular_file(p, "FITS")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy warns on e.g. non-standard keywords

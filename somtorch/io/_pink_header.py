@@ -20,6 +20,7 @@ from somtorch.errors import (
     FileFormatError,
     TruncatedFileError,
 )
+from somtorch.io.files import check_regular_file, open_regular
 
 #: Data-type codes of PINK's ``FILE_FORMATS.md`` (all little-endian).
 DATA_TYPES: dict[int, np.dtype] = {
@@ -250,8 +251,8 @@ def _check_payload(path, payload, expected):
 
 def _parse(path, want=None):
     p = os.fspath(path)
-    size = os.path.getsize(p)
-    with open(p, "rb") as f:
+    size = check_regular_file(p)
+    with open_regular(p, "rb") as f:
         comments = _read_comments(f, p)
         r = _Ints(f, p)
         version, ftype = r.take(2, "version and file_type")
