@@ -138,8 +138,13 @@ class MissingFileError(SomtorchError, FileNotFoundError):
         if detail:
             msg += f"; {detail}"
         super().__init__(msg)
+        self._message = msg
         self.errno = errno.ENOENT
+        self.strerror = msg
         self.filename = self.path
+
+    def __str__(self) -> str:
+        return self._message
 
 
 class NotRegularFileError(FileFormatError):

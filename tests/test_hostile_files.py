@@ -365,3 +365,49 @@ def test_pink_dropin_refuses_a_fifo_as_data(tmp_path, capsys):
                  "--som-height", "3"]) == 1
     out = capsys.readouterr().out
     assert "data.bin" in out and "a FIFO" in out and "Program was aborted." in out
+
+
+# ---------------------------------------------------------------------- 6. missing files and folders
+
+def test_missing_inputs_raise_the_projects_error(tmp_path):
+    from somtorch.annotation import AnnotationSet
+    from somtorch.data import read_catalogue, read_fits_image, run_preprocessing
+    from somtorch.errors import MissingFileError
+    from somtorch.io import Mapping, Transform, read_images, read_mapping, read_som
+
+    gone = tmp_path / "gone.bin"
+    for reader in (read_images, read_som, read_mapping, Mapping, Transform, AnnotationSet.load, read_catalogue,
+                   read_fits_image, safe_load, lambda p: read_records("x.bin", p)):
+        with pytest.raises(MissingFileError, match=r"gone\.bin.*file not found") as ei:
+            reader(gone)
+        assert isinstance(ei.value, FileNotFoundError) and ei.value.filename == str(gone)
+    cat = tmp_path / "cat.csv"
+    cat.write_text("Component_name,File_name\na,a.fits\n")
+    with pytest.raises(MissingFileError, match=r"nowhere.*image_dir"):
+        run_preprocessing(catalogue=cat, image_dir=tmp_path / "nowhere", output=str(tmp_path / "o.bin"),
+                          progress=False)
+
+
+# ---------------------------------------------------------------------- 7. catalogue paths leaving the image folder
+
+@pytest.mark.parametrize("fname", ["../secret.fits", "sub/../../secret.fits", "/etc/passwd", "./../x.fits"])
+def test_catalogue_paths_are_confined_to_the_image_folder(tmp_path, fname):
+    from somtorch.data import run_preprocessing
+    from somtorch.errors import UnsafePathError
+
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    cat = tmp_path / "cat.csv"
+    cat.write_text(f"Component_name,File_name\nok,sub/a.fits\nbad,{fname}\n")
+    with pytest.raises(UnsafePathError, match=r"cat\.csv: row 1, column 'File_name'.*outside the image folder"):
+        run_preprocessing(catalogue=cat, image_dir=images, output=str(tmp_path / "o.bin"), progress=False)
+    assert not (tmp_path / "o.bin").exists()
+
+
+def test_process_entry_refuses_paths_outside_the_image_folder(tmp_path):
+    from somtorch.data.run import PreprocessConfig, _spec, process_entry
+    from somtorch.errors import UnsafePathError
+
+    spec = _spec(PreprocessConfig(catalogue=tmp_path / "cat.csv", image_dir=str(tmp_path)))
+    with pytest.raises(UnsafePathError, match="outside the image folder"):
+        process_entry({"files": ["../x.fits"], "ra": 0.0, "dec": 0.0}, spec)

@@ -47,7 +47,14 @@ from somtorch.data.fits import (
     read_fits_image,
     stack_channels,
 )
-from somtorch.errors import ConfigError, FileFormatError, OutputExistsError, ShapeError
+from somtorch.errors import (
+    ConfigError,
+    FileFormatError,
+    OutputExistsError,
+    ShapeError,
+    UnsafePathError,
+)
+from somtorch.io.files import check_folder
 
 __all__ = ["ChannelSpec", "PreprocessConfig", "run_preprocessing", "process_entry", "EntrySkipped",
            "SKIP_REASONS", "output_paths"]
@@ -147,7 +154,9 @@ def process_entry(entry: dict, spec: dict) -> np.ndarray:
         if fname is None or (isinstance(fname, float) and np.isnan(fname)) or str(fname) == "":
             raise EntrySkipped("missing file", f"no file name in column {ch['file_column']!r}",
                                ch["name"], None)
-        path = os.path.join(spec["image_dir"], str(fname))
+        path = _confined(spec["image_dir"], str(fname))
+        if path is None:
+            raise UnsafePathError(f"file name {fname!r} resolves outside the image folder {spec['image_dir']}")
         try:
             im = _load(path, ch["hdu"], mosaic)
         except MissingFileError as e:
@@ -254,6 +263,26 @@ def _spec(cfg: PreprocessConfig) -> dict:
             "image_shape": None if cfg.image_shape is None else [int(s) for s in cfg.image_shape]}
 
 
+def _confined(image_dir: str, fname: str) -> str | None:
+    """``image_dir/fname`` normalised, or ``None`` if it leaves ``image_dir`` (``../``, absolute)."""
+    root = os.path.normpath(image_dir)
+    full = os.path.normpath(os.path.join(root, fname))
+    return full if full.startswith(root if root.endswith(os.sep) else root + os.sep) else None
+
+
+def _check_confined(names, image_dir: str, cat_path, column: str) -> None:
+    """Raise :class:`UnsafePathError` if a file name leaves ``image_dir`` (``../``, absolute)."""
+    root = os.path.normpath(image_dir)
+    for i, fname in enumerate(names):
+        if not isinstance(fname, str) or not fname:
+            continue
+        if _confined(root, fname) is None:
+            full = os.path.normpath(os.path.join(root, fname))
+            raise UnsafePathError(f"{cat_path or 'catalogue'}: row {i}, column {column!r}: file name {fname!r} "
+                                  f"resolves to {full}, outside the image folder {root}; expected a path "
+                                  "relative to image_dir without '..' (set image_dir to a folder holding all files)")
+
+
 def _infer_shape(cat: pd.DataFrame, spec: dict) -> list[int]:
     ch = spec["channels"][0]
     for fname in cat[ch["file_column"]]:
@@ -339,6 +368,9 @@ def run_preprocessing(config: PreprocessConfig | dict | None = None, *,
                               f"one of the catalogue columns {list(cat.columns)[:20]}")
         for st in ch["recipe"]:
             _parse(st)  # unknown step names fail here, not in every entry
+    check_folder(spec["image_dir"], "image_dir")
+    for ch in spec["channels"]:
+        _check_confined(cat[ch["file_column"]], spec["image_dir"], cat_path, ch["file_column"])
     cols = [cfg.id_column] + [c["file_column"] for c in spec["channels"]]
     if spec["cutout_size"] is not None:
         for c in (cfg.ra_column, cfg.dec_column):

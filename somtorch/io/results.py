@@ -15,6 +15,7 @@ import torch
 
 from somtorch.errors import (
     ConfigError,
+    MissingFileError,
     ShapeError,
 )
 from somtorch.io._lattice import CHUNK_ELEMENTS, MAX_CHUNK_ROWS, _Lattice
@@ -50,7 +51,7 @@ class Mapping(_Lattice):
     def __init__(self, path, bmu_mask=None):
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
-            raise FileNotFoundError(f"{self.path}: no such mapping file")
+            raise MissingFileError(self.path, field="mapping")
         a, self.header = _mapping_array(self.path, mmap=True)
         self.flat = a if a.dtype == np.float32 else a.astype(np.float32)
         self.data = self.flat.reshape((len(self.flat),) + self._grid)
@@ -259,7 +260,7 @@ class Transform(_Lattice):
     def __init__(self, path):
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
-            raise FileNotFoundError(f"{self.path}: no such transform file")
+            raise MissingFileError(self.path, field="transform")
         self.flat, self.header = _transform_array(self.path, mmap=True)
         self.data = self.flat.reshape((len(self.flat),) + self._grid)
 
