@@ -411,3 +411,25 @@ def test_process_entry_refuses_paths_outside_the_image_folder(tmp_path):
     spec = _spec(PreprocessConfig(catalogue=tmp_path / "cat.csv", image_dir=str(tmp_path)))
     with pytest.raises(UnsafePathError, match="outside the image folder"):
         process_entry({"files": ["../x.fits"], "ra": 0.0, "dec": 0.0}, spec)
+
+
+# ---------------------------------------------------------------------- 8. transform records
+
+@pytest.mark.parametrize("field,value,match", [("flip", 7, r"record \[2, 1\] flip.*found 7, expected 0 or 1"),
+                                               ("flip", -1, r"record \[2, 1\] flip"),
+                                               ("angle", np.nan, r"record \[2, 1\] angle.*finite"),
+                                               ("angle", np.inf, r"record \[2, 1\] angle.*finite")])
+def test_transform_records_are_validated_on_read(tmp_path, field, value, match):
+    from somtorch.io import Transform, read_transforms, write_transforms
+    from somtorch.io.pink import TRANSFORM_DTYPE
+
+    p = tmp_path / "t.bin"
+    h = write_transforms(p, np.zeros((4, 6), np.int8), np.full((4, 6), 0.5, np.float32), (2, 3))
+    rec = np.fromfile(p, TRANSFORM_DTYPE, offset=h.offset).reshape(4, 6)
+    rec[2, 1][field] = value
+    with open(p, "r+b") as f:
+        f.seek(h.offset)
+        f.write(rec.tobytes())
+    for reader in (read_transforms, Transform):
+        with pytest.raises(FileFormatError, match=r"t\.bin: field '" + match):
+            reader(p)

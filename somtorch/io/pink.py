@@ -381,6 +381,7 @@ def read_transforms(path):
     """
     a, h = _transform_array(path, mmap=True)
     _check_memory(path, a.size * 5)
+    check_transform_records(path, a)
     return torch.from_numpy(_field(a, "flip")), torch.from_numpy(_field(a, "angle")), h
 
 
@@ -389,6 +390,25 @@ def _field(rec: np.ndarray, name: str) -> np.ndarray:
     out = np.empty(rec.shape, np.int8 if name == "flip" else np.float32)
     out[...] = rec[name]
     return out
+
+
+def check_transform_records(path, rec: np.ndarray, chunk_rows: int = 4096) -> None:
+    """Raise :class:`FileFormatError` naming the first record ``[image, neuron]`` whose flip is
+    not 0 or 1 or whose angle is not finite (``rec``: packed records ``(n_images, N)``)."""
+    rows = max(1, int(chunk_rows))
+    for start in range(0, rec.shape[0], rows):
+        part = rec[start:start + rows]
+        flip = _field(part, "flip")
+        bad = (flip != 0) & (flip != 1)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise FileFormatError(path, f"record [{start + i}, {j}] flip", int(flip[i, j]), "0 or 1")
+        angle = _field(part, "angle")
+        bad = ~np.isfinite(angle)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise FileFormatError(path, f"record [{start + i}, {j}] angle", float(angle[i, j]),
+                                  "a finite angle in radians")
 
 
 def _records(flip, angle) -> np.ndarray:

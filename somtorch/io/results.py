@@ -23,6 +23,7 @@ from somtorch.io.pink import (
     _field,
     _mapping_array,
     _transform_array,
+    check_transform_records,
 )
 
 __all__ = ["Mapping", "Transform"]
@@ -262,6 +263,7 @@ class Transform(_Lattice):
         if not os.path.exists(self.path):
             raise MissingFileError(self.path, field="transform")
         self.flat, self.header = _transform_array(self.path, mmap=True)
+        check_transform_records(self.path, self.flat)
         self.data = self.flat.reshape((len(self.flat),) + self._grid)
 
     @cached_property
