@@ -397,10 +397,23 @@ def _train(a: PinkArgs, h: dict, lat, geo, device) -> None:
         _out(f"  SOM layout: {lat.describe()}", *_counts_table(som))
 
 
+def _same_file(p: str, q: str) -> bool:
+    if os.path.realpath(p) == os.path.realpath(q):
+        return True
+    try:
+        return os.path.samefile(p, q)
+    except OSError:
+        return False
+
+
 def _map(a: PinkArgs, h: dict, lat, geo, device) -> None:
     from somtorch.engine import Mapper, RotationInvariantSOM
+    from somtorch.errors import ConfigError
     from somtorch.io import check_output_path
 
+    if a.store_rot_flip and _same_file(a.map_out, a.store_rot_flip):
+        raise ConfigError(None, "--store-rot-flip", a.store_rot_flip, "a file other than the mapping output",
+                          f"the mapping is written to {a.map_out}; give the best rotation/flip file its own path")
     check_output_path(a.map_out, a.overwrite)
     if a.store_rot_flip:
         check_output_path(a.store_rot_flip, a.overwrite)

@@ -433,3 +433,45 @@ def test_transform_records_are_validated_on_read(tmp_path, field, value, match):
     for reader in (read_transforms, Transform):
         with pytest.raises(FileFormatError, match=r"t\.bin: field '" + match):
             reader(p)
+
+
+# ---------------------------------------------------------------------- 9. mapping and rotation/flip to one file
+
+def _small_som(tmp_path):
+    import torch
+
+    import somtorch
+
+    somtorch.write_images(tmp_path / "imgs.bin", torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
+    som = somtorch.RotationInvariantSOM(somtorch.Lattice("cartesian", (2, 2)), somtorch.SOMGeometry(8, numrot=4),
+                                        init="random", seed=1)
+    som.save_pink(tmp_path / "som.bin")
+    return som
+
+
+def test_mapper_refuses_one_file_for_mapping_and_transforms(tmp_path):
+    import somtorch
+    from somtorch.errors import ConfigError
+
+    som = _small_som(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    for second in (tmp_path / "out.bin", tmp_path / "sub" / ".." / "out.bin"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(ConfigError, match=r"out\.bin.*already open for a MappingWriter"):
+            somtorch.Mapper(som).map_to_files(tmp_path / "imgs.bin", tmp_path / "out.bin", second)
+        assert sorted(f for f in os.listdir(tmp_path) if f != "sub") == before  # no partial files left
+    somtorch.Mapper(som).map_to_files(tmp_path / "imgs.bin", tmp_path / "m.bin", tmp_path / "t.bin")
+    assert len(somtorch.Transform(tmp_path / "t.bin")) == 6
+
+
+def test_pink_dropin_refuses_one_file_for_map_and_rot_flip(tmp_path, capsys):
+    from somtorch.pink import main
+
+    _small_som(tmp_path)
+    out = tmp_path / "same.bin"
+    rc = main(["--map", str(tmp_path / "imgs.bin"), str(out), str(tmp_path / "som.bin"), "--som-width", "2",
+               "--som-height", "2", "--neuron-dimension", "8", "--numrot", "4", "--store-rot-flip", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 1 and "--store-rot-flip" in text and "same.bin" in text and "Program was aborted." in text
+    assert "Starting mapping" not in text
+    assert not out.exists() and not any(f.startswith(".same") for f in os.listdir(tmp_path))

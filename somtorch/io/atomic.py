@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import weakref
 from collections.abc import Iterator
 from typing import IO
 
@@ -134,6 +135,9 @@ def _pwrite(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[k:], offset + k
 
 
+_LIVE_OUTPUTS: weakref.WeakSet = weakref.WeakSet()  # open PreallocatedOutput writers of this process
+
+
 class PreallocatedOutput:
     """A preallocated file of ``header`` + ``n_rows`` fixed-size records, written row by row.
 
@@ -164,6 +168,7 @@ class PreallocatedOutput:
         d, name = os.path.split(os.path.abspath(self.path))
         self.temp_path = os.path.join(d, f".{name}.partial")
         self.rows_path = self.temp_path + ".rows"
+        self._check_not_shared(header, resume)
         reuse = resume and os.path.exists(self.temp_path)
         if reuse:
             with open(self.temp_path, "rb") as f:
@@ -181,6 +186,28 @@ class PreallocatedOutput:
             self._af.file.truncate(total)
             self._rows.truncate(self.n_rows)
         self._af.file.flush()
+        self._header, self._resumed = header, bool(resume)
+        _LIVE_OUTPUTS.add(self)
+
+    def _check_not_shared(self, header: bytes, resume: bool) -> None:
+        """Refuse a second, different output to the same file in this process (e.g. the mapping
+        and the rotation/flip file given the same path), before any work.
+
+        Writers of the same header opened with ``resume=True`` may share a file (shards). An
+        untouched, freshly created writer of the other output is aborted (it cannot complete)."""
+        from somtorch.errors import ConfigError
+
+        for other in list(_LIVE_OUTPUTS):
+            if other is self or other._af.done or other.temp_path != self.temp_path:
+                continue
+            if other._header == header and resume and other._resumed:
+                continue
+            if not other._resumed and other.missing_rows().size == other.n_rows:
+                other.abort()
+            raise ConfigError(self.path, "output path", self.path,
+                              "a file that no other output of this run writes",
+                              f"the same file is already open for a {type(other).__name__}; give each output "
+                              "(e.g. the mapping and the rotation/flip file) its own path")
 
     def write_rows_bytes(self, start: int, k: int, data: bytes) -> None:
         """Write ``k`` records (``data``, exactly ``k * row_bytes`` bytes) at row ``start``."""
