@@ -61,6 +61,9 @@ _MARK = "somtorch_hostile_marker"
     b"cbuiltins\neval\n(S'1+1'\ntR.",
     # a dotted name to walk to os through an allowed module
     b"\x80\x04\x8c\x05numpy\x8c\x06os.sep\x93.",
+    # bytes(n) / bytearray(n) with a huge n (an allocation, not data in the file)
+    b"\x80\x02c__builtin__\nbytearray\nJ\xff\xff\xff\x7f\x85R.",
+    b"\x80\x04\x8c\x08builtins\x8c\x05bytes\x93\x8a\x06\x00\x00\x00\x00\x00\x01\x85R.",
     # copyreg reconstructor (builds arbitrary classes)
     b"ccopyreg\n_reconstructor\n(ccollections\nCounter\ncbuiltins\ndict\n(dtR.",
 ])

@@ -152,6 +152,17 @@ def _builtin(fn):
     return call
 
 
+def _bytes(*args):
+    # bytes() / bytes(b'..') / bytes(str, encoding); never bytes(n) (n zero bytes: an allocation)
+    if not args:
+        return b""
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytes(args[0])
+    if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        return _encode(*args)
+    raise _Refused("bytes() other than from bytes or a latin-1 string")
+
+
 def _dict_like(*args):
     # collections.OrderedDict / defaultdict come back as plain dicts
     if args and not isinstance(args[0], (list, dict)) and args[0] is not None and not callable(args[0]):
@@ -170,7 +181,7 @@ _GLOBALS = {
     ("builtins", "frozenset"): _builtin(frozenset), ("builtins", "int"): _builtin(int),
     ("builtins", "float"): _builtin(float), ("builtins", "complex"): _builtin(complex),
     ("builtins", "str"): _builtin(str), ("builtins", "bool"): _builtin(bool),
-    ("builtins", "bytes"): _builtin(bytes), ("builtins", "bytearray"): _builtin(bytes),
+    ("builtins", "bytes"): _bytes, ("builtins", "bytearray"): _bytes,
     ("_codecs", "encode"): _encode,
     ("collections", "OrderedDict"): _dict_like, ("collections", "defaultdict"): _dict_like,
     ("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _Dtype,
