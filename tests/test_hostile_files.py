@@ -130,6 +130,17 @@ def test_crafted_pickle_streams_are_refused(tmp_path):
             safe_load(_write(tmp_path, data))
 
 
+def test_shared_references_are_walked_once(tmp_path):
+    t = ()
+    for _ in range(MAX_DEPTH - 2):
+        t = (t, t)  # 2**98 paths through a 98-level DAG: a walk without memo would never end
+    lst = []
+    for _ in range(MAX_DEPTH - 2):
+        lst = [lst, lst]
+    got = safe_load(_write(tmp_path, pickle.dumps((t, lst), protocol=4)))
+    assert got[0][0][0] is got[0][0][1] and got[1][0] is got[1][1]
+
+
 def test_pickle_fuzz_never_escapes(tmp_path):
     rng = np.random.default_rng(16)
     good = pickle.dumps({"a": [np.arange(5.0), np.int32(3), "x", (1, None)]}, protocol=4)

@@ -261,8 +261,9 @@ def _plain(obj, memo: dict, depth: int):
         for k, v in obj.items():
             out[_plain(k, memo, depth + 1)] = _plain(v, memo, depth + 1)
         return out
-    if type(obj) in (tuple, set, frozenset):
-        return type(obj)(_plain(v, memo, depth + 1) for v in obj)
+    if type(obj) in (tuple, set, frozenset):  # memoised too: shared sub-tuples are walked once
+        out = memo[id(obj)] = type(obj)(_plain(v, memo, depth + 1) for v in obj)
+        return out
     raise _Refused(f"value of type {type(obj).__name__}")
 
 
