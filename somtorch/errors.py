@@ -27,6 +27,7 @@ __all__ = [
     "MissingFileError",
     "NotRegularFileError",
     "UnsafePathError",
+    "OutOfSpaceError",
     "GeometryWarning",
 ]
 
@@ -153,6 +154,40 @@ class NotRegularFileError(FileFormatError):
 
 class UnsafePathError(SomtorchError, ValueError):
     """A path read from a file (e.g. a catalogue) points outside the folder it must stay in."""
+
+
+def _size(n) -> str:
+    n = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+class OutOfSpaceError(SomtorchError, OSError):
+    """Not enough disk space (or a file-size limit) for an output, found before or while writing.
+
+    ``OutOfSpaceError(path, needed=None, free=None, errno_=ENOSPC, detail=None)``; the message names
+    the path, the size needed and the space free when known (``errno`` is ``ENOSPC`` or ``EFBIG``).
+    """
+
+    def __init__(self, path, needed=None, free=None, errno_=errno.ENOSPC, detail=None):
+        self.path = os.fspath(path)
+        self.needed, self.free = needed, free
+        what = "no space left on device" if errno_ != errno.EFBIG else "file size limit exceeded"
+        msg = f"{self.path}: {what}"
+        if needed is not None:
+            msg += f"; needs {_size(needed)} ({int(needed)} bytes)"
+        if free is not None:
+            msg += f", {_size(free)} free"
+        if detail:
+            msg += f"; {detail}"
+        super().__init__(errno_, msg, self.path)
+        self._message = msg
+
+    def __str__(self) -> str:
+        return self._message
 
 
 class GeometryWarning(UserWarning):

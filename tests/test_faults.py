@@ -18,7 +18,7 @@ from somtorch.distributed import map_to_files_sharded
 from somtorch.distributed.launch import launch_local
 from somtorch.engine import Mapper, RotationInvariantSOM, SOMGeometry, Trainer
 from somtorch.engine.batch import BatchTrainer
-from somtorch.errors import NonFiniteError, ShapeError, TruncatedFileError
+from somtorch.errors import NonFiniteError, OutOfSpaceError, ShapeError, TruncatedFileError
 from somtorch.geometry import Lattice
 from somtorch.io import write_images
 
@@ -115,7 +115,7 @@ def test_disk_full_keeps_partial_and_resume_finishes(tmp_path, monkeypatch):
         return real(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", pwrite)
-    with pytest.raises(OSError, match="No space left on device while writing .*resume=true") as ei:
+    with pytest.raises(OutOfSpaceError, match=r"m.bin: no space left on device.*resume=true") as ei:
         map_to_files_sharded(Mapper(som, batch_size=8), img, tmp_path / "m.bin", tmp_path / "t.bin")
     assert ei.value.errno == errno.ENOSPC
     monkeypatch.setattr(os, "pwrite", real)

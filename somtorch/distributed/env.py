@@ -6,9 +6,13 @@ A run is *distributed* when the launcher's environment says so: ``WORLD_SIZE > 1
 with ``RANK`` (``torchrun`` sets both, plus ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``).
 The backend is NCCL when the run's device is CUDA and gloo otherwise; on CUDA each process uses
 ``cuda:<LOCAL_RANK>``. Every collective has a timeout (``SOMTORCH_DIST_TIMEOUT_S``, default
-600 s, or the ``timeout_s`` argument of :func:`init`): a rank that dies or hangs makes the
-others fail with :class:`DistributedError` (a clear message naming the collective and the rank)
-instead of waiting for ever. Rank 0 is the one that writes run-level outputs (summaries, plots).
+600 s, or the ``timeout_s`` argument of :func:`init`, e.g. ``runtime.dist_timeout_s``): a rank
+that dies or hangs makes the others fail with :class:`DistributedError` instead of waiting for
+ever. Before each collective every rank records in the rendezvous store which collective it
+reached (one small key per rank, overwritten), so the error names the rank(s) that never arrived
+and the collective they were last seen at, and says whether the timeout expired (a hung rank) or
+a peer's connection closed (a dead rank). Rank 0 is the one that writes run-level outputs
+(summaries, plots).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +28,8 @@ import torch
 from somtorch.errors import SomtorchError
 
 __all__ = ["DistEnv", "DistributedError", "detect", "init", "shutdown", "is_distributed", "barrier",
-           "all_reduce_sum_", "all_reduce_flag", "broadcast_object", "collective", "DEFAULT_TIMEOUT_S"]
+           "all_reduce_sum_", "all_reduce_flag", "all_reduce_max_flag", "broadcast_object", "broadcast_bytes",
+           "collective", "timeout_s", "DEFAULT_TIMEOUT_S"]
 
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -79,10 +85,25 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+#: the timeout the process group was initialised with, and where it came from
+_ACTIVE: dict = {"timeout_s": None, "source": None}
+
+
 def _timeout(timeout_s: float | None) -> float:
     if timeout_s is None:
         timeout_s = float(os.environ.get("SOMTORCH_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S))
     return float(timeout_s)
+
+
+def timeout_s() -> float:
+    """The collective timeout in force: the one :func:`init` used, else ``$SOMTORCH_DIST_TIMEOUT_S`` / 600."""
+    return _ACTIVE["timeout_s"] if _ACTIVE["timeout_s"] is not None else _timeout(None)
+
+
+def _timeout_source() -> str:
+    if _ACTIVE["source"]:
+        return _ACTIVE["source"]
+    return ("SOMTORCH_DIST_TIMEOUT_S" if os.environ.get("SOMTORCH_DIST_TIMEOUT_S") else "the default")
 
 
 def init(device: str | torch.device | None = None, timeout_s: float | None = None) -> DistEnv:
@@ -112,8 +133,12 @@ def init(device: str | torch.device | None = None, timeout_s: float | None = Non
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(env.local_rank)
+    tmo = _timeout(timeout_s)
+    _ACTIVE.update(timeout_s=tmo, source=("timeout_s argument (runtime.dist_timeout_s)" if timeout_s is not None
+                                          else None))
+    _SEQ[0] = 0
     try:
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=_timeout(timeout_s)))
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=tmo))
     except Exception as e:  # rendezvous failures come in many types
         raise DistributedError(f"rank {env.rank}/{env.world_size}: could not join the process group "
                                f"({backend}, MASTER_ADDR={os.environ.get('MASTER_ADDR')}, "
@@ -135,21 +160,93 @@ def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
+    _ACTIVE.update(timeout_s=None, source=None)
+
+
+_SEQ = [0]  # collectives entered by this process since init (the same sequence on every rank)
+_KEY = "somtorch/reached/"
+
+
+def _store():
+    with contextlib.suppress(Exception):
+        from torch.distributed import distributed_c10d as c10d
+
+        return c10d._get_default_store()
+    return None
+
+
+def _mark_reached(what: str) -> int:
+    """Record in the rendezvous store that this rank reached collective number ``seq``."""
+    seq = _SEQ[0]
+    _SEQ[0] += 1
+    store = _store()
+    if store is not None:
+        with contextlib.suppress(Exception):
+            store.set(_KEY + str(torch.distributed.get_rank()), f"{seq}:{what}")
+    return seq
+
+
+def _missing_ranks(seq: int) -> tuple[list[str], bool]:
+    """Ranks whose last recorded collective is before ``seq`` (``'rank 1 (last at #3 'x')'``), and
+    whether the store could be read at all (it lives on rank 0's host)."""
+    store = _store()
+    if store is None:
+        return [], False
+    out = []
+    try:
+        old = store.timeout
+        store.set_timeout(datetime.timedelta(seconds=2))
+        try:
+            for r in range(torch.distributed.get_world_size()):
+                key = _KEY + str(r)
+                if not store.check([key]):
+                    out.append(f"rank {r} (never reached a collective)")
+                    continue
+                got = store.get(key).decode(errors="replace")
+                n, _, name = got.partition(":")
+                if int(n) < seq:
+                    out.append(f"rank {r} (last seen at collective #{n} '{name}')")
+        finally:
+            store.set_timeout(old)
+    except Exception:  # noqa: BLE001 -- the store's host (rank 0) may be gone
+        return out, False
+    return out, True
+
+
+def _cause(e: BaseException, waited: float) -> str:
+    text = f"{type(e).__name__}: {e}".lower()
+    tmo = timeout_s()
+    if "timed out" in text or "timeout" in text or waited >= 0.95 * tmo:
+        return (f"the timeout expired ({tmo:g} s, set by {_timeout_source()}): a rank is hung or far "
+                "behind")
+    if any(w in text for w in ("connection closed", "connection reset", "broken pipe", "peer", "closed")):
+        return "a peer's connection closed: a rank died, was killed or exited after an error (see its log)"
+    return "a rank failed inside the collective (see the other ranks' logs)"
 
 
 @contextlib.contextmanager
 def collective(what: str):
-    """Turn any failure of the collectives inside into a :class:`DistributedError` naming ``what``."""
+    """Turn any failure of the collectives inside into a :class:`DistributedError` naming ``what``,
+    the rank(s) that never reached it and the cause (timeout or a closed connection)."""
+    seq = _mark_reached(what) if is_distributed() else -1
+    t0 = time.monotonic()
     try:
         yield
     except DistributedError:
         raise
     except Exception as e:
+        waited = time.monotonic() - t0
         r, ws = detect().rank, detect().world_size
+        missing, readable = _missing_ranks(seq) if seq >= 0 else ([], False)
+        if missing:
+            who = "; not arrived: " + ", ".join(missing)
+        elif readable:
+            who = "; every rank reached it (one died or failed inside it)"
+        else:
+            who = "; rank 0 (host of the rendezvous store) is unreachable: it probably died" if r != 0 else ""
         raise DistributedError(
-            f"rank {r}/{ws}: collective '{what}' failed -- another rank probably died, was killed or "
-            f"hit an error (see its log), or did not answer within the timeout "
-            f"(SOMTORCH_DIST_TIMEOUT_S={_timeout(None):g} s): {type(e).__name__}: {e}") from e
+            f"rank {r}/{ws}: collective #{seq} '{what}' failed after {waited:.1f} s -- {_cause(e, waited)}{who}. "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
 
 
 def barrier(what: str = "barrier") -> None:
@@ -188,6 +285,17 @@ def all_reduce_flag(flag: bool, what: str) -> int:
     return int(all_reduce_sum_(t, what).item())
 
 
+def all_reduce_max_flag(flag: bool, what: str) -> bool:
+    """True on every rank when any rank passes ``flag=True`` (e.g. a stop request); ``flag`` on one process."""
+    if not is_distributed():
+        return bool(flag)
+    with collective(what):
+        dev = _comm_device()
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=dev)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(int(t.item()))
+
+
 def broadcast_object(obj, src: int = 0, what: str = "broadcast"):
     """Rank ``src``'s JSON-serialisable ``obj`` on every rank (sent as JSON, never pickled);
     identity on one process."""
@@ -204,3 +312,22 @@ def broadcast_object(obj, src: int = 0, what: str = "broadcast"):
                else torch.zeros(int(n.item()), dtype=torch.uint8, device=dev))
         torch.distributed.broadcast(buf, src=src)
     return json.loads(bytes(buf.cpu().numpy().tobytes()).decode())
+
+
+def broadcast_bytes(data: bytes | None, src: int = 0, what: str = "broadcast") -> bytes:
+    """Rank ``src``'s ``data`` on every rank (others pass ``None``); identity on one process."""
+    if not is_distributed():
+        return b"" if data is None else bytes(data)
+    with collective(what):
+        dev = _comm_device()
+        mine = torch.distributed.get_rank() == src
+        payload = bytes(data or b"") if mine else b""
+        n = torch.tensor([len(payload)], dtype=torch.int64, device=dev)
+        torch.distributed.broadcast(n, src=src)
+        k = int(n.item())
+        if k == 0:
+            return b""
+        buf = (torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(dev) if mine
+               else torch.zeros(k, dtype=torch.uint8, device=dev))
+        torch.distributed.broadcast(buf, src=src)
+    return bytes(buf.cpu().numpy().tobytes())

@@ -16,6 +16,14 @@ them and commits (checks every row, fsyncs, renames into place) after all ranks 
 failure on any rank is reported to every rank, which all stop with an error, keeping the partial
 files for the rerun.
 
+Resume identity: before the partial files are created, rank 0 writes ``.<mapping>.partial.json``
+with the identity of the image file (size, modification time, content hash of the data region;
+:mod:`somtorch.io.identity`), of the SOM's weights and its configuration. A resume recomputes
+them and refuses, naming what changed, when they differ (a partial output without this record is
+refused too). Before creating the outputs rank 0 checks that their final size fits the free disk
+space (:func:`~somtorch.io.atomic.check_free_space`); a disk that fills up during the run gives
+:class:`~somtorch.errors.OutOfSpaceError` naming the file and the size.
+
 Across nodes the output folder must be on a file system every node sees (NFS, Lustre, GPFS...);
 each rank flushes and fsyncs its rows before rank 0 checks the journal and commits. Every rank
 uses rank 0's batch size (budgets computed from free device memory may differ between ranks).
@@ -24,6 +32,7 @@ uses rank 0's batch size (budgets computed from free device memory may differ be
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import numpy as np
@@ -79,12 +88,55 @@ def row_runs(rows: np.ndarray, align: int = 1) -> list[range]:
     return [range(int(p[0]), int(p[-1]) + 1) for p in np.split(rows, cut)]
 
 
-def _disk_error(e: OSError, path) -> OSError:
+def _disk_error(e: OSError, path, needed: int | None = None) -> OSError:
     if e.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1)):
-        return OSError(e.errno, f"{os.strerror(e.errno)} while writing {path}; the partial output and its "
-                       "row journal are kept: free space and rerun with resume=true to map only the "
-                       "missing rows", os.fspath(path))
+        from somtorch.io.atomic import space_error
+
+        return space_error(e, path, needed, f"{os.strerror(e.errno)} while writing; the partial output and its "
+                           "row journal are kept: free space and rerun with resume=true to map only the "
+                           "missing rows")
     return e
+
+
+def _manifest_path(mapping_path) -> str:
+    d, name = os.path.split(os.path.abspath(os.fspath(mapping_path)))
+    return os.path.join(d, f".{name}.partial.json")
+
+
+def _inputs(mapper, src) -> dict:
+    from somtorch.io.identity import array_identity, images_identity
+
+    som = mapper.som
+    return {"images": images_identity(src), "som": array_identity(som.weight),
+            "som_config": json.loads(json.dumps(som.config_dict()))}
+
+
+def _check_or_record_inputs(mapper, src, mapping_path, resume: bool) -> None:
+    """Rank 0: refuse a resume on other inputs than the partial files were started on; record
+    the inputs of a fresh start (before the partial files exist)."""
+    from somtorch.errors import ConfigError
+    from somtorch.io.atomic import atomic_output
+    from somtorch.io.identity import check_same_inputs
+
+    man = _manifest_path(mapping_path)
+    partial = os.path.join(os.path.dirname(man), os.path.basename(man)[:-len(".json")])
+    new = _inputs(mapper, src)
+    if resume and os.path.exists(partial):
+        if not os.path.exists(man):
+            raise ConfigError(partial, "resume inputs", None, None,
+                              f"the partial output has no record of its inputs ({man}); it cannot be checked "
+                              "against this run: remove it and map again without resume")
+        from somtorch.io.identity import read_manifest
+
+        check_same_inputs(read_manifest(man), new, partial, "partial mapping output")
+        return
+    with atomic_output(man, overwrite=True, mode="w") as f:
+        json.dump(new, f)
+
+
+def _needed_bytes(n: int, lat, transform: bool) -> int:
+    """Final size of the mapping (float32 per neuron) and transform (int8 flip + float32 angle) files."""
+    return n * lat.num_neurons * (4 + (5 if transform else 0)) + 4096
 
 
 def _sync(writer) -> None:
@@ -145,6 +197,12 @@ def map_to_files_sharded(mapper, data, mapping_path, transform_path=None, overwr
         try:
             for p in paths:
                 check_output_path(p, overwrite)
+            from somtorch.io.atomic import check_free_space
+
+            _check_or_record_inputs(mapper, src, mapping_path, resume)
+            if not (resume and os.path.exists(_manifest_path(mapping_path)[:-len(".json")])):
+                check_free_space(mapping_path, _needed_bytes(n, lat, transform_path is not None),
+                                 "mapping and transform files")
             for w in open_writers(resume):
                 w.close()
         except OSError as e:
@@ -202,6 +260,10 @@ def map_to_files_sharded(mapper, data, mapping_path, transform_path=None, overwr
                 except OSError as e:
                     w.close()
                     raise _disk_error(e, w.path) from e
+            import contextlib
+
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(_manifest_path(mapping_path))
         except BaseException as e:  # noqa: BLE001
             err = e
     if is_distributed() and all_reduce_flag(err is not None, "commit mapping outputs") and err is None:

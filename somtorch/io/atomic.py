@@ -1,9 +1,16 @@
 """Atomic output files: write to a temporary name in the same directory, then rename.
 
-A reader never sees a half-written file: output goes to ``.<name>.tmp-<random>`` next to the
-target, is flushed and ``fsync``-ed, and is moved into place with :func:`os.replace` only when
+A reader never sees a half-written file: output goes to ``.<name>.tmp-p<pid>-<random>`` next to
+the target, is flushed and ``fsync``-ed, and is moved into place with :func:`os.replace` only when
 the writer finishes without error. On an exception the temporary file is removed and the
-target is left untouched (or absent).
+target is left untouched (or absent). A process killed outright (SIGKILL, power cut) cannot
+clean up: :func:`sweep_temp_files` removes the temporary files of writers that are no longer
+running (the CLIs call it when they start in a run folder).
+
+Disk space: :func:`check_free_space` refuses, before any work, an output whose final size is
+known and larger than the free space; a write that fails with ``ENOSPC``/``EFBIG``/``EDQUOT``
+becomes :class:`~somtorch.errors.OutOfSpaceError` naming the path and the size
+(:func:`space_error`).
 
 Examples
 --------
@@ -18,15 +25,106 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
+import shutil
 import weakref
 from collections.abc import Iterator
 from typing import IO
 
-from somtorch.errors import OutputExistsError
+from somtorch.errors import OutOfSpaceError, OutputExistsError
 
-__all__ = ["AtomicFile", "PreallocatedOutput", "atomic_output", "check_output_path"]
+__all__ = ["AtomicFile", "PreallocatedOutput", "atomic_output", "check_output_path", "check_free_space",
+           "space_error", "sweep_temp_files", "temp_name"]
+
+_SPACE_ERRNOS = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1))
+_TEMP_RE = re.compile(r"^\..+\.tmp-(?:p(\d+)-)?[0-9a-f]{12}$")
+
+
+def temp_name(path: str | os.PathLike) -> str:
+    """``dir/.<name>.tmp-p<pid>-<random>``: the temporary name of an atomic write of ``path``."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(directory, f".{name}.tmp-p{os.getpid()}-{secrets.token_hex(6)}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def sweep_temp_files(folder, depth: int = 2, min_age_s: float = 600.0) -> list[str]:
+    """Remove temporary files of atomic writes that can never complete; returns their paths.
+
+    A temporary file whose writer process (the ``p<pid>`` in its name) is no longer running on
+    this host is removed; one without a pid (older writers) only when older than ``min_age_s``.
+    Searches ``folder`` and ``depth`` levels of subfolders. Partial outputs of resumable writers
+    (``.<name>.partial``) are *not* touched: a resume continues them."""
+    import time
+
+    removed: list[str] = []
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        return removed
+    now = time.time()
+    for root, dirs, files in os.walk(folder):
+        if root[len(folder):].count(os.sep) >= depth:
+            dirs[:] = []
+        for f in files:
+            m = _TEMP_RE.match(f)
+            if not m:
+                continue
+            p = os.path.join(root, f)
+            with contextlib.suppress(OSError):
+                stale = (not _pid_alive(int(m.group(1)))) if m.group(1) else now - os.path.getmtime(p) > min_age_s
+                if stale:
+                    os.remove(p)
+                    removed.append(p)
+    return removed
+
+
+def check_free_space(path, needed: int, what: str = "output", margin: int = 16 << 20) -> None:
+    """Raise :class:`OutOfSpaceError` unless the file system of ``path`` has ``needed`` bytes free
+    (plus a small margin); ``path`` may not exist yet (its folder is checked)."""
+    p = os.path.abspath(os.fspath(path))
+    d = p if os.path.isdir(p) else os.path.dirname(p)
+    while d and not os.path.exists(d):
+        d = os.path.dirname(d)
+    try:
+        free = shutil.disk_usage(d or ".").free
+    except OSError:
+        return
+    if int(needed) + margin > free:
+        raise OutOfSpaceError(p, int(needed), free, detail=f"checked before writing the {what}; free space "
+                              "or choose another folder")
+
+
+def space_error(e: BaseException, path, needed: int | None = None, detail: str | None = None) -> BaseException:
+    """``e`` as :class:`OutOfSpaceError` naming ``path`` when it is a full disk / file-size / quota
+    error (also torch's ``RuntimeError`` from a failed ``torch.save``); other errors unchanged."""
+    if isinstance(e, OutOfSpaceError):
+        return e
+    code = getattr(e, "errno", None)
+    if code is None and isinstance(e, RuntimeError):
+        text = str(e).lower()
+        if "file too large" in text:
+            code = errno.EFBIG
+        elif "no space left" in text or "failed writing" in text or "unexpected pos" in text:
+            code = errno.ENOSPC
+    if code not in _SPACE_ERRNOS:
+        return e
+    free = None
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(os.fspath(path))) or ".").free
+    return OutOfSpaceError(path, needed, free, errno.EFBIG if code == errno.EFBIG else errno.ENOSPC, detail)
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool) -> str:
@@ -52,11 +150,13 @@ class AtomicFile:
                  temp_path: str | os.PathLike | None = None):
         self.path = check_output_path(path, overwrite)
         self.overwrite = overwrite
-        directory, name = os.path.split(os.path.abspath(self.path))
         if temp_path is None:
-            temp_path = os.path.join(directory, f".{name}.tmp-{secrets.token_hex(6)}")
+            temp_path = temp_name(self.path)
         self.temp_path = os.fspath(temp_path)
-        self.file: IO = open(self.temp_path, mode)  # noqa: SIM115 - closed in commit/abort
+        try:
+            self.file: IO = open(self.temp_path, mode)  # noqa: SIM115 - closed in commit/abort
+        except OSError as e:
+            raise space_error(e, self.path) from e
         self.done = False
 
     def commit(self) -> None:
@@ -65,9 +165,12 @@ class AtomicFile:
             return
         try:
             check_output_path(self.path, self.overwrite)
-            self.file.flush()
-            os.fsync(self.file.fileno())
-            self.file.close()
+            try:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+                self.file.close()
+            except OSError as e:
+                raise space_error(e, self.path, self._written()) from e
             if self.overwrite:
                 os.replace(self.temp_path, self.path)
             else:
@@ -82,6 +185,11 @@ class AtomicFile:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+
+    def _written(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            return int(self.file.tell())
+        return None
 
     def _link_no_clobber(self) -> None:
         """Move into place without ever replacing a file created meanwhile by someone else."""
@@ -118,6 +226,13 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False, mode: str = 
     af = AtomicFile(path, overwrite=overwrite, mode=mode)
     try:
         yield af.file
+    except OSError as e:
+        n = af._written()
+        af.abort()
+        err = space_error(e, af.path, n)
+        if err is e:
+            raise
+        raise err from e
     except BaseException:
         af.abort()
         raise
