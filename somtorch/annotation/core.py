@@ -22,7 +22,9 @@ Convention
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 from scipy import ndimage
@@ -209,9 +211,19 @@ class Annotation:
         return f
 
     @property
-    def filters(self) -> dict[int, np.ndarray]:
-        """``{channel: filter}`` for every channel (PYINK ``Annotation.filters``)."""
-        return {c: self.filter(c) for c in range(self.channels)}
+    def filters(self) -> Mapping[int, np.ndarray]:
+        """``{channel: filter}`` for every channel (PYINK ``Annotation.filters``), read-only.
+
+        The filters are computed from the regions, so assigning to the mapping or editing an
+        array in place raises instead of being silently lost; add regions with
+        :meth:`add_mask` (or use :class:`somtorch.pyink.Annotation`, whose filters are stored).
+        """
+        out = {}
+        for c in range(self.channels):
+            f = self.filter(c)
+            f.flags.writeable = False
+            out[c] = f
+        return MappingProxyType(out)
 
     def filter_stack(self) -> np.ndarray:
         return np.stack([self.filter(c) for c in range(self.channels)])

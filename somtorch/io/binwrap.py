@@ -224,18 +224,22 @@ class ImageReader:
     def __getitem__(self, idx):
         return self.data[idx]
 
-    def transform(self, idx, transform, numrot: int = 360, neuron_dim: int | None = None) -> np.ndarray:
+    def transform(self, idx, transform, numrot: int = 360, neuron_dim: int | None = None, *,
+                  interpolation: str = "bilinear") -> np.ndarray:
         """Image ``idx`` in its neuron's frame, ``flipud**flip(rotate_cw(image, angle))``.
 
         ``transform`` is a ``(flip, angle)`` record (e.g. ``Transform.data[i, r, c]``); the output
         is ``(C, nd, nd)`` with ``nd = neuron_dim`` (default: the image side). PINK's exact
-        transformation for angles of a ``numrot`` run (see :mod:`somtorch.analysis.frames`).
+        transformation for angles of a ``numrot`` run (see :mod:`somtorch.analysis.frames`);
+        ``interpolation="cubic"`` is PYINK's scipy cubic-spline rotation instead (see
+        :func:`somtorch.analysis.pink_spatial_transform` for the size of the difference).
         """
         if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
             raise TypeError(f"idx must be an integer, got {type(idx).__name__}")
-        return self.transform_images([idx], [tuple(transform)], numrot, neuron_dim)[0]
+        return self.transform_images([idx], [tuple(transform)], numrot, neuron_dim, interpolation=interpolation)[0]
 
-    def transform_images(self, idxs, transforms, numrot: int = 360, neuron_dim: int | None = None) -> np.ndarray:
+    def transform_images(self, idxs, transforms, numrot: int = 360, neuron_dim: int | None = None, *,
+                         interpolation: str = "bilinear") -> np.ndarray:
         """Images ``idxs`` each in its own neuron frame: ``(K, C, nd, nd)`` float32."""
         from somtorch.geometry.transforms import PinkTransformer, flip_angle_to_index
 
@@ -244,6 +248,13 @@ class ImageReader:
             np.array([tuple(t) for t in transforms], dtype=[("flip", "i1"), ("angle", "<f4")])
         if len(tf) != len(idxs):
             raise ShapeError(f"{len(idxs)} image indices but {len(tf)} transforms")
+        if interpolation != "bilinear":
+            from somtorch.analysis.frames import transform_images as _transform_images
+
+            imgs = np.stack([np.asarray(self.data[i], np.float32) for i in idxs]) if len(idxs) else \
+                np.zeros((0,) + self.data.shape[1:], np.float32)
+            return _transform_images(imgs, (np.asarray(tf["flip"]), np.asarray(tf["angle"], np.float64)),
+                                     neuron_dim=neuron_dim, interpolation=interpolation)
         tr = PinkTransformer(self.data.shape[-1], neuron_dim or self.data.shape[-1], numrot, flip=True, exact=True)
         t = flip_angle_to_index(np.asarray(tf["flip"]) == 1, np.asarray(tf["angle"], np.float64), numrot)
         out = np.zeros((len(idxs), self.data.shape[1], tr.neuron_dim, tr.neuron_dim), np.float32)

@@ -31,6 +31,13 @@ Bugs fixed (each pinned by a test named after it)
   ``1.4826 * MAD`` of the (unclipped) finite data instead of returning NaN or raising.
 * The constant is the exact ``2 sqrt(2 ln 2) = 2.35482...`` (PYINK: 2.355, a 0.008% difference).
 
+``estimator="pyink"`` keeps PYINK's numbers (what :func:`somtorch.pyink.rms_estimate` uses): the
+unweighted fit, the half maximum relative to the largest observed bin (roots of
+``a x^2 + b x + c = log10(0.5)``) and FWHM / 2.355. Size of the difference (measured with
+``python -m somtorch.pyink.differences``, 200 cutouts each): the default (``"unbiased"``) is
++3.4 % (median) above PYINK on 150x150 source cutouts and +3.8 % on pure noise, where it is the
+one that recovers the true sigma.
+
 ``refine=True`` adds an optional final step that is statistically more efficient: two rounds of a
 truncated-Gaussian corrected standard deviation of the pixels within ``refine_thres`` sigma of the
 fitted centre. It halves the scatter on pure noise and adds a little bias when sources are present.
@@ -55,6 +62,9 @@ FWHM_TO_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 MAD_TO_SIGMA = 1.482602218505602
 
 _MODES = ("mad", "std")
+_ESTIMATORS = ("unbiased", "pyink")
+#: PYINK's rounded FWHM / sigma constant (``estimator="pyink"``).
+PYINK_FWHM_TO_SIGMA = 2.355
 
 
 def _spread(x: np.ndarray, med: float, mode: str) -> float:
@@ -88,8 +98,8 @@ def _refine(finite: np.ndarray, mu: float, sigma: float, k: float, rounds: int =
 
 def rms_estimate(data: Any, mode: str = "mad", clip_rounds: int = 2, bin_perc: float = 0.25,
                  outlier_thres: float = 3.0, nan_check: bool = True, *, ignore_zeros: bool = False,
-                 weighted_fit: bool = True, refine: bool = False,
-                 refine_thres: float = 2.5) -> float:
+                 weighted_fit: bool | None = None, refine: bool = False,
+                 refine_thres: float = 2.5, estimator: str = "unbiased") -> float:
     """Estimate the Gaussian background noise (sigma) of an image.
 
     Parameters
@@ -109,13 +119,18 @@ def rms_estimate(data: Any, mode: str = "mad", clip_rounds: int = 2, bin_perc: f
         Drop non-finite pixels first. With ``False`` the caller guarantees finite data.
     ignore_zeros : bool
         Also drop pixels that are exactly 0 (blanked regions of survey cutouts).
-    weighted_fit : bool
-        Weight the parabola fit by ``sqrt(count)`` (default). ``False`` is PYINK's unweighted fit.
+    weighted_fit : bool, optional
+        Weight the parabola fit by ``sqrt(count)``. Default: True for ``estimator="unbiased"``,
+        False (PYINK's unweighted fit) for ``estimator="pyink"``.
     refine : bool
         Follow the histogram fit by a truncated-Gaussian corrected standard deviation within
         ``refine_thres`` sigma of the fitted centre (see the module docstring).
     refine_thres : float
         Half-width, in sigma, of the refinement window.
+    estimator : {'unbiased', 'pyink'}
+        ``'unbiased'`` (default): sigma from the fitted curvature. ``'pyink'``: PYINK's
+        half-maximum roots relative to the largest observed bin and FWHM / 2.355, which reads
+        about 3.4 % (median, source cutouts) to 3.8 % (pure noise) low; see the module docstring.
 
     Returns
     -------
@@ -139,6 +154,10 @@ def rms_estimate(data: Any, mode: str = "mad", clip_rounds: int = 2, bin_perc: f
     """
     if mode not in _MODES:
         raise ConfigError(f"rms_estimate: mode {mode!r} is not one of {_MODES}")
+    if estimator not in _ESTIMATORS:
+        raise ConfigError(f"rms_estimate: estimator {estimator!r} is not one of {_ESTIMATORS}")
+    if weighted_fit is None:
+        weighted_fit = estimator == "unbiased"
     if clip_rounds < 0 or bin_perc < 0 or outlier_thres <= 0:
         raise ConfigError("rms_estimate: clip_rounds and bin_perc must be >= 0 and "
                           f"outlier_thres > 0 (got {clip_rounds}, {bin_perc}, {outlier_thres})")
@@ -187,10 +206,17 @@ def rms_estimate(data: Any, mode: str = "mad", clip_rounds: int = 2, bin_perc: f
     u = (xc - x0) / xs
     y = np.log10(c / c.max())
     w = np.sqrt(c) if weighted_fit else None
-    a_u, b_u, _ = np.polyfit(u, y, 2, w=w)
+    a_u, b_u, c_u = np.polyfit(u, y, 2, w=w)
     a = a_u / (xs * xs)
     if not np.isfinite(a) or a >= 0:
         return _fallback(finite)
+    if estimator == "pyink":
+        # half maximum relative to the largest observed bin: roots of a u^2 + b u + c = log10(1/2)
+        disc = b_u * b_u - 4.0 * a_u * (c_u - math.log10(0.5))
+        if not disc > 0:
+            return _fallback(finite)
+        fwhm = math.sqrt(disc) / abs(a_u) * xs
+        return float(fwhm / PYINK_FWHM_TO_SIGMA)
     sigma = math.sqrt(-1.0 / (2.0 * a * math.log(10.0)))
     if refine:
         mu = x0 - xs * b_u / (2.0 * a_u)

@@ -400,8 +400,9 @@ def reweight(reader_or_path: Any, out_path: str | os.PathLike, old_weights: Sequ
     Reading and writing go through ``somtorch.io.read_images`` / ``write_images`` (imported
     lazily). Single-channel (rank-2) binaries work (PYINK failed on them) and are written back with
     rank 2 (``write_images`` stores ``(N, 1, H, W)`` as rank 2); no records sidecar is
-    required (PYINK required one), and if ``<source>.records.json`` exists it is copied to
-    ``<out_path>.records.json``.
+    required (PYINK required one), and the records sidecars of the source
+    (``<source>.records.json`` and PYINK's ``<source>.records.pkl``) are copied next to
+    ``out_path`` unchanged, so every record is kept.
     """
     try:
         from somtorch.io import read_images, write_images
@@ -430,16 +431,18 @@ def reweight(reader_or_path: Any, out_path: str | os.PathLike, old_weights: Sequ
     if np.any(old == 0):
         raise ConfigError(f"reweight: old weights must be non-zero, got {old.tolist()}")
     out_path = os.fspath(out_path)
-    side_out = out_path + ".records.json"
-    side_in = None if src_path is None else src_path + ".records.json"
-    has_side = side_in is not None and os.path.exists(side_in)
+    # every records sidecar is carried over byte for byte (PYINK's .records.pkl too: copying a
+    # pickle never unpickles it)
+    sides = [] if src_path is None else [
+        (src_path + suffix, out_path + suffix) for suffix in (".records.json", ".records.pkl")
+        if os.path.exists(src_path + suffix)]
     if not overwrite:
-        for p in (out_path, side_out) if has_side else (out_path,):
+        for p in [out_path] + [o for _, o in sides]:
             if os.path.exists(p):
                 raise OutputExistsError(f"{p}: exists; pass overwrite=True to replace it")
     scaled = apply_channel_weights(x, new / old)
     write_images(out_path, scaled.to(torch.float32), overwrite=overwrite)
-    if has_side:
+    for side_in, side_out in sides:
         shutil.copyfile(side_in, side_out)
     return out_path
 
