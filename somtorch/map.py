@@ -259,7 +259,10 @@ def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
     table.update(distance=dmin.numpy(),
                  flip=np.concatenate(parts["flip"]) if n_img else np.zeros(0, int),
                  angle=np.concatenate(parts["angle"]) if n_img else np.zeros(0, np.float32))
-    pd.DataFrame(table).to_csv(out / "bmu.csv", index=False)
+    from somtorch.io.atomic import atomic_output
+
+    with atomic_output(out / "bmu.csv", overwrite=overwrite, mode="w") as f:  # never torn, never clobbered
+        pd.DataFrame(table).to_csv(f, index=False)
     counts = np.bincount(bmu_np, minlength=lat.num_neurons)
     metrics = metrics_from_parts(dmin, torch.cat(parts["te"])) if n_img else {}
     if cfg.get("plots", True):

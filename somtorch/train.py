@@ -44,7 +44,11 @@ line on stderr and exit status 1 (``HYDRA_FULL_ERROR=1`` or ``debug=true`` show 
 averaged updates, ``runtime.step_size`` images per step; see its docstring for how results differ
 from the default online PINK updates). Under ``torchrun`` batch training is data-parallel: every
 rank handles part of each step and the per-neuron sums are all-reduced; rank 0 writes the run
-folder, ranks ``k > 0`` keep their identical state in ``<run>/.rank<k>/`` (for resume).
+folder, ranks ``k > 0`` keep their logs and identical outputs in ``<run>/.rank<k>/``. Rank 0 alone
+writes the checkpoint (one file, replaced atomically) and sends it to the other ranks on resume,
+so a data-parallel run may be resumed with the same or another number of processes (the run
+folder must be on a file system every rank sees); SIGTERM on any rank stops every rank after
+the same step.
 """
 
 from __future__ import annotations
@@ -254,6 +258,10 @@ class _Run:
     def start_summary(self) -> None:
         self.summary_path = self.run_dir / "summary.json"
         old = read_json(self.summary_path) if (self.resume and self.summary_path.exists()) else {}
+        if self.env.distributed:  # rank 0's view of the stages (a resume may add ranks that have none)
+            import somtorch.distributed as sd
+
+            old = sd.broadcast_object(old if self.env.is_main else None, what="run summary")
         old_stages = {s["name"]: s for s in old.get("stages", [])}
         self.entries = [dict(old_stages.get(st["name"], {}), name=st["name"], params=st,
                              status=old_stages.get(st["name"], {}).get("status", "pending"))
@@ -383,9 +391,15 @@ def _train_stages(run: _Run) -> dict:
     for k, st in enumerate(stages):
         name, sdir, entry = st["name"], run.run_dir / st["name"], run.entries[k]
         som_path = sdir / "som.bin"
-        if run.resume and entry.get("status") == "done" and som_path.exists():
-            _say(f"stage {k + 1}/{len(stages)} '{name}': already finished, skipping ({som_path})")
-            prev_som = som_path
+        done_som = run.root / name / "som.bin"  # rank 0's: every rank follows rank 0 (shared run folder)
+        skip = run.resume and entry.get("status") == "done" and done_som.exists()
+        if run.env.distributed:
+            from somtorch.distributed import broadcast_object
+
+            skip = bool(broadcast_object(bool(skip), what=f"stage {name} finished"))
+        if skip:
+            _say(f"stage {k + 1}/{len(stages)} '{name}': already finished, skipping ({done_som})")
+            prev_som = done_som
             if (sdir / "metrics.json").exists():
                 histories.extend(read_json(sdir / "metrics.json"))
             continue

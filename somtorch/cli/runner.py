@@ -248,9 +248,14 @@ def claim_run_dir(path, *, existed: bool | None = None, resume: bool = False, ov
     A folder that already holds anything is refused (:class:`OutputExistsError`, nothing inside
     is touched) unless ``overwrite`` (the caller removes the earlier outputs) or ``resume``.
     ``existed``: whether the folder existed before the program started (Hydra creates it first).
+    Temporary files of atomic writers that were killed outright are swept first
+    (:func:`~somtorch.io.atomic.sweep_temp_files`).
     """
+    from somtorch.io.atomic import sweep_temp_files
+
     p = Path(path)
     existed = p.exists() if existed is None else existed
+    sweep_temp_files(p)  # temporary files of writers killed outright (SIGKILL, power cut)
     used = p.is_dir() and any(p.iterdir())
     if p.exists() and not p.is_dir():
         raise OutputExistsError(f"{p}: exists and is not a folder; choose another hydra.run.dir")

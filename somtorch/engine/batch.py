@@ -150,11 +150,26 @@ class BatchTrainer(Trainer):
     See the module docstring for the update rule and how it differs from online training.
     Checkpoints are written at step boundaries (progress points, every ``checkpoint_every``
     images, on SIGTERM/SIGINT); a resumed run ends with exactly the SOM of an uninterrupted one.
-    In a distributed run a stop request on any rank stops every rank after the same step.
+
+    Data-parallel runs (``world_size > 1``): a stop request (SIGTERM/SIGINT) on any rank travels
+    with the step's sums (a max of the flags) and stops every rank after the same step; a request
+    that arrives during a step's reduction is kept for the next step. After the all-reduce every
+    rank holds the same state, so one checkpoint file is the whole generation: rank 0 alone
+    replaces it atomically (temporary file, fsync, rename) and, on a stop, every rank waits for
+    its answer. A kill at any instant leaves the last complete checkpoint. On resume rank 0 reads
+    it and sends it to every rank (``share``), so the other ranks need no files of their own and
+    the number of processes may change: with the same number the result is byte-identical to an
+    uninterrupted run; with another number each step's float64 sums are added in another
+    grouping, so the float32 weights can differ from the uninterrupted run's in the last bit
+    (a float64 rounding difference crossing a float32 rounding boundary; byte-identical in the
+    tests, see ``tests/test_distributed_faults.py``).
+    share : callable, optional
+        ``share(data_or_None, src, what) -> bytes`` sends rank 0's bytes to every rank
+        (:func:`somtorch.distributed.broadcast_bytes`); used to hand the checkpoint over on resume.
     """
 
     def __init__(self, som, neighbourhood=None, num_iter: int = 1, *, step_size: int = 256, reduce=None,
-                 rank: int = 0, world_size: int = 1, **kwargs):
+                 rank: int = 0, world_size: int = 1, share=None, **kwargs):
         super().__init__(som, neighbourhood, num_iter, **kwargs)
         if int(step_size) < 1:
             raise ConfigError(None, "step_size", step_size, ">= 1")
@@ -163,6 +178,24 @@ class BatchTrainer(Trainer):
         self.step_size = int(step_size)
         self.reduce = reduce
         self.rank, self.world_size = int(rank), int(world_size)
+        self.share = share
+        self._writes_checkpoint = self.rank == 0
+
+    def _resume_state(self, resume: bool) -> dict | None:
+        """The checkpoint to continue from, or None; in a data-parallel run rank 0 decides and sends it."""
+        from somtorch.engine.training import checkpoint_from_bytes
+
+        path = self.checkpoint_path
+        if self.share is None or self.world_size == 1:
+            return self.load_checkpoint(path) if resume and path is not None and os.path.exists(path) else None
+        data = None
+        if self.rank == 0 and resume and path is not None and os.path.exists(path):
+            from somtorch.io.files import open_regular
+
+            with open_regular(path, "rb", "checkpoint") as f:
+                data = f.read()
+        data = self.share(data, 0, "checkpoint from rank 0")
+        return checkpoint_from_bytes(data, path) if data else None
 
     def _state(self, *args) -> dict:
         st = super()._state(*args)
@@ -203,13 +236,15 @@ class BatchTrainer(Trainer):
         it0, pos0, tick, elapsed0 = 0, 0, 0, 0.0
         self._store_k = 0
         prev_w = som.weight.detach().clone()
-        if resume and self.checkpoint_path is not None and os.path.exists(self.checkpoint_path):
-            st = self.load_checkpoint(self.checkpoint_path)
+        self._inputs = self._inputs_record(src)
+        st = self._resume_state(resume)
+        if st is not None:
             meta = json.loads(st["meta_json"])
             if meta.get("mode") != "batch" or int(meta.get("step_size", -1)) != self.step_size:
                 raise ConfigError(self.checkpoint_path, "mode/step_size",
                                   (meta.get("mode", "online"), meta.get("step_size")), ("batch", self.step_size),
                                   "the checkpoint was written by another training mode or step size")
+            self._check_resume(st, n)
             som.weight.copy_(st["weight"].to(dev))
             som.update_count.copy_(st["update_count"].to(som.update_count.device))
             prev_w = st["prev_weight"].to(dev)
@@ -245,13 +280,15 @@ class BatchTrainer(Trainer):
                         F = torch.zeros(nsz, dtype=torch.float64, device=dev)
                         hits = torch.zeros_like(F)
                     if self.reduce is not None:
+                        # the stop flag travels with the sums (any rank's request stops all after this
+                        # step); self._stop is only read here, so a signal during the reduce is kept
                         stop = torch.tensor([1.0 if self._stop else 0.0], dtype=torch.float64, device=dev)
                         buf = torch.cat([S.flatten(), F, hits, stop])
                         self.reduce(buf, f"batch step (iteration {it}, image {start})")
                         S = buf[:S.numel()].view_as(S)
                         F = buf[S.numel():S.numel() + nsz]
                         hits = buf[S.numel() + nsz:S.numel() + 2 * nsz]
-                        self._stop = bool(buf[-1] > 0)
+                        self._agreed_stop = bool(buf[-1] > 0)
                     apply_batch_update(w, S, F)
                     som.update_count += hits.round().to(som.update_count.dtype).to(som.update_count.device)
                     prev_tick, tick = tick, tick + len(step_idx)

@@ -150,7 +150,12 @@ class Trainer:
     checkpoint_path : path, optional
         Full training state is written here every ``checkpoint_every`` images, at each progress
         point, and on SIGTERM/SIGINT; :meth:`fit` with ``resume=True`` continues from it and ends
-        with exactly the SOM of an uninterrupted run.
+        with exactly the SOM of an uninterrupted run. The checkpoint records its inputs (the
+        image file's size, modification time and content hash, or the in-memory array's hash;
+        :mod:`somtorch.io.identity`) and the SOM and run settings; a resume on anything else is
+        refused with a :class:`~somtorch.errors.ConfigError` saying what changed. It is replaced
+        atomically (a kill at any instant leaves the previous or the new one, never a torn file);
+        a full disk raises :class:`~somtorch.errors.OutOfSpaceError` naming the file and size.
     """
 
     def __init__(self, som: RotationInvariantSOM, neighbourhood: Neighbourhood | None = None,
@@ -185,7 +190,10 @@ class Trainer:
         self.handle_signals = handle_signals
         self.stage_name = stage_name
         self.history = TrainingHistory()
-        self._stop = False
+        self._stop = False  # a stop request (signal handler) on this process
+        self._agreed_stop: bool | None = None  # data-parallel runs: the stop all ranks agreed on
+        self._writes_checkpoint = True  # data-parallel runs: rank 0 only (the ranks' states are identical)
+        self._inputs: dict | None = None
         self.stop_after: int | None = None  # testing hook: stop (as if signalled) after this many images
 
     # ------------------------------------------------------------------ helpers
@@ -223,6 +231,7 @@ class Trainer:
             "pending_store": torch.tensor(int(pending)), "store_index": torch.tensor(self._store_k),
             "elapsed_s": torch.tensor(float(t_elapsed)),
             "history_json": json.dumps(self.history.records),
+            "inputs_json": json.dumps(self._inputs),
             "meta_json": json.dumps({"seed": self.seed, "rng": self.rng, "shuffle": self.shuffle,
                                      "num_iter": self.num_iter, "stage": self.stage_name,
                                      "neighbourhood": [self.neighbourhood.name, self.neighbourhood.sigma,
@@ -232,21 +241,39 @@ class Trainer:
         }
 
     def save_checkpoint(self, state: dict) -> None:
-        if self.checkpoint_path is None:
+        """Replace the checkpoint atomically (temporary file, fsync, rename); a full disk raises
+        :class:`~somtorch.errors.OutOfSpaceError` naming the file and the size needed."""
+        if self.checkpoint_path is None or not self._writes_checkpoint:
             return
-        from somtorch.io.atomic import atomic_output
+        import io
 
-        with atomic_output(self.checkpoint_path, overwrite=True) as f:
-            torch.save(state, f)
+        from somtorch.io.atomic import atomic_output, space_error
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        data = buf.getbuffer()
+        try:
+            with atomic_output(self.checkpoint_path, overwrite=True) as f:
+                f.write(data)
+        except OSError as e:
+            raise space_error(e, self.checkpoint_path, len(data),
+                              "the checkpoint could not be written; the previous one is kept") from e
 
     @staticmethod
     def load_checkpoint(path) -> dict:
-        """Load a checkpoint written by :meth:`save_checkpoint` (safe: ``weights_only=True``)."""
-        return torch.load(path, map_location="cpu", weights_only=True)
+        """Load a checkpoint written by :meth:`save_checkpoint` (safe: ``weights_only=True``);
+        a damaged file raises :class:`~somtorch.errors.FileFormatError`."""
+        from somtorch.io.files import open_regular
+
+        with open_regular(path, "rb", "checkpoint") as f:
+            return checkpoint_from_bytes(f.read(), path)
 
     def _check_resume(self, st: dict, n_images: int) -> None:
         """Refuse a checkpoint whose run differs in anything that changes the result."""
+        from somtorch.io.identity import check_same_inputs
+
         meta = json.loads(st["meta_json"])
+
         nb = self.neighbourhood
         want = {"seed": self.seed, "rng": self.rng, "shuffle": self.shuffle, "num_iter": self.num_iter,
                 "neighbourhood": [nb.name, nb.sigma, nb.damping, nb.max_update_distance]}
@@ -266,6 +293,13 @@ class Trainer:
         if int(st["tick"]) > n_images * self.num_iter:
             raise ConfigError(self.checkpoint_path, "tick", int(st["tick"]), f"<= {n_images * self.num_iter}",
                               "the checkpoint was written for more images than given")
+        recorded = json.loads(st["inputs_json"]) if "inputs_json" in st else None
+        if not recorded:
+            raise ConfigError(self.checkpoint_path, "inputs_json", None, "a record of the training inputs",
+                              "the checkpoint does not say which data it was trained on; start afresh (resume=False)")
+        check_same_inputs({"images": recorded.get("images"), "som": meta.get("som")},
+                          {"images": self._inputs["images"], "som": self.som.config_dict()},
+                          self.checkpoint_path, "checkpoint")
 
     def _inter_store(self) -> None:
         path = self.inter_store_path
@@ -294,6 +328,7 @@ class Trainer:
         self._store_k = 0
         elapsed0 = 0.0
         prev_w = som.weight.detach().clone()
+        self._inputs = self._inputs_record(src)
         if resume and self.checkpoint_path is not None and os.path.exists(self.checkpoint_path):
             st = self.load_checkpoint(self.checkpoint_path)
             self._check_resume(st, n)
@@ -365,15 +400,34 @@ class Trainer:
         """After an image (online) or a step (batch): write the checkpoint when one is due (at a
         progress point, on a stop request, or ``checkpoint_every`` images after the last), then
         stop if asked to. Returns the tick of the last checkpoint written."""
-        stop = self._stop or stop_hook
+        stop = (self._stop if self._agreed_stop is None else self._agreed_stop) or stop_hook
+        err = None
         if self.checkpoint_path is not None and (
                 at_progress or stop or (self.checkpoint_every and tick - last_ckpt >= self.checkpoint_every)):
             nxt_it, nxt_pos = (it, pos) if pos < n else (it + 1, 0)
-            self.save_checkpoint(self._state(nxt_it, nxt_pos, tick, pending, prev_w, elapsed))
-            last_ckpt = tick
+            try:
+                self.save_checkpoint(self._state(nxt_it, nxt_pos, tick, pending, prev_w, elapsed))
+                last_ckpt = tick
+            except BaseException as e:  # noqa: BLE001 -- re-raised below, after telling the other ranks
+                err = e
+        if stop and self._agreed_stop is not None:  # every rank learns whether rank 0's checkpoint landed
+            flag = torch.tensor([0.0 if err is None else 1.0], dtype=torch.float64)
+            self.reduce(flag, "stop checkpoint written")
+            if err is None and flag.item() > 0:
+                from somtorch.errors import SomtorchError
+
+                raise SomtorchError(f"rank 0 could not write the checkpoint {self.checkpoint_path} (see its log)")
+        if err is not None:
+            raise err
         if stop:
             raise _StopRequested(tick)
         return last_ckpt
+
+    def _inputs_record(self, src) -> dict:
+        """What a checkpoint of this run records about its inputs (see :mod:`somtorch.io.identity`)."""
+        from somtorch.io.identity import images_identity
+
+        return {"images": images_identity(src)}
 
     @contextlib.contextmanager
     def _stoppable(self, bar):
@@ -420,6 +474,38 @@ class Trainer:
             rec.update(quality_metrics(dist, som.lattice))
         self.history.append(rec)
         return rec
+
+
+def checkpoint_from_bytes(data: bytes, path=None) -> dict:
+    """A checkpoint's state from its bytes (``weights_only``); damage raises FileFormatError."""
+    import io
+    import pickle
+    import zipfile
+
+    from somtorch.errors import FileFormatError
+
+    try:
+        st = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, EOFError, KeyError, IndexError, TypeError, AttributeError, OverflowError,
+            MemoryError, UnicodeDecodeError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as e:
+        raise FileFormatError(path, "checkpoint", None, None,
+                              f"damaged or not a somtorch checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    need = ("weight", "update_count", "prev_weight", "iteration", "position", "tick", "pending_store",
+            "store_index", "elapsed_s", "history_json", "meta_json")
+    if not isinstance(st, dict) or any(k not in st for k in need):
+        raise FileFormatError(path, "checkpoint", None, None, "not a somtorch training checkpoint (fields missing)")
+    for k in ("history_json", "meta_json"):
+        if not isinstance(st[k], str):
+            raise FileFormatError(path, f"checkpoint {k}", type(st[k]).__name__, "a JSON string")
+        try:
+            json.loads(st[k])
+        except ValueError as e:
+            raise FileFormatError(path, f"checkpoint {k}", None, None, f"invalid JSON: {e}") from None
+    for k in need[:3]:
+        if not isinstance(st[k], torch.Tensor):
+            raise FileFormatError(path, f"checkpoint {k}", type(st[k]).__name__, "a tensor")
+    return st
 
 
 def _restore_handlers(old: dict) -> None:

@@ -268,6 +268,9 @@ class PreallocatedOutput:
     crashed run can fill in :meth:`missing_rows`. Because records have a fixed size, several
     processes can each open the partial file with ``resume=True``, write disjoint row ranges and
     :meth:`close` without committing; one process commits at the end.
+
+    A new output whose final size does not fit the free disk space is refused at once
+    (:class:`~somtorch.errors.OutOfSpaceError` naming the path and the size).
     """
 
     def __init__(self, path, header: bytes, n_rows: int, row_bytes: int, overwrite: bool = False, *,
@@ -294,6 +297,8 @@ class PreallocatedOutput:
             if not os.path.exists(self.rows_path) or os.path.getsize(self.rows_path) != self.n_rows:
                 raise TruncatedFileError(self.rows_path, "row journal", None, None,
                                          "missing or of the wrong size; cannot resume")
+        if not reuse:  # the final size is known: refuse at once rather than fail hours later
+            check_free_space(self.path, total + self.n_rows, "output")
         self._af = AtomicFile(self.path, overwrite, "r+b" if reuse else "w+b", self.temp_path)
         self._rows = open(self.rows_path, "r+b" if reuse else "w+b")  # noqa: SIM115
         if not reuse:
