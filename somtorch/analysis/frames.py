@@ -274,9 +274,9 @@ def pink_spatial_transform(img, transform, reverse: bool = False, *, numrot: int
         ``'bilinear'`` (default): PINK's own transformation (exact quarter turns, PINK's float32
         bilinear residual rotation), so the result equals what PINK compared with the neuron.
         ``'cubic'``: PYINK's ``scipy.ndimage.rotate`` (cubic spline, prefiltered, zero outside)
-        by the whole angle (``numrot`` is then not used). The two differ by up to about 10 % of
-        the peak on sharp radio sources (``python -m somtorch.pyink.differences``); cubic
-        splines overshoot next to sharp edges.
+        by the whole angle (``numrot`` is then not used). On 150x150 radio cutouts the largest
+        pixel difference is a median 4.3 % and up to 16 % of the peak
+        (``python -m somtorch.pyink.differences``); cubic splines overshoot next to sharp edges.
 
     Returns
     -------

@@ -298,7 +298,9 @@ def island_segmentation(data: Any, threshold: float, return_background: bool = F
         PYINK's conventions by name (see :func:`label_islands`): ``border='reflect',
         strict_size=True, order='raster'`` is :func:`somtorch.pyink.island_segmentation`. Size
         of the differences, measured on 200 simulated 150x150 radio cutouts at 3 sigma
-        (``python -m somtorch.pyink.differences``): see the "Coming from PYINK" README section.
+        (``python -m somtorch.pyink.differences``): the island sets differ on 93 of 200
+        cutouts, 89 of them through the size rule (islands of exactly ``minimum_island_size``
+        pixels) and 8 through the border rule.
 
     Returns
     -------
@@ -397,8 +399,8 @@ def convex_hull(data: Any, threshold: float = 0.01, *, convention: str = "pixel_
         ``'pixel_centre'`` (default): the polygon spanned by the pixel centres. ``'pyink'``: the
         polygon spanned by the midpoints of the pixels' edges, ``(r +- 1/2, c)`` and
         ``(r, c +- 1/2)`` (skimage's ``convex_hull_image(offset_coordinates=True)``, which PYINK
-        used), which adds the pixels whose centres lie within half a pixel outside -- about 70
-        pixels more on a 150x150 radio cutout (``python -m somtorch.pyink.differences``).
+        used), which adds the pixels whose centres lie within half a pixel outside -- a median of
+        about 100 pixels more on 150x150 radio cutouts (``python -m somtorch.pyink.differences``).
 
     Returns
     -------
@@ -447,8 +449,8 @@ def convex_hull_smoothed(data: Any, sigma: float, threshold: float = 0.01,
         Level of the smoothed hull that is kept; defaults to ``threshold`` (PYINK's behaviour with
         the default threshold). PYINK's ``convex_hull_smoothed(data, sigma, threshold=t)`` is
         ``threshold=0.01, smooth_threshold=t, convention='pyink'`` here (PYINK's ``threshold``
-        was the smoothing level only): with ``t=0.3`` the native call (hull *and* level at 0.3)
-        differs by hundreds of pixels (``python -m somtorch.pyink.differences``).
+        was the smoothing level only): with ``t=0.3`` and ``sigma=2`` the native call (hull *and*
+        level at 0.3) gives a median of 224 pixels fewer (``python -m somtorch.pyink.differences``).
     convention : {'pixel_centre', 'pyink'}
         Hull convention, see :func:`convex_hull`.
 

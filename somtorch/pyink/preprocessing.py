@@ -25,8 +25,8 @@ def rms_estimate(data, mode="mad", clip_rounds=2, bin_perc=0.25, outlier_thres=3
     Exactly :func:`somtorch.preprocessing.rms_estimate` with ``estimator="pyink"``: an
     unweighted fit of ``log10(count / peak count)`` and the half maximum taken relative to the
     largest *observed* bin. That reads low: the native default (``estimator="unbiased"``, the
-    width from the fitted curvature) is about 3.4 % (median) higher on source cutouts and 3.8 %
-    on pure noise, where it recovers the true sigma.
+    width from the fitted curvature) is +3.2 % (median) higher on simulated source cutouts and
+    +2.9 % on pure noise, where it recovers the true sigma (PYINK's estimator: -2.6 %).
 
     Corrected PYINK failures (no number changes where PYINK returned one): data left empty by the
     clipping (an all-zero cutout, PYINK's sidelobe-tutorial failure) or a histogram without a
@@ -81,7 +81,8 @@ def island_segmentation(data, threshold, return_background=False, minimum_island
     ``minimum_island_size`` pixels; with ``return_background`` the background comes first. This is
     :func:`somtorch.preprocessing.island_segmentation` with ``border="reflect",
     strict_size=True, order="raster"``; the native default keeps islands of exactly
-    ``minimum_island_size`` pixels, pads the closing with background and orders by size.
+    ``minimum_island_size`` pixels, pads the closing with background and orders by size (the
+    island sets differ on 93 of 200 simulated cutouts at 3 sigma, 89 through the size rule).
 
     **PYINK bug corrected** (spec §14): PYINK never yielded the highest-numbered island (a
     one-island cutout gave nothing); every island is yielded here.
@@ -100,8 +101,8 @@ def convex_hull(data, threshold=0.01):
 
     :func:`somtorch.preprocessing.convex_hull` with ``convention="pyink"``: the hull of the
     pixels' edge midpoints, so pixels whose centres lie within half a pixel outside the
-    pixel-centre hull are included (about 70 pixels more than the native default on a radio
-    cutout).
+    pixel-centre hull are included (a median of about 100 pixels more than the native default
+    on simulated radio cutouts).
     """
     return _masks.convex_hull(np.asarray(data), threshold, convention="pyink")
 
@@ -112,7 +113,8 @@ def convex_hull_smoothed(data, sigma, threshold=0.01):
 
     As PYINK, ``threshold`` is the level of the *smoothed* hull only; the hull itself is always
     taken at 0.01. Natively that is ``convex_hull_smoothed(data, sigma, threshold=0.01,
-    smooth_threshold=threshold, convention="pyink")``.
+    smooth_threshold=threshold, convention="pyink")``; the native ``threshold=0.3`` (hull and
+    level) gives a median of 224 pixels fewer at ``sigma=2``.
     """
     return _masks.convex_hull_smoothed(np.asarray(data), sigma, 0.01, smooth_threshold=threshold,
                                        convention="pyink")

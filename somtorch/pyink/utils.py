@@ -24,8 +24,8 @@ def pink_spatial_transform(img, transform, reverse=False):
 
     This is :func:`somtorch.analysis.pink_spatial_transform` with ``interpolation="cubic"``. The
     native default is PINK's own transformation (exact quarter turns, bilinear residual), which
-    is what PINK compared with the neuron; the two differ by up to about 10 % of the peak on
-    sharp sources.
+    is what PINK compared with the neuron; the largest pixel difference is a median 4.3 % and up
+    to 16 % of the peak on simulated radio cutouts.
     """
     a = np.asarray(img)
     if a.ndim not in (2, 3):
