@@ -258,3 +258,23 @@ def test_pink_tie_break_equals_pink_arithmetic(init, chunk, monkeypatch):
     assert torch.equal(fast.transform_index, exact.transform_index)
     assert torch.equal(fast.bmu, exact.bmu)
     np.testing.assert_allclose(fast.distances.numpy(), exact.distances.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape, dim", [((7, 16, 400), 1), ((3, 720, 100), 1), ((5, 9), 0), ((4, 6, 3), 2)])
+def test_first_min_matches_torch_min_and_argmin_with_ties(shape, dim):
+    """best_match's fast reduction: values of torch.min, lowest index of torch.argmin, on data
+    full of exact ties (small integers)."""
+    from somtorch.engine.distance import first_min
+
+    g = torch.Generator().manual_seed(sum(shape))
+    for dtype in (torch.float32, torch.float64):
+        for _ in range(10):
+            x = torch.randint(0, 4, shape, generator=g).to(dtype)
+            v, i = first_min(x, dim)
+            ref_v, _ = torch.min(x, dim)
+            assert torch.equal(v, ref_v)
+            assert torch.equal(i, torch.argmin(x, dim))
+            # lowest index by a slow loop, independently of torch's tie rule
+            xm = x.movedim(dim, -1).reshape(-1, shape[dim])
+            low = torch.tensor([min(j for j in range(shape[dim]) if row[j] == row.min()) for row in xm])
+            assert torch.equal(i.reshape(-1), low)

@@ -42,7 +42,7 @@ from somtorch.errors import ConfigError, ShapeError
 from somtorch.geometry.regions import dihedral_window, region_indices
 from somtorch.geometry.transforms import PinkTransformer, dihedral_split
 
-__all__ = ["DistanceEngine", "TieResolver", "best_match", "PRECISIONS", "TIE_RTOL"]
+__all__ = ["DistanceEngine", "TieResolver", "best_match", "first_min", "PRECISIONS", "TIE_RTOL"]
 
 #: relative width of the near-tie band that :class:`TieResolver` re-evaluates exactly
 TIE_RTOL = 1e-6
@@ -519,7 +519,28 @@ def best_match(dsq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     tbest : ``(B, N)`` lowest transformation index attaining it,
     bmu : ``(B,)`` lowest neuron index attaining the overall minimum.
     """
-    tbest = torch.argmin(dsq, dim=1)
-    dmin = torch.gather(dsq, 1, tbest.unsqueeze(1)).squeeze(1)
+    dmin, tbest = first_min(dsq, dim=1)
     bmu = torch.argmin(dmin, dim=1)
     return dmin, tbest, bmu
+
+
+def first_min(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimum along ``dim`` and the *lowest* index attaining it (``torch.min``'s values and
+    ``torch.argmin``'s tie rule), for finite ``x``.
+
+    ``torch.argmin`` over a middle dimension is a slow strided kernel on CPU (38 us per image for
+    ``(16, 400)`` distances, most of a small mapping's time); ``amin`` is vectorised, and the
+    first index attaining it is ``n - max((x == min) * (n, n-1, ..., 1))``: three more vectorised
+    passes, 2-5x faster overall on a 2-core EPYC. Exact (indices up to 2**24 are exact in float32).
+    """
+    n = x.shape[dim]
+    if x.device.type != "cpu" or n > (1 << 24) or x.dtype not in (torch.float32, torch.float64):
+        vals, idx = torch.min(x, dim=dim)
+        return vals, idx
+    m = x.amin(dim=dim, keepdim=True)
+    shape = [1] * x.dim()
+    shape[dim] = n
+    rev = torch.arange(n, 0, -1, dtype=x.dtype, device=x.device).view(shape)
+    w = (x == m).to(x.dtype).mul_(rev)
+    idx = w.amax(dim=dim).neg_().add_(n).to(torch.int64)
+    return m.squeeze(dim), idx
