@@ -1,0 +1,499 @@
+"""Fast approximate matching: a coarse-to-fine search over rotations, exact for every neuron.
+
+Exact search (:class:`~somtorch.engine.mapping.Mapper`) interpolates all ``k = numrot / 4`` base
+rotations of an image, gets the other transformations as exact quarter turns and flips of them,
+and multiplies all of them with all neurons; both halves cost about ``k`` per image (on a 2-core
+CPU about half of the time goes to the interpolation at 360 rotations). :class:`ApproxMapper`
+evaluates a small, image-dependent subset of the base rotations instead:
+
+1. **coarse**: ``coarse`` evenly spaced base rotations (with their eight quarter-turn/flip
+   variants each) for every neuron;
+2. **refine**: ``stages`` halving steps; at each, the best base rotation found so far for each of
+   the ``refine`` best neurons is bracketed by the rotations half the current spacing away.
+
+:class:`BaseSubsetEngine` evaluates a subset with the exact engine's own pieces (the
+transformer's sampling grids, the flip-parity features and
+:meth:`~somtorch.engine.distance.DistanceEngine.sq_distances_fast`), so every reported distance
+is the exact distance of the reported transformation; the approximation is only in *which*
+transformations are searched.
+
+Optionally (``seeds > 0``) the first pass also gets the estimated best angles of the ``seeds``
+best neurons of a **polar FFT estimate** (:class:`PolarMatcher`): images and neurons resampled on
+a polar grid about their centres, where a rotation is a circular shift along the angle axis, the
+squared region distance written as angular cross-correlations, one batched product per angular
+frequency for every neuron and both flips, and an inverse FFT over all ``numrot`` angles.
+Measured on the built-in sky sample it does not pay: bilinear interpolation smooths an image by
+an amount that depends on the angle (none at quarter turns), and for compact sources that
+smoothing, not the source's structure, decides which exact angle is best, which the smooth polar
+model cannot see (benchmarks/RESULTS.md, notebook 06).
+
+:func:`matching_agreement` compares a mapper with exact search on the same SOM and images
+(best-neuron agreement, best-angle error, distance errors, throughput, in one run).
+
+Convention
+----------
+As in :mod:`somtorch.engine.mapping`: distances are Euclidean region distances and
+``transform_index`` is PINK's ``t`` (``flip = t // numrot``, ``angle = (t % numrot) * step``, the
+neuron matching ``flipud**flip(rotate_cw(image, angle))``). Polar angle ``theta`` is measured from
+the column axis towards the row axis (clockwise on screen with row 0 at the top), so a clockwise
+rotation by ``a`` maps ``X(rho, theta)`` to ``X(rho, theta - a)`` and the flip after it maps it to
+``X(rho, -theta - a)``. Centres are ``(d-1)/2`` (images) and ``(nd-1)/2`` (neurons), PINK's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from somtorch.engine.mapping import Mapper, MappingResult
+from somtorch.engine.polar import PolarMatcher
+from somtorch.engine.som import RotationInvariantSOM
+from somtorch.errors import ConfigError
+
+__all__ = ["ApproxMapper", "ApproxOptions", "BaseSubsetEngine", "PolarMatcher", "matching_agreement",
+           "MATCHING_MODES"]
+
+#: matching modes of the mapping programs (``matching:`` in the map config, ``--fast`` in somtorch-pink)
+MATCHING_MODES = ("exact", "approximate")
+
+
+class BaseSubsetEngine:
+    """Exact distances of every neuron to the dihedral variants of chosen base rotations.
+
+    The exact mapper interpolates all ``k = numrot / 4`` base rotations of an image and gets the
+    other transformations as exact quarter turns and flips of them (:mod:`somtorch.engine.distance`).
+    This engine does the same for a per-image subset ``sel (B, M)`` of base rotations: they are
+    sampled with the engine's own grids (the transformer's ``grid_sample`` coordinates, or PINK's
+    exact taps for ``arithmetic="pink"`` / nearest neighbour), put in flip-parity coordinates
+    (:func:`~somtorch.engine.parity.parity_from_orbits`) and multiplied with the neurons by
+    :meth:`~somtorch.engine.distance.DistanceEngine.sq_distances_fast`, so every value is the exact
+    mapper's distance of that transformation (to float32 rounding of the GEMM). Costs ``M / k`` of
+    an exact search.
+    """
+
+    def __init__(self, som: RotationInvariantSOM):
+        from somtorch.engine.parity import orbit_order
+        from somtorch.geometry.regions import region_indices
+
+        self.som = som
+        eng = som.engine
+        self.engine = eng
+        self.tr = eng.transformer
+        self.numrot = self.tr.numrot
+        self.k = max(self.numrot // 4, 1)
+        self.lo, self.hi = eng.window
+        u = self.u = self.hi - self.lo
+        self.order = torch.from_numpy(orbit_order(u).copy())
+        pairs = eng.pairing()["pairs"]
+        self.nq = len(pairs)
+        self.nj = 4 if self.numrot != 1 else 1
+        # the base pixels (window row-major) each dihedral variant sees inside the region
+        region = region_indices(eng.mask, eng.window)
+        a = torch.arange(u * u).reshape(u, u)
+        m = torch.zeros(u * u, self.nq)
+        for q in range(self.nq):
+            f, j = divmod(q, self.nj)
+            v = torch.rot90(a, -j)
+            v = torch.flip(v, dims=(0,)) if f else v
+            m[v.reshape(-1)[region], q] = 1.0
+        self._vmask = m[self.order].contiguous()  # (u*u in orbit order, nq)
+        self._cache: dict = {}
+
+    def _tables(self, device, dtype):
+        key = (str(device), dtype)
+        tab = self._cache.get(key)
+        if tab is None:
+            o = self.order.to(device)
+            tab = {"order": o, "vmask": self._vmask.to(device, dtype)}
+            if self.k > 1:
+                g = self.tr._grid(self.lo, self.hi, device, dtype)
+                if isinstance(g, tuple):  # exact taps (taps, k-1, u, u) in orbit order
+                    tab["taps"] = tuple(x.reshape(x.shape[0], self.k - 1, self.u * self.u)[..., o].contiguous()
+                                        for x in g)
+                else:
+                    tab["grid"] = g.reshape(self.k - 1, self.u * self.u, 2)[:, o].contiguous()
+            self._cache[key] = tab
+        return tab
+
+    def base_rotations(self, images: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+        """Base rotations ``sel (B, M)`` of ``images (B, C, d, d)`` over the window in orbit order:
+        ``(B, M, C, u*u)``, the exact mapper's values."""
+        from somtorch.geometry.transforms import pad_or_crop
+
+        b, c, d, _ = images.shape
+        m = sel.shape[1]
+        tab = self._tables(images.device, images.dtype)
+        n = self.u * self.u
+        base0 = pad_or_crop(images, self.tr.neuron_dim)[..., self.lo:self.hi, self.lo:self.hi]
+        base0 = base0.reshape(b, c, n).index_select(-1, tab["order"])  # (B, C, n)
+        if self.k == 1:
+            return base0.unsqueeze(1).expand(b, m, c, n)
+        im1 = (sel - 1).clamp_min(0)
+        if "grid" in tab:
+            vals = torch.nn.functional.grid_sample(images, tab["grid"][im1], mode=self.tr.interpolation,
+                                                   padding_mode="zeros", align_corners=True)  # (B, C, M, n)
+        else:
+            idx, w = tab["taps"]
+            flat = images.reshape(b, c, d * d)
+            vals = None
+            for tap in range(idx.shape[0]):  # PINK's order ((w0 a + w1 b) + w2 c) + w3 d
+                ix = idx[tap][im1].reshape(b, 1, m * n).expand(b, c, m * n)
+                term = w[tap][im1].unsqueeze(1) * torch.gather(flat, 2, ix).view(b, c, m, n)
+                vals = term if vals is None else vals + term
+        out = torch.where((sel > 0).view(b, 1, m, 1), vals, base0.unsqueeze(2))
+        return out.permute(0, 2, 1, 3)
+
+    @torch.no_grad()
+    def sq_distances(self, images: torch.Tensor, sel: torch.Tensor, neurons=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared distances ``(B, nq * M, N)`` of every neuron to the dihedral variants of the
+        base rotations ``sel (B, M)``, and their transformation indices ``(B, nq * M)``.
+
+        ``neurons`` is ``engine.neuron_parity(weight)`` (computed when omitted).
+        """
+        from somtorch.engine.parity import parity_from_orbits
+
+        eng = self.engine
+        v, wnorm = neurons if neurons is not None else eng.neuron_parity(self.som.weight)
+        b, m = sel.shape
+        o = self.base_rotations(images, sel)  # (B, M, C, n)
+        tab = self._tables(images.device, images.dtype)
+        r, _ = parity_from_orbits(o, self.u, transposed=eng.pairing()["sides"] == 2, blocked=True)
+        r2 = (o * o).sum(2)  # (B, M, n)
+        rnorm = (r2 @ tab["vmask"]).permute(0, 2, 1).reshape(b, -1)  # (B, nq * M), q-major
+        dsq = eng.sq_distances_fast(r, rnorm, v, wnorm)
+        q = torch.arange(self.nq, device=sel.device)
+        f, j = torch.div(q, self.nj, rounding_mode="floor"), torch.remainder(q, self.nj)
+        t = (f * self.numrot + j * self.k).view(1, -1, 1) + sel.unsqueeze(1)  # (B, nq, M)
+        return dsq, t.reshape(b, -1)
+
+
+def _update_best(best, tbest, dsq, t):
+    """Fold ``dsq (B, U, N)`` at transformations ``t (B, U)`` into the running per-neuron minimum
+    (ties: the lowest transformation index)."""
+    cur, arg = dsq.min(dim=1)  # (B, N)
+    tc = torch.gather(t, 1, arg)
+    tied = cur.unsqueeze(1) == dsq  # several transformations at the minimum: lowest index
+    if bool((tied.sum(1) > 1).any()):
+        tc = torch.where(tied, t.unsqueeze(-1), torch.full_like(t.unsqueeze(-1), 1 << 40)).amin(1)
+    better = (cur < best) | ((cur == best) & (tc < tbest))
+    return torch.where(better, cur, best), torch.where(better, tc, tbest)
+
+
+@dataclass(frozen=True)
+class ApproxOptions:
+    """Settings of :class:`ApproxMapper` (see its docstring)."""
+
+    coarse: int = 6
+    refine: int = 1
+    stages: int | None = None
+    seeds: int = 0
+    n_angles: int | None = None
+    n_radii: int | None = None
+    max_frequency: int | None = None
+
+    def __post_init__(self):
+        for name, lo in (("coarse", 1), ("refine", 0), ("seeds", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < lo:
+                raise ConfigError(None, f"approx.{name}", v, f"an integer >= {lo}")
+        if self.stages is not None and (int(self.stages) != self.stages or self.stages < 0):
+            raise ConfigError(None, "approx.stages", self.stages, "an integer >= 0 or null (automatic)")
+
+
+class ApproxMapper(Mapper):
+    """Maps images like :class:`~somtorch.engine.mapping.Mapper`, searching a subset of rotations.
+
+    The search is coarse to fine over the ``k = numrot / 4`` base rotations (each one brings its
+    eight quarter-turn/flip variants, evaluated exactly for *every* neuron by
+    :class:`BaseSubsetEngine`):
+
+    1. ``coarse`` evenly spaced base rotations (plus, with ``seeds``, the estimated best angle of
+       the ``seeds`` best neurons of the polar FFT estimate, :class:`PolarMatcher`);
+    2. ``stages`` halving steps: the best base rotation of each of the ``refine`` best neurons so
+       far is bracketed by the two rotations half the current spacing away (default: until the
+       spacing is one step).
+
+    Every reported distance is the exact region distance of the reported transformation (the same
+    value the exact mapper computes for it); what is approximate is that the best transformation
+    (and so possibly the best neuron) is searched among ``coarse + 2 * refine * stages (+ seeds)``
+    base rotations instead of all ``k``. :func:`matching_agreement` measures the effect.
+
+    Parameters
+    ----------
+    som : RotationInvariantSOM
+    coarse, refine, stages, seeds : the search (above).
+    n_angles, n_radii, max_frequency : polar grid of the seeds (:class:`PolarMatcher`).
+    scales : sequence of float, optional
+        Also search these zoom factors (:mod:`somtorch.engine.scale`): each image is matched zoomed
+        by every factor and each neuron keeps its best; :attr:`last_scale_index` /
+        :meth:`map`'s result carry the chosen factor per neuron.
+    batch_size, memory_budget, progress : as :class:`~somtorch.engine.mapping.Mapper`.
+
+    Notes
+    -----
+    Same interface as the exact mapper (``iter_batches``, ``map``, ``map_to_files``, sharded
+    mapping in :mod:`somtorch.distributed`), so it drops in wherever a mapper is taken. When the
+    search would cover every base rotation anyway (small ``numrot``) the result is the exact one.
+    Ties resolve to the lowest transformation index among those evaluated (no PINK tie-break).
+    """
+
+    last_scale_index: torch.Tensor | None = None
+    _scale_sink = None
+
+    def __init__(self, som: RotationInvariantSOM, coarse: int = 6, refine: int = 1, stages: int | None = None,
+                 seeds: int = 0, n_angles: int | None = None, n_radii: int | None = None,
+                 max_frequency: int | None = None, scales=None, batch_size: int | None = None,
+                 memory_budget: int = 512 << 20, progress: bool = False):
+        super().__init__(som, batch_size=batch_size, memory_budget=memory_budget, progress=progress)
+        from somtorch.engine.scale import check_scales
+
+        self.options = ApproxOptions(coarse, refine, stages, seeds, n_angles, n_radii, max_frequency)
+        self.scales = check_scales(scales)
+        self.subset = BaseSubsetEngine(som)
+        self.polar = PolarMatcher(som, n_angles, n_radii, max_frequency=max_frequency) if seeds else None
+
+    @property
+    def schedule(self) -> list[int]:
+        """Base-rotation spacings of the refinement stages (empty: the coarse pass only)."""
+        k, opt = self.subset.k, self.options
+        g = k / min(opt.coarse, k)
+        out = []
+        while len(out) < (opt.stages if opt.stages is not None else 64) and opt.refine:
+            g /= 2
+            if round(g) < 1:
+                break
+            out.append(int(round(g)))
+        return out
+
+    def base_rotations_per_image(self) -> int:
+        """Base rotations evaluated per image (and zoom factor); the exact search evaluates ``k``."""
+        opt = self.options
+        return min(self.subset.k, min(opt.coarse, self.subset.k) + opt.seeds + 2 * opt.refine * len(self.schedule))
+
+    def bytes_per_image(self) -> int:
+        som = self.som
+        m = self.base_rotations_per_image()
+        c = som.geometry.channels
+        u = self.subset.u
+        per_stage = max(self.options.coarse, 2 * self.options.refine, 1)
+        est = 0
+        if self.polar is not None:
+            p = self.polar
+            est = (2 if p.flip else 1) * som.num_neurons * (p.n_eval + p.numrot + 4 * p.n_freq) * 4 * 2
+        return est + per_stage * (c * u * u * 4 * 4 + self.subset.nq * som.num_neurons * 4 * 3) + m * 0
+
+    def auto_batch_size(self) -> int:
+        if self.batch_size:
+            return int(self.batch_size)
+        b = int(max(1, min(256, self.memory_budget // max(self.bytes_per_image(), 1))))
+        if self.som.device.type == "cpu":  # as the exact mapper: cache-resident features
+            b = min(b, max(8, self.som.engine.cache_batch(self.som.geometry.channels)
+                           * max(self.subset.k // max(self.options.coarse, 1), 1)))
+        return b
+
+    # ------------------------------------------------------------------ one batch
+    @torch.no_grad()
+    def match(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Approximate matching of one batch ``x (B, C, d, d)`` (on the SOM's device).
+
+        Returns squared distances ``(B, N)``, transformation indices ``(B, N)`` and, with scales,
+        the index into :attr:`scales` of each neuron's zoom factor ``(B, N)`` (else None).
+        """
+        from somtorch.engine.scale import combine_scales, zoom_images
+
+        if not self.scales:
+            d, t = self._match_one(x)
+            return d, t, None
+        per = [self._match_one(zoom_images(x, s)) for s in self.scales]
+        return combine_scales(per, self.scales)
+
+    def _match_one(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        som, sub, opt = self.som, self.subset, self.options
+        k = sub.k
+        b, n = x.shape[0], som.num_neurons
+        dev = x.device
+        w = som.weight
+        key = (w.data_ptr(), w._version, str(w.device))
+        if getattr(self, "_neurons", (None,))[0] != key:
+            self._neurons = (key, som.engine.neuron_parity(w))
+        neurons = self._neurons[1]
+        m1 = min(opt.coarse, k)
+        coarse = torch.round(torch.arange(m1, dtype=torch.float64) * (k / m1)).long().to(dev)
+        sel = coarse.unsqueeze(0).expand(b, m1)
+        if self.polar is not None and opt.seeds:
+            est, _ = self.polar.estimate(x)  # (B, S, N, numrot)
+            emin, smin = est.amin(dim=1).min(dim=-1)  # best flip, then angle: (B, N)
+            top = torch.topk(emin, min(opt.seeds, n), dim=1, largest=False).indices
+            seed = torch.remainder(torch.gather(smin, 1, top), self.subset.numrot) % k
+            sel = torch.cat([sel, seed], dim=1)
+        best = torch.full((b, n), float("inf"), device=dev)
+        tbest = torch.full((b, n), 1 << 40, dtype=torch.int64, device=dev)
+        dsq, t = sub.sq_distances(x, sel, neurons)
+        best, tbest = _update_best(best, tbest, dsq, t)
+        if m1 < k:
+            rows = torch.arange(b, device=dev).unsqueeze(1)
+            for g in self.schedule:
+                top = torch.topk(best, min(opt.refine, n), dim=1, largest=False).indices  # (B, R)
+                ib = torch.remainder(tbest[rows, top], sub.numrot) % k
+                dsq, t = sub.sq_distances(x, torch.remainder(torch.cat([ib - g, ib + g], dim=1), k), neurons)
+                best, tbest = _update_best(best, tbest, dsq, t)
+        return best, tbest
+
+    @torch.no_grad()
+    def iter_batches(self, data, rows=None):
+        """Yield ``(start, distances (b, N), transform_index (b, N))`` like the exact mapper; the
+        scale indices of the last batch are in :attr:`last_scale_index` (None without scales)."""
+        from somtorch.engine.data import check_finite, open_for_som
+
+        som = self.som
+        src = open_for_som(som, data)
+        rows = range(len(src)) if rows is None else rows
+        if not isinstance(rows, range) or rows.step != 1:
+            raise ConfigError(None, "rows", rows, "a contiguous range of image indices")
+        bs = self.auto_batch_size()
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(rows), desc="map (approximate)", unit="img", dynamic_ncols=True)
+        try:
+            for s in range(rows.start, rows.stop, bs):
+                e = min(s + bs, rows.stop)
+                x = src.get(slice(s, e), device=som.device)
+                check_finite(x, range(s, e), src, "mapping")
+                dsq, t, sidx = self.match(x)
+                self.last_scale_index = sidx
+                if self._scale_sink is not None and sidx is not None:
+                    self._scale_sink(s, sidx)
+                yield s, dsq.double().sqrt_().float(), t
+                if bar is not None:
+                    bar.update(e - s)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def map(self, data, rows=None) -> MappingResult:
+        """Map images; with scales the result has a ``scale`` attribute ``(n, N)`` (the factors)."""
+        ds, ts, ss = [], [], []
+        for _, d, t in self.iter_batches(data, rows):
+            ds.append(d.cpu())
+            ts.append(t.cpu())
+            if self.last_scale_index is not None:
+                ss.append(self.last_scale_index.cpu())
+        n = self.som.num_neurons
+        res = MappingResult(torch.cat(ds) if ds else torch.zeros((0, n)),
+                            torch.cat(ts) if ts else torch.zeros((0, n), dtype=torch.int64),
+                            self.som.geometry.numrot)
+        if self.scales:
+            idx = torch.cat(ss) if ss else torch.zeros((0, n), dtype=torch.int64)
+            res.scale = torch.tensor(self.scales, dtype=torch.float32)[idx]
+        return res
+
+    def map_to_files(self, data, mapping_path, transform_path=None, overwrite: bool = False,
+                     rows=None, n_images: int | None = None, resume: bool = False, scale_path=None) -> dict:
+        """As :meth:`Mapper.map_to_files`; with scales, the zoom factor of every (image, neuron)
+        is written to ``scale_path`` (default ``<transform or mapping path>.scale.npy``,
+        :func:`somtorch.engine.scale.ScaleWriter`)."""
+        if not self.scales:
+            return super().map_to_files(data, mapping_path, transform_path, overwrite, rows, n_images, resume)
+        from somtorch.engine.data import as_image_source
+        from somtorch.engine.scale import ScaleWriter, scale_sidecar_path
+
+        src = as_image_source(data)
+        n_total = len(src) if n_images is None else int(n_images)
+        sp = scale_path or scale_sidecar_path(transform_path or mapping_path)
+        sw = ScaleWriter(sp, n_total, self.som.num_neurons, self.scales, overwrite=overwrite)
+        self._scale_sink = sw.write_rows
+        try:
+            info = super().map_to_files(src, mapping_path, transform_path, overwrite, rows, n_images, resume)
+        except BaseException:
+            sw.abort()
+            raise
+        finally:
+            self._scale_sink = None
+        sw.commit()
+        info["scale"] = str(sp)
+        return info
+
+
+def _timed_map(mapper, images, warmup: int) -> tuple[MappingResult, float]:
+    if warmup:
+        mapper.map(images[:warmup])
+    if images.device.type == "cuda":
+        torch.cuda.synchronize(images.device)
+    t0 = time.perf_counter()
+    res = mapper.map(images)
+    if images.device.type == "cuda":
+        torch.cuda.synchronize(images.device)
+    return res, time.perf_counter() - t0
+
+
+@torch.no_grad()
+def matching_agreement(som: RotationInvariantSOM, images, mapper=None, reference: MappingResult | None = None,
+                       warmup: int = 8, **options) -> dict:
+    """Compare a mapper (default ``ApproxMapper(som, **options)``) with exact search.
+
+    Both map the same ``images`` (a tensor ``(n, C, d, d)``) onto the same SOM in this call, timed
+    alike after ``warmup`` images each (pass ``reference``, an exact :class:`MappingResult` of the
+    same images, to skip the exact run; its throughput is then not reported).
+
+    Returns
+    -------
+    dict
+        * ``bmu_agreement``: fraction of images whose best-matching neuron is the exact one;
+        * ``transform_agreement``: fraction whose transformation at the exact best neuron is the
+          exact one; ``flip_agreement`` likewise for the flip;
+        * ``angle_error_deg_median/p95/max``: circular angle difference at the exact best neuron
+          (images with the same flip there);
+        * ``bmu_distance_within_1pc``, ``bmu_distance_rel_error_median/max``: reported best
+          distance vs the exact best distance, ``(d - d_exact) / d_exact`` (>= 0 up to float
+          rounding: every reported distance is an exact distance of some transformation);
+        * ``distance_rel_error_median/p95/max``: the same over every (image, neuron);
+        * ``exact_images_per_s``, ``images_per_s``, ``speedup``; ``n_images``, ``numrot``.
+    """
+    from somtorch.geometry.transforms import index_to_flip_angle
+
+    x = som.check_images(images)
+    mapper = mapper if mapper is not None else ApproxMapper(som, **options)
+    warm = min(int(warmup), len(x))
+    out: dict = {"n_images": int(len(x)), "numrot": som.geometry.numrot}
+    if reference is None:
+        reference, te = _timed_map(Mapper(som), x, warm)
+        out["exact_images_per_s"] = len(x) / te
+    res, ta = _timed_map(mapper, x, warm)
+    out["images_per_s"] = len(x) / ta
+    if "exact_images_per_s" in out:
+        out["speedup"] = out["images_per_s"] / out["exact_images_per_s"]
+    rows = torch.arange(len(x))
+    d_ref, d = reference.distances.double(), res.distances.double()
+    bmu_ref, bmu = d_ref.argmin(1), d.argmin(1)
+    t_ref, t = reference.transform_index[rows, bmu_ref], res.transform_index[rows, bmu_ref]
+    numrot = som.geometry.numrot
+    f_ref, a_ref = index_to_flip_angle(t_ref, numrot)
+    f, a = index_to_flip_angle(t, numrot)
+    same = f == f_ref
+    da = torch.remainder(a.double() - a_ref.double() + math.pi, 2 * math.pi) - math.pi
+    da = da.abs()[same] * (180.0 / math.pi)
+    rel_b = (d[rows, bmu] - d_ref[rows, bmu_ref]) / d_ref[rows, bmu_ref].clamp_min(1e-30)
+    rel = ((d - d_ref) / d_ref.clamp_min(1e-30)).flatten()
+
+    def q(v, p):
+        return float(np.quantile(v.numpy(), p)) if len(v) else float("nan")
+
+    out.update(
+        bmu_agreement=float((bmu == bmu_ref).double().mean()),
+        transform_agreement=float((t == t_ref).double().mean()),
+        flip_agreement=float(same.double().mean()),
+        angle_error_deg_median=q(da, 0.5), angle_error_deg_p95=q(da, 0.95),
+        angle_error_deg_max=float(da.max()) if len(da) else float("nan"),
+        bmu_distance_within_1pc=float((rel_b.abs() <= 0.01).double().mean()),
+        bmu_distance_rel_error_median=q(rel_b, 0.5), bmu_distance_rel_error_max=float(rel_b.max()),
+        distance_rel_error_median=q(rel, 0.5), distance_rel_error_p95=q(rel, 0.95),
+        distance_rel_error_max=float(rel.max()),
+    )
+    return out
+
