@@ -25,6 +25,11 @@ distance dims, distance shape) comes from ``som_config.json`` next to the SOM fi
 Outputs in the Hydra run folder: ``mapping.bin`` and ``transform.bin`` (PINK format, as
 ``Pink --map ... --store-rot-flip``), ``bmu.csv`` (image, best neuron, its lattice coordinates,
 distance, flip, angle), ``bmu_counts.png`` (best-match counts per neuron) and ``map_summary.json``.
+
+``matching=approximate`` maps with :class:`somtorch.engine.ApproxMapper` (a coarse-to-fine search
+over the rotations; options ``approx.coarse/refine/stages/seeds``); ``scales=[1.0,0.8,1.25]``
+also searches zoom factors (:mod:`somtorch.engine.scale`; one process, no resume) and writes
+``transform.bin.scale.npy`` (float32 ``(n_images, N)``) and a ``scale`` column in ``bmu.csv``.
 """
 
 from __future__ import annotations
@@ -153,7 +158,8 @@ def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
     import torch
 
     from somtorch import distributed as sd
-    from somtorch.engine import Mapper, RotationInvariantSOM
+    from somtorch.engine import RotationInvariantSOM
+    from somtorch.engine.approx import make_mapper
     from somtorch.engine.memory import estimate_memory, fit_batch_size, memory_budget
     from somtorch.engine.metrics import metrics_from_parts, topographic_flags
     from somtorch.io import Transform, read_images_header, read_mapping
@@ -217,9 +223,16 @@ def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
     est = estimate_memory(som, "map")
     budget = memory_budget(device, rt.get("memory_limit"))
     # the largest batch whose estimate fits the budget (ConfigError if the SOM alone does not)
-    mapper = Mapper(som, batch_size=cfg.get("batch_size") or rt.get("batch_size")
-                    or fit_batch_size(est, budget, max_batch=256),
-                    progress=progress_bar_wanted(rt) and env.is_main)
+    matching = str(cfg.get("matching", "exact"))
+    scales = list(cfg.get("scales")) if cfg.get("scales") is not None else None
+    if scales and (env.distributed or bool(cfg.get("resume", False))):
+        raise ConfigError(None, "scales", scales, "no scale search under torchrun or with resume=true",
+                          "map with scales in one process, from the start")
+    # the largest batch whose estimate fits the budget (ConfigError if the SOM alone does not)
+    mapper = make_mapper(som, matching, scales, to_plain(cfg.get("approx")) or {},
+                         batch_size=cfg.get("batch_size") or rt.get("batch_size")
+                         or fit_batch_size(est, budget, max_batch=256),
+                         progress=progress_bar_wanted(rt) and env.is_main)
     if env.is_main:
         log.info(f"{est.describe(mapper.auto_batch_size())}; budget {budget / 2**20:.0f} MiB"
                  + (f"; {env.world_size} ranks ({env.backend})" if env.distributed else ""))
@@ -227,8 +240,13 @@ def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
     mpath, tpath = out / "mapping.bin", out / "transform.bin"
     # each rank writes its shard's rows in place; resume=true maps only rows a crashed run missed
     state["started"] = True  # from here on partial outputs are kept for resume=true
-    info = sd.map_to_files_sharded(mapper, images, mpath, tpath, overwrite=overwrite,
-                                   resume=bool(cfg.get("resume", False)))
+    spath = out / "transform.bin.scale.npy" if scales else None
+    if scales:  # one process (checked above): the mapper also writes the zoom-factor sidecar
+        info = mapper.map_to_files(images, mpath, tpath, overwrite=overwrite, scale_path=spath)
+        info["rows_mapped_total"] = info["n_images"]
+    else:
+        info = sd.map_to_files_sharded(mapper, images, mpath, tpath, overwrite=overwrite,
+                                       resume=bool(cfg.get("resume", False)))
     if not env.is_main:  # rank 0 writes the tables, plots and summary
         return {"mapping": str(mpath), "transform": str(tpath), "rank": env.rank, "shard": info["shard"]}
 
@@ -259,6 +277,13 @@ def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
     table.update(distance=dmin.numpy(),
                  flip=np.concatenate(parts["flip"]) if n_img else np.zeros(0, int),
                  angle=np.concatenate(parts["angle"]) if n_img else np.zeros(0, np.float32))
+    if spath is not None:  # the best neuron's zoom factor (somtorch.engine.scale)
+        from somtorch.engine.scale import read_scales
+
+        sc = read_scales(spath)
+        table["scale"] = np.concatenate([np.asarray(sc[s:s + step])[np.arange(len(sc[s:s + step])),
+                                                                       bmu_np[s:s + step]]
+                                         for s in range(0, n_img, step)]) if n_img else np.zeros(0, np.float32)
     from somtorch.io.atomic import atomic_output
 
     with atomic_output(out / "bmu.csv", overwrite=overwrite, mode="w") as f:  # never torn, never clobbered
@@ -276,7 +301,8 @@ def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
                "bmu_counts_png": str(out / "bmu_counts.png") if cfg.get("plots", True) else None,
                "counts": counts.tolist(), "metrics": metrics, "world_size": env.world_size,
                "rows_mapped": info["rows_mapped_total"],
-               "memory_estimate": est.to_dict(mapper.auto_batch_size())}
+               "memory_estimate": est.to_dict(mapper.auto_batch_size()),
+               "matching": matching, "scales": scales, "scale": None if spath is None else str(spath)}
     write_json(out / "map_summary.json", summary)
     log.info(f"done: qe={fmt_figure(metrics.get('qe'))} te={fmt_figure(metrics.get('te'))}; "
              f"mapping {mpath}, transform {tpath}")

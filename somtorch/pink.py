@@ -30,7 +30,9 @@ Deliberate differences from PINK 2.5
   deliberate exception to somtorch's "never overwrite" rule, for drop-in compatibility), but
   always atomically; ``--no-overwrite`` refuses to replace existing files.
 * somtorch-only options: ``--arithmetic gemm|pink``, ``--device``, ``--batch-size``,
-  ``--overwrite``/``--no-overwrite``, ``--metrics <csv>``.
+  ``--overwrite``/``--no-overwrite``, ``--metrics <csv>``, and for mapping ``--fast``
+  (approximate matching, :class:`somtorch.engine.ApproxMapper`) and ``--scales f1,f2,...``
+  (zoom factors searched; written to ``<transform file>.scale.npy``, the PINK files unchanged).
 
 :func:`main` returns the exit code; :func:`parse_args` returns a plain :class:`PinkArgs`
 dataclass and :func:`run` executes one, so other entry points can reuse both.
@@ -407,7 +409,7 @@ def _same_file(p: str, q: str) -> bool:
 
 
 def _map(a: PinkArgs, h: dict, lat, geo, device) -> None:
-    from somtorch.engine import Mapper, RotationInvariantSOM
+    from somtorch.engine import RotationInvariantSOM
     from somtorch.errors import ConfigError
     from somtorch.io import check_output_path
 
@@ -422,22 +424,27 @@ def _map(a: PinkArgs, h: dict, lat, geo, device) -> None:
                                tie_break=a.tie_break,
                                device=device)
     bar = _ProgressBar(h["n"], a.progress)
+    from somtorch.engine.approx import make_mapper
 
-    class PinkMapper(Mapper):
-        def iter_batches(self, data, rows=None):
-            for s, d, t in super().iter_batches(data, rows):
-                yield s, d, t
-                bar.update_to(s + len(d))
+    # --fast / --scales (somtorch extensions) pick the mapper; PINK's progress bar follows its batches
+    mapper = make_mapper(som, a.matching, a.scales, batch_size=a.batch_size)
+    inner = mapper.iter_batches
 
+    def iter_batches(data, rows=None):
+        for s, d, t in inner(data, rows):
+            yield s, d, t
+            bar.update_to(s + len(d))
+
+    mapper.iter_batches = iter_batches
     _out("  Starting mapping.", "")
     from somtorch import distributed as sd
 
     if sd.detect().distributed:  # torchrun: every rank writes its shard's rows of the same files
-        sd.map_to_files_sharded(PinkMapper(som, batch_size=a.batch_size), a.data, a.map_out, a.store_rot_flip,
-                                overwrite=a.overwrite)
+        if a.scales:
+            raise PinkError("--scales is not supported under torchrun (map in one process)")
+        sd.map_to_files_sharded(mapper, a.data, a.map_out, a.store_rot_flip, overwrite=a.overwrite)
     else:
-        PinkMapper(som, batch_size=a.batch_size).map_to_files(a.data, a.map_out, a.store_rot_flip,
-                                                              overwrite=a.overwrite)
+        mapper.map_to_files(a.data, a.map_out, a.store_rot_flip, overwrite=a.overwrite)
     _out(f"  Mapping written to {a.map_out}" + (f", best rotation/flip to {a.store_rot_flip}"
                                                   if a.store_rot_flip else ""), "")
     if a.verbose:

@@ -90,6 +90,8 @@ class PinkArgs:
     batch_size: int | None = None
     overwrite: bool = True                # PINK overwrites outputs; --no-overwrite refuses
     metrics: str | None = None
+    matching: str = "exact"               # exact | approximate (--fast)
+    scales: list | None = None            # --scales 0.8,1,1.25: zoom factors searched (mapping)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +113,7 @@ LONG_OPTIONS: dict[str, tuple[str, str | None]] = {
     # somtorch-only
     "arithmetic": ("str", None), "tie-break": ("str", None), "device": ("str", None), "batch-size": ("int", None),
     "overwrite": ("flag", None), "no-overwrite": ("flag", None), "metrics": ("str", None),
+    "fast": ("flag", None), "scales": ("str", None),
 }
 SHORT_OPTIONS = {short: long for long, (_, short) in LONG_OPTIONS.items() if short}
 SHORT_OPTIONS["a"] = "a"  # in PINK's optstring (takes an argument) but handled as unknown
@@ -174,6 +177,11 @@ def usage(prog: str = "somtorch-pink") -> str:
                                           always written atomically).
     --no-overwrite                        Refuse to replace existing output files.
     --metrics <csv>                       Training: quality metrics at each progress step to a CSV file.
+    --fast                                Mapping: approximate matching, a coarse-to-fine search over the
+                                          rotations (somtorch.engine.ApproxMapper); distances are exact for
+                                          the transformations found, which may miss the exact best one.
+    --scales <f1,f2,...>                  Mapping: also search these zoom factors (e.g. 1,0.8,1.25); the
+                                          factors go to <transform or mapping file>.scale.npy (not PINK).
 """
 
 
@@ -355,6 +363,18 @@ def _apply(a: PinkArgs, opt: str, kind: str, value, take_more) -> None:
         a.device = value
     elif opt == "metrics":
         a.metrics = value
+    elif opt == "scales":
+        try:
+            vals = [float(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise PinkError(f"--scales: expected comma-separated zoom factors such as 1,0.8,1.25; got {value}") from None
+        from somtorch.engine.scale import check_scales
+        from somtorch.errors import ConfigError
+
+        try:
+            a.scales = list(check_scales(vals) or []) or None
+        except ConfigError as e:
+            raise PinkError(f"--scales: {e}") from None
 
 
 _DEST = {"numrot": "numrot", "neuron-dimension": "neuron_dim", "euclidean-distance-dimension": "euclidean_dim",
@@ -372,5 +392,5 @@ _FLAGS = {
     "flip-off": _set("flip", False), "input-shuffle-off": _set("shuffle", False), "pbc": _set("pbc", True),
     "cuda-off": _set("cuda_off", True), "verbose": _set("verbose", True), "help": _set("help", True),
     "version": _set("version", True), "overwrite": _set("overwrite", True),
-    "no-overwrite": _set("overwrite", False),
+    "no-overwrite": _set("overwrite", False), "fast": _set("matching", "approximate"),
 }

@@ -25,7 +25,7 @@ from somtorch.errors import ConfigError
 
 __all__ = [
     "SOMConfig", "DataConfig", "StageConfig", "ScheduleConfig", "RuntimeConfig", "TrainConfig",
-    "MapConfig", "RecipeConfig", "SampleFitsConfig", "PreprocessSchema", "register", "validate_train",
+    "MapConfig", "ApproxConfig", "RecipeConfig", "SampleFitsConfig", "PreprocessSchema", "register", "validate_train",
     "validate_map", "validate_preprocess", "missing_keys",
 ]
 
@@ -139,6 +139,16 @@ class TrainConfig:
 
 
 @dataclass
+class ApproxConfig:
+    """``approx`` of ``somtorch.map`` (``matching: approximate``; :class:`somtorch.engine.ApproxMapper`)."""
+
+    coarse: int = 6
+    refine: int = 1
+    stages: Optional[int] = None
+    seeds: int = 0
+
+
+@dataclass
 class MapConfig:
     """``somtorch.map``'s config (``map.yaml``)."""
 
@@ -149,6 +159,9 @@ class MapConfig:
     som_config: Optional[str] = None
     numrot: Optional[int] = None
     batch_size: Optional[int] = None
+    matching: str = "exact"
+    approx: ApproxConfig = field(default_factory=ApproxConfig)
+    scales: Optional[List[float]] = None
     plots: bool = True
     overwrite: bool = False
     resume: bool = False
@@ -225,6 +238,7 @@ _CHOICES = {
     "runtime.arithmetic": ("gemm", "pink"),
     "runtime.rng": ("torch", "pink"),
     "runtime.mode": ("online", "batch"),
+    "matching": ("exact", "approximate"),
 }
 
 
@@ -405,6 +419,17 @@ def validate_map(cfg) -> None:
     _runtime(cfg.runtime)
     _numrot(cfg, "", optional=True)
     _int(cfg, "", "batch_size", optional=True, what="an integer >= 1 or null (automatic)")
+    _choice(cfg, "", "matching")
+    ap = cfg.get("approx")
+    if ap is not None:
+        _int(ap, "approx.", "coarse")
+        _int(ap, "approx.", "refine", lo=0)
+        _int(ap, "approx.", "seeds", lo=0)
+        _int(ap, "approx.", "stages", lo=0, optional=True, what="an integer >= 0 or null (automatic)")
+    if cfg.get("scales") is not None:
+        from somtorch.engine.scale import check_scales
+
+        check_scales(list(cfg.get("scales")))
 
 
 def validate_preprocess(cfg) -> None:

@@ -55,7 +55,7 @@ from somtorch.engine.som import RotationInvariantSOM
 from somtorch.errors import ConfigError
 
 __all__ = ["ApproxMapper", "ApproxOptions", "BaseSubsetEngine", "PolarMatcher", "matching_agreement",
-           "MATCHING_MODES"]
+           "make_mapper", "MATCHING_MODES"]
 
 #: matching modes of the mapping programs (``matching:`` in the map config, ``--fast`` in somtorch-pink)
 MATCHING_MODES = ("exact", "approximate")
@@ -418,6 +418,23 @@ class ApproxMapper(Mapper):
         sw.commit()
         info["scale"] = str(sp)
         return info
+
+
+def make_mapper(som: RotationInvariantSOM, matching: str = "exact", scales=None, approx: dict | None = None,
+                **kwargs) -> Mapper:
+    """The mapper of a matching mode: ``"exact"`` (:class:`~somtorch.engine.mapping.Mapper`, or
+    :class:`~somtorch.engine.scale.ScaleMapper` with ``scales``) or ``"approximate"``
+    (:class:`ApproxMapper` with the ``approx`` options). ``kwargs``: batch_size, memory_budget, progress."""
+    from somtorch.engine.scale import ScaleMapper, check_scales
+
+    if matching not in MATCHING_MODES:
+        raise ConfigError(None, "matching", matching, " or ".join(MATCHING_MODES))
+    scales = check_scales(scales)
+    if matching == "approximate":
+        return ApproxMapper(som, **dict(approx or {}), scales=scales, **kwargs)
+    if scales:
+        return ScaleMapper(som, scales=scales, **kwargs)
+    return Mapper(som, **kwargs)
 
 
 def _timed_map(mapper, images, warmup: int) -> tuple[MappingResult, float]:

@@ -26,7 +26,6 @@ interpolation that the exact distances contain (none at quarter turns), see
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 import torch
