@@ -34,6 +34,12 @@ a flip maps ``r -> nd-1-r``. In ``(x = col, y = row)`` this is PYINK's ``R(+thet
 rounding. If ``nd - d`` is odd, base 0 and the interpolated bases disagree by half a pixel --
 PINK's own inconsistency (spec §2.4), reproduced so coordinates follow the pixels.
 
+**Scale** (the zoom-factor search, :mod:`somtorch.engine.scale`): the functions take ``scale``
+(default 1). A record ``(scale s, flip, angle)`` means ``w ~ flipud**flip(rotate_cw(zoom(x, s),
+angle))``, ``zoom`` enlarging the content by ``s`` about the image centre ``c = (d-1)/2``
+(:func:`~somtorch.engine.scale.zoom_images`): forward, a point moves from ``p`` to
+``c + s (p - c)`` before the maps above; inverse, the zoom is undone last.
+
 Sky coordinates become image pixel coordinates either through the image's WCS
 (``world_to_pixel``, 0-based: ``x`` = column, ``y`` = row of the stored array) or from the image
 centre and a pixel scale: ``col = cc - dlon / scale``, ``row = rc + dlat / scale`` where
@@ -247,9 +253,18 @@ def _as_chw(img) -> tuple[np.ndarray, bool, bool]:
     return a, two_d, was_tensor
 
 
+def _zoom(a: np.ndarray, scale: float) -> np.ndarray:
+    """:func:`~somtorch.engine.scale.zoom_images` of one ``(C, n, n)`` float32 array."""
+    if float(scale) == 1.0:
+        return a
+    from somtorch.engine.scale import zoom_images
+
+    return zoom_images(torch.from_numpy(np.ascontiguousarray(a))[None], float(scale))[0].numpy()
+
+
 def pink_spatial_transform(img, transform, reverse: bool = False, *, numrot: int | None = 360,
                            neuron_dim: int | None = None, image_dim: int | None = None,
-                           interpolation: str = "bilinear"):
+                           interpolation: str = "bilinear", scale: float = 1.0):
     """Apply (or undo) a PINK ``(flip, angle)`` to one image or neuron.
 
     Parameters
@@ -277,6 +292,9 @@ def pink_spatial_transform(img, transform, reverse: bool = False, *, numrot: int
         by the whole angle (``numrot`` is then not used). On 150x150 radio cutouts the largest
         pixel difference is a median 4.3 % and up to 16 % of the peak
         (``python -m somtorch.pyink.differences``); cubic splines overshoot next to sharp edges.
+    scale : float
+        The record's zoom factor (scale search): forward zooms the image first, inverse undoes the
+        zoom last (module docstring).
 
     Returns
     -------
@@ -296,28 +314,32 @@ def pink_spatial_transform(img, transform, reverse: bool = False, *, numrot: int
     f, ang = _parse_transform(transform)
     if len(f) != 1:
         raise ShapeError(f"pink_spatial_transform takes one (flip, angle); got {len(f)} (use transform_images)")
+    if not reverse:
+        a = _zoom(a, scale)
     if interpolation == "cubic":
         side = int((image_dim if reverse else neuron_dim) or a.shape[-1])
         out = _cubic_one(a, int(f[0]), float(ang[0]), side, reverse)
-        out = out[0] if two_d else out
-        return torch.from_numpy(np.ascontiguousarray(out)) if was_tensor else out
-    f, j, alpha = _decompose(f, ang, numrot)
-    if reverse:
-        out = _inverse_one(a, int(f[0]), int(j[0]), alpha[0], int(image_dim or a.shape[-1]))
     else:
-        out = _forward_one(a, int(f[0]), int(j[0]), alpha[0], int(neuron_dim or a.shape[-1]))
+        f, j, alpha = _decompose(f, ang, numrot)
+        if reverse:
+            out = _inverse_one(a, int(f[0]), int(j[0]), alpha[0], int(image_dim or a.shape[-1]))
+        else:
+            out = _forward_one(a, int(f[0]), int(j[0]), alpha[0], int(neuron_dim or a.shape[-1]))
+    if reverse:
+        out = _zoom(out, 1.0 / scale)
     out = out[0] if two_d else out
     return torch.from_numpy(np.ascontiguousarray(out)) if was_tensor else out
 
 
 def transform_images(images, transforms, reverse: bool = False, *, numrot: int | None = 360,
                      neuron_dim: int | None = None, image_dim: int | None = None, progress: bool = False,
-                     interpolation: str = "bilinear"):
+                     interpolation: str = "bilinear", scale=1.0):
     """Transform many images (or neurons) by their own ``(flip, angle)``.
 
     ``images`` is ``(K, C, H, W)`` (or ``(K, H, W)``); ``transforms`` has ``K`` records (a
     structured array, ``(K, 2)`` array or a ``(flips, angles)`` pair). Other arguments as in
-    :func:`pink_spatial_transform`. Returns a numpy (or torch, for tensor input) ``(K, C, s, s)``
+    :func:`pink_spatial_transform` (``scale``: one zoom factor or one per image). Returns a numpy
+    (or torch, for tensor input) ``(K, C, s, s)``
     array (``(K, s, s)`` for ``(K, H, W)`` input).
     """
     was_tensor = isinstance(images, torch.Tensor)
@@ -330,6 +352,7 @@ def transform_images(images, transforms, reverse: bool = False, *, numrot: int |
         raise ShapeError(f"{len(arr)} images but {len(f)} transforms")
     cubic = interpolation == "cubic"
     f, j, alpha = (f, None, None) if cubic else _decompose(f, ang, numrot)
+    sc = np.broadcast_to(np.asarray(scale, dtype=np.float64).reshape(-1), (len(arr),))
     it = range(len(arr))
     if progress:
         from tqdm.auto import tqdm
@@ -339,6 +362,8 @@ def transform_images(images, transforms, reverse: bool = False, *, numrot: int |
     for k in it:
         a = arr[k] if arr.ndim == 4 else arr[k][None]
         a = a.astype(np.float32, copy=False)
+        if not reverse:
+            a = _zoom(a, sc[k])
         if cubic:
             side = int((image_dim if reverse else neuron_dim) or a.shape[-1])
             o = _cubic_one(a, int(f[k]), float(ang[k]), side, reverse)
@@ -346,6 +371,8 @@ def transform_images(images, transforms, reverse: bool = False, *, numrot: int |
             o = _inverse_one(a, int(f[k]), int(j[k]), alpha[k], int(image_dim or a.shape[-1]))
         else:
             o = _forward_one(a, int(f[k]), int(j[k]), alpha[k], int(neuron_dim or a.shape[-1]))
+        if reverse:
+            o = _zoom(o, 1.0 / sc[k])
         outs.append(o if arr.ndim == 4 else o[0])
     side = int((image_dim if reverse else neuron_dim) or arr.shape[-1])
     out = np.stack(outs) if outs else np.zeros((0,) + arr.shape[1:-2] + (side, side), np.float32)
@@ -404,14 +431,26 @@ def _broadcast_tf(transform, n_points_shape):
     return f, a
 
 
-def image_to_neuron_coords(rc, transform, image_dim: int, neuron_dim: int, numrot: int | None = 360):
+def _zoom_points(p: np.ndarray, image_dim: int, scale, inverse: bool) -> np.ndarray:
+    """Points ``(..., 2)`` zoomed by ``scale`` (one, or one per point along the first axis)
+    about the image centre (undone with ``inverse``)."""
+    sc = np.asarray(scale, dtype=np.float64)
+    if not np.any(sc != 1.0):
+        return p
+    sc = sc.reshape((-1,) + (1,) * (p.ndim - 1)) if sc.ndim else sc
+    cs = (int(image_dim) - 1) * 0.5
+    return cs + (p - cs) / sc if inverse else cs + sc * (p - cs)
+
+
+def image_to_neuron_coords(rc, transform, image_dim: int, neuron_dim: int, numrot: int | None = 360,
+                           scale=1.0):
     """Image pixel coordinates ``(..., 2)`` = (row, col) -> neuron pixel coordinates (row, col).
 
     ``transform`` is one ``(flip, angle)`` for all points or one per point (first axis). The map
     follows the pixels of :func:`pink_spatial_transform` (module docstring), so a source at image
     pixel ``p`` appears at the returned neuron pixel of the transformed image.
     """
-    p = _points(rc)
+    p = _zoom_points(_points(rc), image_dim, scale, inverse=False)
     f, a = _broadcast_tf(transform, p.shape)
     f, j, alpha = _decompose(np.atleast_1d(f), np.atleast_1d(a), numrot)
     if f.size > 1:
@@ -437,7 +476,8 @@ def image_to_neuron_coords(rc, transform, image_dim: int, neuron_dim: int, numro
     return np.stack([qr, qc], axis=-1)
 
 
-def neuron_to_image_coords(rc, transform, image_dim: int, neuron_dim: int, numrot: int | None = 360):
+def neuron_to_image_coords(rc, transform, image_dim: int, neuron_dim: int, numrot: int | None = 360,
+                           scale=1.0):
     """Inverse of :func:`image_to_neuron_coords`: neuron pixel (row, col) -> image pixel (row, col)."""
     p = _points(rc)
     f, a = _broadcast_tf(transform, p.shape)
@@ -462,7 +502,7 @@ def neuron_to_image_coords(rc, transform, image_dim: int, neuron_dim: int, numro
     zero = alpha == 0
     r = np.where(zero, br - m, pr * ca - pc * sa + cs)
     c = np.where(zero, bc - m, pr * sa + pc * ca + cs)
-    return np.stack([r, c], axis=-1)
+    return _zoom_points(np.stack([r, c], axis=-1), image_dim, scale, inverse=True)
 
 
 def _centre_pixel(image_shape, center_pixel):
