@@ -208,7 +208,9 @@ class ImageReader(_bw.ImageReader):
 
     def transform(self, idx, transform):
         """Image ``idx`` in the frame of a neuron: PYINK's cubic rotation, same size ``(C, H, W)``."""
-        return super().transform(idx, transform, interpolation="cubic")
+        if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
+            raise TypeError(f"idx must be an integer, got {type(idx).__name__}")
+        return _bw.ImageReader.transform_images(self, [idx], [tuple(transform)], interpolation="cubic")[0]
 
     def transform_images(self, idxs, transforms):
         """Images ``idxs`` each transformed by its record: ``(K, C, H, W)``."""
@@ -278,7 +280,10 @@ class SOM(_bw.SOM):
         if outfile is not None:
             fig.savefig(outfile, dpi=25 * x)
         else:
-            plt.show()
+            from somtorch.annotation.gui import _interactive
+
+            if _interactive():  # Agg / files: nothing to show (no warning)
+                plt.show()
         return fig
 
     def plot_neuron(self, neuron=(0, 0), fig=None, trim_to_img_shape=False, show_ticks=False):
