@@ -3,11 +3,14 @@
 * :mod:`.filters` -- :class:`FilterSet` / :class:`Filter` (the "cookie cutter");
 * :mod:`.graph` -- :class:`Action`, :class:`LabelResolve`, :class:`Sorter`, :func:`greedy_graph`,
   :class:`Grouper`;
+* :mod:`.consensus` -- :func:`group_sources` (``method="pyink"`` greedy, or ``"consensus"``:
+  :func:`consensus_graph`, every view votes);
 * :mod:`.catalogue` -- :func:`collate` into a source catalogue, :func:`write_source_catalogue`.
 * :mod:`.truth` -- :func:`annotate_from_truth` (programmatic annotation for benchmarks).
 """
 
 from somtorch.collation.catalogue import collate, write_source_catalogue
+from somtorch.collation.consensus import consensus_graph, group_sources
 from somtorch.collation.filters import Filter, FilterSet
 from somtorch.collation.graph import (
     Action,
@@ -19,5 +22,5 @@ from somtorch.collation.graph import (
 )
 from somtorch.collation.truth import annotate_from_truth
 
-__all__ = ["Action", "Filter", "FilterSet", "Grouper", "LabelResolve", "Sorter", "annotate_from_truth", "collate",
-           "greedy_graph", "max_separation", "write_source_catalogue"]
+__all__ = ["Action", "Filter", "FilterSet", "Grouper", "LabelResolve", "Sorter", "annotate_from_truth", "collate", "consensus_graph",
+           "greedy_graph", "group_sources", "max_separation", "write_source_catalogue"]

@@ -14,6 +14,8 @@ Convention
 * Other edge fields set by TRUE/FALSE_ATTACH, FLAG and RESOLVE become boolean columns (True if
   any edge of the group has True); NODE_ATTACH labels become counts of nodes carrying them;
   ``Isolated``: the group is a single isolated entry.
+* ``Uncertainty`` (only when the graph's nodes carry ``uncertainty``, as the ``consensus``
+  grouping writes it): the largest of the members' values, NaN when none is known.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def collate(graph, filterset, flux=None, names=None, host_labels=(), keep_isolat
         edge_keys.update(k for k, v in d.items() if k not in _RESERVED and isinstance(v, (bool, np.bool_)))
     for _, d in G.nodes(data=True):
         node_keys.update(k for k, v in d.items() if k != "isolated" and v is True)
+    has_unc = any("uncertainty" in d for _, d in G.nodes(data=True))
     rows = []
     for comp in nx.connected_components(G):
         comps = sorted(c for c in comp if isinstance(c, (int, np.integer)))
@@ -108,6 +111,9 @@ def collate(graph, filterset, flux=None, names=None, host_labels=(), keep_isolat
             row[str(k)] = any(d.get(k) is True for _, _, d in edges)
         for k in sorted(node_keys, key=str):
             row[f"N_{k}"] = sum(1 for c in comp if G.nodes[c].get(k) is True)
+        if has_unc:
+            u = [G.nodes[c].get("uncertainty", np.nan) for c in comps]
+            row["Uncertainty"] = float(np.nanmax(u)) if np.isfinite(u).any() else np.nan
         rows.append((comps[0], row))
     rows.sort(key=lambda t: t[0])
     df = pd.DataFrame([r for _, r in rows])

@@ -1,0 +1,454 @@
+"""Grouping methods behind one entry point, :func:`group_sources`, and the consensus method.
+
+* ``method="pyink"`` -- PYINK's greedy graph (:func:`~somtorch.collation.graph.greedy_graph`)
+  visited in :class:`~somtorch.collation.graph.Sorter` order: the first subject to see an entry
+  decides its group; one ISOLATE anywhere removes an entry from every group. Today's method and
+  PYINK's numbers.
+* ``method="consensus"`` -- :func:`consensus_graph`: *every* base entry's view votes on every
+  pair of entries it sees, the votes of all views are summed per pair, and groups are formed by
+  a graph step that merges clusters while the summed evidence between them is positive.
+
+Convention (consensus)
+----------------------
+* A *view* is one base entry ``k`` with its best-matching neuron's filters projected onto it
+  (a :class:`~somtorch.collation.filters.Filter`). Only views of annotated neurons vote, and only
+  about channel-0 entries that land inside the neuron. An entry is *on* a label when the pixel
+  under it carries the label or, with ``tolerance > 0``, a pixel carrying it lies within
+  ``tolerance`` neuron pixels (Euclidean distance, pixel centres).
+* Pair evidence: for every pair ``(a, b)`` of channel-0 entries inside view ``k`` (``k`` itself
+  included), ``+w_k`` when both are on a LINK label, ``-negative_weight * w_k`` when exactly one
+  is, nothing when neither is. An entry on an UNLINK label gives ``-w_k`` to each of its pairs in
+  that view. ``weighting="uniform"`` uses ``w_k = 1``; ``"distance"`` uses
+  ``w_k = median(d) / max(d_k, eps)`` clipped to ``[0.25, 4]``, where ``d_k`` is the view's
+  distance to its best-matching neuron (close matches count more).
+* Isolation: an entry on an ISOLATE label in views of total weight ``W_iso`` is isolated when
+  ``W_iso > W_link`` (the weight of the views that put it on a LINK label): a majority, not a
+  single view's veto. Isolated entries join no group (node attribute ``isolated=label``).
+* Graph step (networkx graph of the pair evidence): start with singletons; repeatedly merge the
+  two clusters with the largest *summed* evidence between them while it is positive (greedy
+  correlation clustering). A chain ``a-b-c`` is therefore kept only if the evidence for the
+  whole group outweighs the evidence against ``a-c``.
+* Fallback (``fallback="proximity"``): an entry whose own view marks LINK pixels away from its
+  centre but sees no entry on them ("expects a partner") and that ends up alone is paired with
+  the nearest other alone entry that also expects a partner, within ``fallback_radius`` (sky
+  angle; default twice the FilterSet's ``seplimit``), closest in flux-weighted distance
+  ``sep * (1 + |log10(f_a / f_b)|)``, if the pair is mutual (each is the other's best).
+* Output: the same ``networkx.MultiGraph`` as the greedy method. Each group is a star of edges
+  from its *representative* (the member whose own view puts most members on LINK; ties: smallest
+  BMU distance) carrying ``count``, ``src_idx`` (the representative), ``neuron`` and the
+  representative view's FLAG / RESOLVE / TRUE_ATTACH / FALSE_ATTACH fields; DATA_ATTACH lists
+  the entries that the largest weight of member views put on the label (all tied entries).
+  Every channel-0 node gets ``uncertainty`` in ``[0, 1]``: the share of its group's evidence
+  that disagrees with the grouping (negative evidence inside the group plus positive evidence
+  across its boundary, over all evidence touching the group); 0.5 for fallback pairs; NaN when
+  no view says anything about the group.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+
+import numpy as np
+
+from somtorch.errors import ConfigError
+
+__all__ = ["group_sources", "consensus_graph", "METHODS"]
+
+METHODS = ("pyink", "consensus")
+
+
+def group_sources(filters, annotations, label_resolve, method: str = "pyink", *, sort_mode: str = "largest_first",
+                  sorter=None, flux=None, src_stats_fn=None, progress: bool = False, **options):
+    """Group catalogue entries into sources; returns the ``networkx.MultiGraph`` that
+    :func:`~somtorch.collation.catalogue.collate` turns into a source catalogue.
+
+    Parameters
+    ----------
+    filters, annotations, label_resolve : as for :func:`~somtorch.collation.graph.greedy_graph`.
+    method : ``"pyink"`` (greedy, PYINK's semantics and numbers) or ``"consensus"``
+        (:func:`consensus_graph`; module docstring).
+    sort_mode, sorter : visiting order of ``"pyink"`` (a :class:`Sorter` mode, or any iterable).
+    flux : per base entry, used by the consensus fallback.
+    options : keyword options of :func:`consensus_graph`.
+    """
+    from somtorch.collation.graph import Sorter, greedy_graph
+
+    if method not in METHODS:
+        raise ConfigError(None, "method", method, f"one of {list(METHODS)}")
+    if method == "pyink":
+        if options:
+            raise ConfigError(None, "options", sorted(options), "no extra options for method 'pyink'")
+        sorter = Sorter(filters, mode=sort_mode) if sorter is None else sorter
+        return greedy_graph(filters, annotations, label_resolve, sorter, src_stats_fn, progress)
+    return consensus_graph(filters, annotations, label_resolve, flux=flux, src_stats_fn=src_stats_fn,
+                           progress=progress, **options)
+
+
+# ---------------------------------------------------------------------------- evidence
+
+def _near(fs, primes, channel, tolerance, polar=None):
+    """Per projected pair of ``channel``: on any label of ``primes`` (within ``tolerance`` px)."""
+    p = fs._pairs[channel]
+    v = p["value"]
+    on = np.zeros(len(v), bool)
+    for pr in primes:
+        on |= (v > 1) & (v % pr == 0)
+    if tolerance > 0 and primes and len(v):
+        from scipy import ndimage
+
+        k = fs.bmu[p["base"]]
+        r = np.floor(p["rc"][:, 0] + 0.5).astype(np.int64)
+        c = np.floor(p["rc"][:, 1] + 0.5).astype(np.int64)
+        ok = p["inside"] & ~on
+        for n in np.unique(k[ok]):
+            f = fs.filters[n, channel]
+            m = np.zeros(f.shape, bool)
+            for pr in primes:
+                m |= (f > 1) & (f % pr == 0)
+            if not m.any():
+                continue
+            sel = ok & (k == n)
+            if polar is None:
+                d = ndimage.distance_transform_edt(~m)
+                on[sel] = d[r[sel], c[sel]] <= tolerance
+            else:
+                on[sel] = _polar_hit(m, p["rc"][sel], tolerance, *polar)
+    return on
+
+
+def _polar_hit(mask, rc, tolerance, angle_tol, ratio):
+    """Points within ``tolerance`` px of the mask, or (away from the centre) at the angle of a
+    mask pixel within ``angle_tol`` radians and a radius within a factor ``ratio`` of it."""
+    from scipy import ndimage
+
+    nd = mask.shape[0]
+    cen = (nd - 1) / 2
+    d = ndimage.distance_transform_edt(~mask)
+    r = np.clip(np.floor(rc[:, 0] + 0.5).astype(np.int64), 0, nd - 1)
+    c = np.clip(np.floor(rc[:, 1] + 0.5).astype(np.int64), 0, nd - 1)
+    hit = d[r, c] <= tolerance
+    pr, pc = np.nonzero(mask)
+    prad = np.hypot(pr - cen, pc - cen)
+    keep = prad > 3.0
+    if not keep.any():
+        return hit
+    pang = np.arctan2(pr[keep] - cen, pc[keep] - cen)
+    prad = prad[keep]
+    qrad = np.hypot(rc[:, 0] - cen, rc[:, 1] - cen)
+    qang = np.arctan2(rc[:, 0] - cen, rc[:, 1] - cen)
+    da = np.abs(np.angle(np.exp(1j * (qang[:, None] - pang[None]))))
+    rr = qrad[:, None] / prad[None]
+    polar = ((da <= angle_tol) & (rr <= ratio) & (rr >= 1 / ratio)).any(1) & (qrad > 3.0)
+    return hit | polar
+
+
+def _weights(fs, weighting):
+    n = len(fs)
+    if weighting == "uniform" or fs.distance is None:
+        return np.ones(n)
+    if weighting == "distance":
+        d = np.asarray(fs.distance, np.float64)
+        med = np.median(d) if n else 1.0
+        return np.clip(med / np.maximum(d, 1e-12), 0.25, 4.0)
+    raise ConfigError(None, "weighting", weighting, "'uniform' or 'distance'")
+
+
+def _clusters(n, evidence, exclude):
+    """Greedy correlation clustering: merge clusters while the summed evidence between them is
+    positive, largest first. Returns a cluster label per entry."""
+    parent = np.arange(n)
+    nbr: dict[int, dict[int, float]] = defaultdict(dict)
+    for (a, b), s in evidence.items():
+        if a in exclude or b in exclude:
+            continue
+        nbr[a][b] = nbr[a].get(b, 0.0) + s
+        nbr[b][a] = nbr[b].get(a, 0.0) + s
+    heap = [(-s, a, b) for a in nbr for b, s in nbr[a].items() if a < b and s > 0]
+    heapq.heapify(heap)
+    alive = set(range(n))
+    while heap:
+        s, a, b = heapq.heappop(heap)
+        if a not in alive or b not in alive or nbr[a].get(b) != -s or -s <= 0:
+            continue
+        # merge b into a
+        alive.discard(b)
+        parent[parent == b] = a
+        for c, v in nbr.pop(b).items():
+            if c == a:
+                continue
+            nbr[c].pop(b, None)
+            nbr[a][c] = nbr[a].get(c, 0.0) + v
+            nbr[c][a] = nbr[a][c]
+        nbr[a].pop(b, None)
+        for c, v in nbr[a].items():
+            if v > 0:
+                heapq.heappush(heap, (-v, a, c))
+    return parent
+
+
+def consensus_graph(filters, annotations, label_resolve, *, tolerance: float = 0.0, weighting: str = "uniform",
+                    negative_weight: float = 1.0, fallback: str | None = None, fallback_radius=None,
+                    fallback_far: float = 0.6, fallback_angle: float = 20.0, angle_tolerance: float | None = None,
+                    radius_ratio: float = 1.3, self_link: bool = False, flux=None, src_stats_fn=None, progress: bool = False):
+    """Group entries by the consensus of every view (module docstring for the exact rules).
+
+    Parameters
+    ----------
+    filters : :class:`~somtorch.collation.filters.FilterSet` (catalogue 0 must be the base).
+    annotations : :class:`~somtorch.annotation.AnnotationSet` (gives the labels).
+    label_resolve : :class:`~somtorch.collation.graph.LabelResolve`.
+    tolerance : neuron pixels; an entry within this distance of a label's pixel is on it.
+    weighting : ``"uniform"`` or ``"distance"`` (views weighted by their BMU distance).
+    negative_weight : weight of "exactly one of the pair is on LINK" relative to "both are".
+    fallback : ``None`` or ``"proximity"`` (pair alone entries that expect a partner).
+    fallback_radius : astropy angle; default twice ``filters.seplimit``.
+    flux : per base entry (fallback's flux-weighted distance); ``None`` ignores fluxes.
+    src_stats_fn : optional ``fn(representative) -> dict`` merged into the group's edge data.
+    progress : tqdm progress bar over the views.
+    """
+    import networkx as nx
+    from tqdm.auto import tqdm
+
+    from somtorch.collation.graph import Action
+
+    fs = filters
+    if not fs.base_is_match0:
+        raise ConfigError(None, "match_catalogues[0]", "a different catalogue",
+                          "the base catalogue (nodes of catalogue 0 are base entries)")
+    if negative_weight < 0 or tolerance < 0:
+        raise ConfigError(None, "negative_weight/tolerance", (negative_weight, tolerance), "values >= 0")
+    if fallback not in (None, "proximity"):
+        raise ConfigError(None, "fallback", fallback, "None or 'proximity'")
+    labels = list(annotations.labels)
+    acts = {lab: label_resolve[lab] for lab in labels}
+    prime = {lab: annotations.labels.prime(lab) for lab in labels}
+
+    def primes_of(action):
+        return [prime[lab] for lab in labels if acts[lab] is action]
+
+    n = len(fs)
+    w = _weights(fs, weighting)
+    p0 = fs._pairs[0]
+    st = p0["starts"]
+    valid = p0["inside"] & fs.annotated[fs.bmu[p0["base"]]]
+    polar = None if angle_tolerance is None else (np.radians(angle_tolerance), radius_ratio)
+    link = _near(fs, primes_of(Action.LINK), 0, tolerance, polar) & valid
+    unlink = _near(fs, primes_of(Action.UNLINK), 0, tolerance) & valid
+    iso_labels = [lab for lab in labels if acts[lab] is Action.ISOLATE]
+    iso_on = {lab: _near(fs, [prime[lab]], 0, tolerance) & valid for lab in iso_labels}
+
+    # ---- pair evidence and isolation votes
+    evidence: dict[tuple[int, int], float] = defaultdict(float)
+    w_link = np.bincount(p0["match"][link], w[p0["base"][link]], n) if link.any() else np.zeros(n)
+    w_iso = np.zeros(n)
+    iso_label = {}
+    for lab in iso_labels:
+        m = iso_on[lab]
+        wl = np.bincount(p0["match"][m], w[p0["base"][m]], n)
+        for j in np.flatnonzero(wl > w_iso):
+            iso_label[int(j)] = lab
+        w_iso = np.maximum(w_iso, wl)
+    isolated = {j for j in np.flatnonzero((w_iso > w_link) & (w_iso > 0)).tolist()}
+    own_link = np.zeros(n, bool)
+    self_pair = (p0["base"] == p0["match"]) & link
+    own_link[p0["base"][self_pair]] = True
+    for k in tqdm(range(n), disable=not progress, desc="views"):
+        s, e = st[k], st[k + 1]
+        if e - s < 2 or not valid[s:e].any():
+            continue
+        sel = np.flatnonzero(valid[s:e]) + s
+        m, lk, ul = p0["match"][sel], link[sel].copy(), unlink[sel]
+        if self_link:
+            lk[m == k] = True
+        wk = w[k]
+        for x in range(len(sel)):
+            for y in range(x + 1, len(sel)):
+                a, b = int(m[x]), int(m[y])
+                key = (a, b) if a < b else (b, a)
+                if ul[x] or ul[y]:
+                    evidence[key] -= wk
+                elif lk[x] and lk[y]:
+                    evidence[key] += wk
+                elif lk[x] or lk[y]:
+                    evidence[key] -= negative_weight * wk
+    label = _clusters(n, evidence, isolated)
+
+    # ---- fallback for alone entries that expect a partner
+    fallback_pairs = set()
+    if fallback == "proximity":
+        label, fallback_pairs = _proximity_fallback(fs, label, isolated, primes_of(Action.LINK), flux,
+                                                    fallback_radius, fallback_far, np.radians(fallback_angle))
+
+    # ---- uncertainty per cluster
+    agree, disagree = defaultdict(float), defaultdict(float)
+    for (a, b), s in evidence.items():
+        if a in isolated or b in isolated:
+            continue
+        la, lb = label[a], label[b]
+        if la == lb:
+            (agree if s > 0 else disagree)[la] += abs(s)
+        else:
+            for c in (la, lb):
+                (disagree if s > 0 else agree)[c] += abs(s)
+
+    # ---- graph
+    G = nx.MultiGraph()
+    G.add_nodes_from(range(n))
+    members = defaultdict(list)
+    for j in range(n):
+        if j not in isolated:
+            members[int(label[j])].append(j)
+    for j in isolated:
+        G.add_node(j, isolated=iso_label.get(j, True))
+    # NODE_ATTACH from every view
+    for lab in labels:
+        if acts[lab] is Action.NODE_ATTACH:
+            for c in range(fs.channels):
+                on = _near(fs, [prime[lab]], c, 0.0) & fs._pairs[c]["inside"]
+                for j in np.unique(fs._pairs[c]["match"][on]):
+                    G.add_node(int(j) if c == 0 else (c, int(j)), **{lab: True})
+    dist = fs.distance if fs.distance is not None else np.zeros(n)
+    groups = sorted(members.values(), key=lambda g: (-len(g), g[0]))
+    for count, g in enumerate(groups):
+        gs = set(g)
+        # representative: most members on LINK in its own view, then best match
+        score = []
+        for r in g:
+            s, e = st[r], st[r + 1]
+            on = [int(x) for x in p0["match"][s:e][link[s:e]] if int(x) in gs]
+            score.append((-len(on), dist[r], r))
+        rep = min(score)[2]
+        edge = {"count": count, "src_idx": rep, "neuron": int(fs.bmu[rep])}
+        if src_stats_fn is not None:
+            edge.update(src_stats_fn(rep))
+        edge.update(_edge_actions(fs, rep, labels, acts, prime))
+        for lab in labels:
+            if acts[lab] is Action.DATA_ATTACH:
+                edge[lab] = _data_attach(fs, g, prime[lab], w)
+                if not edge[lab]:
+                    del edge[lab]
+        if len(g) == 2 and (g[0], g[1]) in fallback_pairs:
+            unc = 0.5
+        else:
+            tot = agree[label[g[0]]] + disagree[label[g[0]]]
+            unc = disagree[label[g[0]]] / tot if tot > 0 else float("nan")
+        for j in g:
+            G.nodes[j]["uncertainty"] = float(unc)
+        G.add_edge(rep, rep, **edge)
+        for j in g:
+            if j != rep:
+                G.add_edge(rep, j, **edge)
+    return G
+
+
+def _edge_actions(fs, rep, labels, acts, prime):
+    """FLAG / RESOLVE / TRUE_ATTACH / FALSE_ATTACH of the representative's view (any channel)."""
+    from somtorch.collation.graph import Action
+
+    out = {}
+    for flt in fs[rep]:
+        for lab in labels:
+            act = acts[lab]
+            if act not in (Action.FLAG, Action.RESOLVE, Action.TRUE_ATTACH, Action.FALSE_ATTACH):
+                continue
+            if not flt.coord_label_contains(prime[lab]).any():
+                continue
+            if act is Action.FLAG:
+                out["Flagged"] = True
+            elif act is Action.RESOLVE:
+                out["Resolve"] = True
+            else:
+                out[lab] = act is Action.TRUE_ATTACH
+    return out
+
+
+def _data_attach(fs, group, pr, w):
+    """Entries (all channels) that the largest weight of the group's views put on the label."""
+    votes: dict = defaultdict(float)
+    for c in range(fs.channels):
+        p = fs._pairs[c]
+        st = p["starts"]
+        for r in group:
+            s, e = st[r], st[r + 1]
+            v = p["value"][s:e]
+            hit = (v > 1) & (v % pr == 0) & p["inside"][s:e]
+            for j in p["match"][s:e][hit]:
+                votes[int(j) if c == 0 else (c, int(j))] += w[r]
+    if not votes:
+        return []
+    top = max(votes.values())
+    return [j for j, v in votes.items() if v >= top - 1e-12]
+
+
+def _to_neuron(fs, a, coords):
+    """Neuron-frame (row, col) of sky ``coords`` in entry ``a``'s view (may lie outside)."""
+    from somtorch.analysis.frames import image_to_neuron_coords, sky_to_pixel
+
+    if fs.wcs is None:
+        pix = sky_to_pixel(coords, center=fs.base[a], pixel_scale=fs.pixel_scale, image_shape=fs.image_dim)
+    else:
+        w = fs.wcs(a) if callable(fs.wcs) else fs.wcs[a]
+        pix = sky_to_pixel(coords, wcs=w)
+    return image_to_neuron_coords(pix, (int(fs.flip[a]), float(fs.angle[a])), fs.image_dim, fs.neuron_dim,
+                                  fs.numrot)
+
+
+def _proximity_fallback(fs, label, isolated, link_primes, flux, radius, far_frac, angle_tol):
+    """Pair alone entries whose views point at each other (module docstring). Returns
+    (label, pairs)."""
+    import astropy.units as u
+    from astropy.coordinates import search_around_sky
+
+    n = len(fs)
+    sizes = np.bincount(label, minlength=n)
+    alone = np.array([sizes[label[j]] == 1 and j not in isolated for j in range(n)], dtype=bool)
+    cen = (fs.neuron_dim - 1) / 2
+    yy, xx = np.mgrid[:fs.neuron_dim, :fs.neuron_dim]
+    rad = np.hypot(yy - cen, xx - cen)
+    ang = np.arctan2(yy - cen, xx - cen)
+    far = rad > far_frac * cen
+    far_dirs: dict[int, tuple] = {}
+    for j in np.flatnonzero(alone):
+        k = fs.bmu[j]
+        if not fs.annotated[k]:
+            continue
+        f = fs.filters[k, 0]
+        m = np.zeros(f.shape, bool)
+        for pr in link_primes:
+            m |= (f > 1) & (f % pr == 0)
+        m &= far
+        if m.any():
+            far_dirs[int(j)] = (ang[m], rad[m].min())
+    cand = np.array(sorted(far_dirs), dtype=np.int64)
+    if len(cand) < 2:
+        return label, set()
+    radius = 2 * fs.seplimit if radius is None else radius
+    cat = fs.base[cand]
+    ia, ib, sep, _ = search_around_sky(cat, cat, radius)
+    keep = ia != ib
+    ia, ib, sep = ia[keep], ib[keep], sep.to_value(u.arcsec)[keep]
+
+    def points_at(a, b):
+        rc = _to_neuron(fs, a, fs.base[b:b + 1])[0]
+        dr, dc = rc[0] - cen, rc[1] - cen
+        angs, rmin = far_dirs[a]
+        d = np.abs(np.angle(np.exp(1j * (angs - np.arctan2(dr, dc)))))
+        return bool(np.hypot(dr, dc) >= 0.5 * rmin and d.min() <= angle_tol)
+
+    fl = np.ones(n) if flux is None else np.asarray(flux, np.float64)
+    best: dict[int, tuple] = {}
+    for a, b, s in zip(cand[ia].tolist(), cand[ib].tolist(), sep):
+        if not points_at(a, b):
+            continue
+        r = fl[a] / fl[b] if fl[a] > 0 and fl[b] > 0 else 1.0
+        c = s * (1 + abs(np.log10(r)))
+        if a not in best or c < best[a][1]:
+            best[a] = (b, c)
+    label = label.copy()
+    pairs = set()
+    for a, (b, _) in best.items():
+        if a < b and best.get(b, (None,))[0] == a:
+            label[label == label[b]] = label[a]
+            pairs.add((a, b))
+    return label, pairs

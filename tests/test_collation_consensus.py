@@ -1,0 +1,235 @@
+"""Grouping methods on small hand-made skies: a double, a triple, a core-lobe source and two
+unrelated neighbours (groups asserted exactly, for ``pyink`` and ``consensus``), the consensus
+rules (isolation by majority, pair evidence, graph step), the proximity fallback and the
+per-source uncertainty.
+
+Geometry: 21 x 21 images and neurons at 1"/px, exact angles (``numrot=None``). A point ``x``"
+east of an entry lands at column ``10 - x`` of its cutout, ``y``" north at row ``10 + y``; a
+rotation by pi maps pixel ``(r, c)`` to ``(20 - r, 20 - c)``. Masks are painted by hand below at
+the pixels these rules give (an independent expectation: no projection code is used to place
+them).
+"""
+
+import astropy.units as u
+import networkx as nx
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+
+from somtorch.annotation import Annotation, AnnotationSet, LabelSet
+from somtorch.collation import (
+    Action,
+    FilterSet,
+    LabelResolve,
+    Sorter,
+    collate,
+    consensus_graph,
+    greedy_graph,
+    group_sources,
+)
+from somtorch.errors import ConfigError
+
+D = 21
+C0 = SkyCoord(150 * u.deg, 2 * u.deg)
+PI = np.pi
+
+
+def _off(centre, east=0.0, north=0.0):
+    return centre.spherical_offsets_by(east * u.arcsec, north * u.arcsec)
+
+
+def _sq(r, c, h=1):
+    return slice(max(r - h, 0), r + h + 1), slice(max(c - h, 0), c + h + 1)
+
+
+def _ann(paint, labels=("link", "sidelobe", "host")):
+    """paint = {neuron: [((rows, cols), label), ...]} on channel 0 of a 1-channel neuron."""
+    s = AnnotationSet(LabelSet(labels))
+    for k, regions in paint.items():
+        a = Annotation(np.zeros((1, D, D), np.float32))
+        for (rs, cs), lab in regions:
+            m = np.zeros((D, D), bool)
+            m[rs, cs] = True
+            a.add_mask(0, m, s.labels.value([lab]))
+        s[k] = a
+    return s
+
+
+def _groups(G, n):
+    H = nx.Graph(G)
+    H.add_nodes_from(range(n))
+    return sorted(sorted(c) for c in nx.connected_components(H))
+
+
+RESOLVE = LabelResolve({"link": Action.LINK, "sidelobe": Action.ISOLATE, "host": Action.DATA_ATTACH})
+
+
+def _sky():
+    """Four sources, 2' apart (never in each other's 20" matching radius).
+
+    0, 1: double, lobes 5" west and east of its centre; neuron 0, lobe 1 turned by pi.
+    2, 3, 4: triple, core 2 with lobes 7" east (3) and west (4); core -> neuron 1, lobes ->
+       neuron 2 (the west lobe turned by pi); the far lobe is outside a lobe's cutout.
+    5, 6: core 5 with one lobe 6 6" north; core -> neuron 3, lobe -> neuron 4.
+    7, 8: two unrelated compact sources 7" apart; both -> neuron 5 (LINK at the centre only).
+    """
+    c = [_off(C0, north=120 * i) for i in range(4)]
+    pts = [_off(c[0], east=-5), _off(c[0], east=5),
+           c[1], _off(c[1], east=7), _off(c[1], east=-7),
+           c[2], _off(c[2], north=6),
+           c[3], _off(c[3], east=7)]
+    base = SkyCoord([p.ra for p in pts], [p.dec for p in pts])
+    cen = (_sq(10, 10), "link")
+    paint = {
+        0: [cen, (_sq(10, 0), "link")],                       # partner 10" east of the west lobe
+        1: [cen, (_sq(10, 3), "link"), (_sq(10, 17), "link")],
+        2: [cen, (_sq(10, 17), "link")],                       # core 7" west of the east lobe
+        3: [cen, (_sq(16, 10), "link")],
+        4: [cen, (_sq(4, 10), "link")],
+        5: [cen],
+    }
+    bmu = [0, 0, 1, 2, 2, 3, 4, 5, 5]
+    angle = [0, PI, 0, 0, PI, 0, 0, 0, 0]
+    return base, paint, bmu, angle
+
+
+EXPECTED = [[0, 1], [2, 3, 4], [5, 6], [7], [8]]
+
+
+def _fs(base, ann, bmu, angle, distance=None, seplimit=20):
+    n = len(base)
+    return FilterSet(base, None, ann, bmu=bmu, transform=(np.zeros(n, int), np.asarray(angle, float)),
+                     distance=np.linspace(0.1, 0.9, n) if distance is None else distance, image_dim=D,
+                     pixel_scale=1 * u.arcsec, seplimit=seplimit * u.arcsec, numrot=None)
+
+
+@pytest.mark.parametrize("method", ["pyink", "consensus"])
+def test_hand_made_sky_grouped_exactly(method):
+    base, paint, bmu, angle = _sky()
+    ann = _ann(paint)
+    fs = _fs(base, ann, bmu, angle)
+    G = group_sources(fs, ann, RESOLVE, method=method)
+    assert _groups(G, len(base)) == EXPECTED
+    cat = collate(G, fs, flux=np.arange(1.0, 10.0))
+    assert cat["Components"].tolist() == ["0;1", "2;3;4", "5;6", "7", "8"]
+    assert cat["Total_flux"].tolist() == [3.0, 12.0, 13.0, 8.0, 9.0]
+
+
+def test_pyink_method_is_the_greedy_graph():
+    base, paint, bmu, angle = _sky()
+    ann = _ann(paint)
+    fs = _fs(base, ann, bmu, angle)
+    a = group_sources(fs, ann, RESOLVE, method="pyink", sort_mode="best_matching_first")
+    b = greedy_graph(fs, ann, RESOLVE, Sorter(fs, mode="best_matching_first"))
+    assert sorted(a.edges(data="src_idx")) == sorted(b.edges(data="src_idx"))
+
+
+def test_consensus_representative_edges_and_uncertainty():
+    base, paint, bmu, angle = _sky()
+    ann = _ann(paint)
+    fs = _fs(base, ann, bmu, angle)
+    G = consensus_graph(fs, ann, RESOLVE)
+    # the triple's representative is the core (its view has all three on LINK)
+    assert {d["src_idx"] for a, b, d in G.edges(data=True) if 2 in (a, b)} == {2}
+    assert G.nodes[2]["uncertainty"] == 0.0
+    # the neighbours: each view puts the other inside its neuron, off LINK -> evidence against
+    # pairing, nothing in favour: alone with no disagreeing evidence
+    assert G.nodes[7]["uncertainty"] == 0.0
+    cat = collate(G, fs)
+    assert cat["Uncertainty"].tolist() == [0.0] * 5
+    assert cat["Best_neuron"].tolist() == [0, 1, 3, 5, 5]
+
+
+def test_consensus_isolation_needs_a_majority_not_one_view():
+    """A sidelobe S 5" north of the double's west lobe: S's neuron marks both itself and the
+    lobe as sidelobe. Greedy ISOLATE (S visited first) takes the lobe out of its source; the
+    consensus isolates S (1 view against 0) but not the lobe (1 sidelobe view against 2 LINK
+    views)."""
+    w, e = _off(C0, east=-5), _off(C0, east=5)
+    s = _off(w, north=5)
+    base = SkyCoord([p.ra for p in (w, e, s)], [p.dec for p in (w, e, s)])
+    ann = _ann({0: [(_sq(10, 10), "link"), (_sq(10, 0), "link")],
+                6: [(_sq(10, 10), "sidelobe"), (_sq(5, 10), "sidelobe")]})
+    fs = _fs(base, ann, [0, 0, 6], [0, PI, 0], distance=[0.5, 0.6, 0.1])
+    greedy = group_sources(fs, ann, RESOLVE, method="pyink", sort_mode="best_matching_first")
+    assert _groups(greedy, 3) == [[0], [1], [2]] and greedy.nodes[0]["isolated"] == "sidelobe"
+    G = group_sources(fs, ann, RESOLVE, method="consensus")
+    assert _groups(G, 3) == [[0, 1], [2]]
+    assert G.nodes[2]["isolated"] == "sidelobe" and "isolated" not in G.nodes[0]
+    cat = collate(G, fs)
+    assert cat["Isolated"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize("evidence, expected", [
+    # a-b +2, b-c +1, a-c -2: merging c into {a, b} would sum 1 - 2 < 0 -> the chain is cut
+    ({(0, 1): 2.0, (1, 2): 1.0, (0, 2): -2.0}, [[0, 1], [2]]),
+    # a-b +2, b-c +2, a-c -1: 2 - 1 > 0 -> one group
+    ({(0, 1): 2.0, (1, 2): 2.0, (0, 2): -1.0}, [[0, 1, 2]]),
+    # the strongest pair goes first: b-c +3 beats a-b +2, then a joins only if 2 - 3 > 0 (no)
+    ({(0, 1): 2.0, (1, 2): 3.0, (0, 2): -3.0}, [[0], [1, 2]]),
+    # isolated entries take part in nothing; zero evidence never merges
+    ({(0, 1): 0.0, (1, 2): 5.0, (2, 3): 1.0}, [[0], [1], [2, 3]]),
+])
+def test_graph_step_resolves_chains_by_summed_evidence(evidence, expected):
+    from somtorch.collation.consensus import _clusters
+
+    n = 1 + max(max(k) for k in evidence)
+    label = _clusters(n, evidence, exclude={1} if expected == [[0], [1], [2, 3]] else set())
+    got = {}
+    for j, lab in enumerate(label):
+        got.setdefault(lab, []).append(j)
+    assert sorted(got.values()) == expected
+
+
+def test_proximity_fallback_pairs_lobes_beyond_each_others_view():
+    """Two lobes 60" apart (each outside the other's 20" matching radius) whose neuron marks a
+    partner at the eastern edge; the west lobe sees it as is, the east lobe turned by pi: they
+    point at each other and are paired. A third entry 50" north of the west lobe points east
+    too, at nobody: it stays alone."""
+    a, b = C0, _off(C0, east=60)
+    c = _off(C0, north=50)
+    base = SkyCoord([p.ra for p in (a, b, c)], [p.dec for p in (a, b, c)])
+    ann = _ann({7: [(_sq(10, 10), "link"), (_sq(10, 1), "link")]})
+    fs = _fs(base, ann, [7, 7, 7], [0, PI, 0])
+    assert _groups(consensus_graph(fs, ann, RESOLVE), 3) == [[0], [1], [2]]
+    G = consensus_graph(fs, ann, RESOLVE, fallback="proximity", fallback_radius=90 * u.arcsec)
+    assert _groups(G, 3) == [[0, 1], [2]]
+    assert G.nodes[0]["uncertainty"] == 0.5 and np.isnan(G.nodes[2]["uncertainty"])
+    # too far for the radius: no pairing
+    G = consensus_graph(fs, ann, RESOLVE, fallback="proximity", fallback_radius=50 * u.arcsec)
+    assert _groups(G, 3) == [[0], [1], [2]]
+
+
+def test_data_attach_by_vote_of_member_views():
+    """Host catalogue on channel 1: the double's two views both put IR source 0 on 'host',
+    only the west lobe's view also puts IR source 1 there: the group's host is 0."""
+    w, e = _off(C0, east=-5), _off(C0, east=5)
+    base = SkyCoord([w.ra, e.ra], [w.dec, e.dec])
+    ir = SkyCoord([C0.ra, _off(w, north=3).ra], [C0.dec, _off(w, north=3).dec])
+    s = AnnotationSet(LabelSet(["link", "sidelobe", "host"]))
+    a = Annotation(np.zeros((2, D, D), np.float32))
+    for ch, (rs, cs), lab in ((0, _sq(10, 10), "link"), (0, _sq(10, 0), "link"), (1, _sq(10, 5), "host"),
+                              (1, _sq(13, 10), "host")):
+        m = np.zeros((D, D), bool)
+        m[rs, cs] = True
+        a.add_mask(ch, m, s.labels.value([lab]))
+    s[0] = a
+    fs = FilterSet(base, (None, ir), s, bmu=[0, 0], transform=([0, 0], [0.0, PI]), distance=[0.1, 0.2],
+                   image_dim=D, pixel_scale=1 * u.arcsec, seplimit=20 * u.arcsec, numrot=None)
+    G = consensus_graph(fs, s, RESOLVE)
+    cat = collate(G, fs, host_labels=["host"])
+    assert cat["Components"].tolist() == ["0;1"] and cat["Host_candidates"].tolist() == ["1:0"]
+
+
+def test_bad_options_name_the_field():
+    base, paint, bmu, angle = _sky()
+    ann = _ann(paint)
+    fs = _fs(base, ann, bmu, angle)
+    with pytest.raises(ConfigError, match="method"):
+        group_sources(fs, ann, RESOLVE, method="magic")
+    with pytest.raises(ConfigError, match="options"):
+        group_sources(fs, ann, RESOLVE, method="pyink", tolerance=1.0)
+    with pytest.raises(ConfigError, match="weighting"):
+        consensus_graph(fs, ann, RESOLVE, weighting="cosine")
+    with pytest.raises(ConfigError, match="fallback"):
+        consensus_graph(fs, ann, RESOLVE, fallback="nearest")
