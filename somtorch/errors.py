@@ -174,7 +174,7 @@ class OutOfSpaceError(SomtorchError, OSError):
 
     def __init__(self, path, needed=None, free=None, errno_=errno.ENOSPC, detail=None):
         self.path = os.fspath(path)
-        self.needed, self.free = needed, free
+        self.needed, self.free, self.detail = needed, free, detail
         what = "no space left on device" if errno_ != errno.EFBIG else "file size limit exceeded"
         msg = f"{self.path}: {what}"
         if needed is not None:

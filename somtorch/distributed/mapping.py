@@ -89,6 +89,10 @@ def row_runs(rows: np.ndarray, align: int = 1) -> list[range]:
 
 
 def _disk_error(e: OSError, path, needed: int | None = None) -> OSError:
+    from somtorch.errors import OutOfSpaceError
+
+    if isinstance(e, OutOfSpaceError) and e.detail and "checked before" in e.detail:
+        return e
     if e.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1)):
         from somtorch.io.atomic import space_error
 
@@ -199,10 +203,10 @@ def map_to_files_sharded(mapper, data, mapping_path, transform_path=None, overwr
                 check_output_path(p, overwrite)
             from somtorch.io.atomic import check_free_space
 
-            _check_or_record_inputs(mapper, src, mapping_path, resume)
             if not (resume and os.path.exists(_manifest_path(mapping_path)[:-len(".json")])):
                 check_free_space(mapping_path, _needed_bytes(n, lat, transform_path is not None),
                                  "mapping and transform files")
+            _check_or_record_inputs(mapper, src, mapping_path, resume)
             for w in open_writers(resume):
                 w.close()
         except OSError as e:

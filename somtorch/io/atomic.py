@@ -111,7 +111,10 @@ def space_error(e: BaseException, path, needed: int | None = None, detail: str |
     """``e`` as :class:`OutOfSpaceError` naming ``path`` when it is a full disk / file-size / quota
     error (also torch's ``RuntimeError`` from a failed ``torch.save``); other errors unchanged."""
     if isinstance(e, OutOfSpaceError):
-        return e
+        if needed is None and detail is None:
+            return e
+        return OutOfSpaceError(e.path, e.needed if needed is None else needed, e.free, e.errno,
+                               detail if detail is not None else e.detail)
     code = getattr(e, "errno", None)
     if code is None and isinstance(e, RuntimeError):
         text = str(e).lower()
@@ -123,7 +126,8 @@ def space_error(e: BaseException, path, needed: int | None = None, detail: str |
         return e
     free = None
     with contextlib.suppress(OSError):
-        free = shutil.disk_usage(os.path.dirname(os.path.abspath(os.fspath(path))) or ".").free
+        if code != errno.EFBIG:  # a file-size limit, not the disk: free space says nothing
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(os.fspath(path))) or ".").free
     return OutOfSpaceError(path, needed, free, errno.EFBIG if code == errno.EFBIG else errno.ENOSPC, detail)
 
 

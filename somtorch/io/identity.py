@@ -108,13 +108,13 @@ def identity_changes(old: dict | None, new: dict, what: str = "input") -> list[s
     out = []
     if new["kind"] == "file":
         name = f"{what} {new['path']}" + (f" (was {old['path']})" if old.get("path") != new["path"] else "")
+        mt = ("" if old.get("mtime_ns") == new["mtime_ns"] or old.get("mtime_ns") is None else
+              f", modified {_when(old['mtime_ns'])} -> {_when(new['mtime_ns'])}")
         if old.get("size") != new["size"]:
-            out.append(f"{name}: size {old.get('size')} -> {new['size']} bytes")
-        if old.get("hash") != new["hash"] or old.get("offset") != new["offset"]:
-            mt = ("" if old.get("mtime_ns") == new["mtime_ns"] else
-                  f", modified {_when(old['mtime_ns'])} -> {_when(new['mtime_ns'])}")
+            out.append(f"{name}: size {old.get('size')} -> {new['size']} bytes{mt}")
+        elif old.get("hash") != new["hash"] or old.get("offset") != new["offset"]:
             out.append(f"{name}: content hash of the data region {str(old.get('hash'))[:12]}... -> "
-                       f"{new['hash'][:12]}...{mt}")
+                       f"{new['hash'][:12]}... (same size){mt}")
         return out
     for key in ("shape", "dtype"):
         if old.get(key) != new.get(key):
