@@ -214,3 +214,25 @@ def test_path_helper(tmp_path):
     pu.PathHelper(tmp_path / "figs", clobber=True)
     assert os.listdir(tmp_path / "figs") == []
     shutil.rmtree(tmp_path / "figs")
+
+
+def test_native_annotation_filters_refuse_edits_instead_of_losing_them():
+    from somtorch.annotation import Annotation as NativeAnnotation
+
+    a = NativeAnnotation(np.ones((1, 6, 6)))
+    a.add_mask(0, np.eye(6, dtype=bool), 2)
+    with pytest.raises(TypeError):
+        a.filters[0] = np.zeros((6, 6), int)
+    with pytest.raises(ValueError):
+        a.filters[0][0, 0] = 5
+    assert a.filter(0)[0, 0] == 2 and a.filter(0).sum() == 12
+
+
+def test_differences_measurement_runs_and_points_the_documented_way(capsys):
+    from somtorch.pyink.differences import main, measure
+
+    d = measure(8, 0)
+    assert d["rms_source_median_pct"] > 0 and d["rms_noise_bias_pyink_pct"] < d["rms_noise_bias_native_pct"]
+    assert d["hull_extra_px_median"] > 0 and d["hull_smoothed_t0.3_px_median"] > 0
+    assert d["transform_max_rel_max_pct"] > 0 and d["trim_213"] == (150, 150)
+    assert main(["3", "1"]) == 0 and "rms_source_median_pct" in capsys.readouterr().out
