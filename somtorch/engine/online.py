@@ -146,10 +146,18 @@ class DenseStep(OnlineStep):
         step once as a CUDA graph and replay it: one launch per image instead of ~15 kernel
         launches. The batch's inputs are copied into static buffers, so replays see them.
         Default: on for CUDA.
+    fused : bool, optional
+        On CPU, apply PINK's update of all neurons in one compiled loop
+        (:class:`~somtorch.engine.fused.FusedUpdate`, bit-identical to the eager update).
     """
 
-    def __init__(self, som, factors: torch.Tensor, cuda_graphs: bool | None = None):
+    def __init__(self, som, factors: torch.Tensor, cuda_graphs: bool | None = None, fused: bool = False):
         super().__init__(som, factors)
+        self.fused = None
+        if fused and not self.cuda:
+            from somtorch.engine.fused import FusedUpdate
+
+            self.fused = FusedUpdate(self.w, factors)
         eng = self.eng
         lo, hi = eng.window
         self.lo, self.hi = lo, hi
@@ -205,6 +213,7 @@ class DenseStep(OnlineStep):
         self._nq = len(pairs)
         self._t = len(order)
         self._flat: dict = {}
+        self._ident = torch.arange(self._t, device=self.device).view(self._t, 1)  # whole transformations
 
     def _flat_index(self, name: str, b: int, per_image: int) -> torch.Tensor:
         """Row indices of table ``name`` for ``b`` images into the ``(b * per_image, nd)`` bank rows
@@ -234,9 +243,12 @@ class DenseStep(OnlineStep):
         base = self.eng.transformer.base_rotations(images)  # (B, k, C, nd, nd)
         b, k, c, nd, _ = base.shape
         shape = (b, len(self._cvs), k, c, nd, nd)
-        if getattr(self, "_bank", None) is None or tuple(self._bank.shape) != shape:
-            self._bank = base.new_empty(shape)  # reused: no page faults per batch
-        bank = self._bank
+        if getattr(self, "_bank", None) is None or self._bank.shape[0] < b:
+            # reused (no page faults per batch) and sized for the largest batch, so the fused
+            # update always sees the same shapes (no recompilation for a short last batch)
+            self._bank = base.new_empty(shape)
+            self._srcbuf = None
+        bank = self._bank[:b]
         for n, (side, cr) in enumerate(self._cvs):
             src = base if side == 0 else base.transpose(-2, -1)
             bank[:, n].copy_(torch.flip(src, dims=(-1,)) if cr else src)
@@ -248,10 +260,15 @@ class DenseStep(OnlineStep):
         lo, hi = self.lo, self.hi
         u, t = hi - lo, self._t
         if self.whole:
-            flat = bank.view(b * per, nd)
-            self.src = flat.index_select(0, self._flat_index("rows", b, per)).view(b, t, c, nd, nd)
+            if self._srcbuf is None:
+                self._srcbuf = base.new_empty((self._bank.shape[0], t, c, nd, nd))
+            self.src = self._srcbuf[:b]
+            torch.index_select(bank.view(b * per, nd), 0, self._flat_index("rows", b, per),
+                               out=self.src.view(b * t * c * nd, nd))
+            self._fused_src = (self._srcbuf.view(-1, c * nd * nd), self._ident, t)
         else:
             self.src = bank.view(b, per, nd)
+            self._fused_src = (self._bank.view(-1, nd), self._rows, per)
         # the window bank (the window is centred, so transposes and reversals commute with it),
         # then the GEMM operand (B, T, C*u*u) as one gather of its rows
         winbank = bank[..., lo:hi, lo:hi].reshape(-1, u)
@@ -341,6 +358,12 @@ class DenseStep(OnlineStep):
         best = torch.argmin(dmin)
         if not self.cuda:
             best = int(best)
+            if self.fused is not None and self._sel[best] is None:
+                rows, table, per = self._fused_src
+                if self.fused(rows, table, b * per, tb, best):
+                    self.refresh()
+                    return best
+                self.fused = None  # compilation unavailable: eager from now on
         src_b, table, shape = self.src[b], self._rows, self.w.shape[1:]
         if self.whole:
             self._update(best, tb, lambda t: src_b.index_select(0, t))
@@ -411,10 +434,13 @@ def step_kind(som, step: str = "auto") -> str:
     return step
 
 
-def online_step(som, factors: torch.Tensor, step: str = "auto") -> OnlineStep:
-    """The :class:`OnlineStep` for a SOM and ``step`` (:func:`step_kind`)."""
+def online_step(som, factors: torch.Tensor, step: str = "auto", fused: bool = False) -> OnlineStep:
+    """The :class:`OnlineStep` for a SOM and ``step`` (:func:`step_kind`); ``fused`` asks the dense
+    step for the compiled update (:mod:`somtorch.engine.fused`)."""
     kind = step_kind(som, step)
-    return {"exact": ExactStep, "dense": DenseStep, "parity": ParityStep}[kind](som, factors)
+    if kind == "dense":
+        return DenseStep(som, factors, fused=fused)
+    return {"exact": ExactStep, "parity": ParityStep}[kind](som, factors)
 
 
 def dense_bank_bytes(som) -> int:

@@ -147,6 +147,11 @@ class Trainer:
         needed rotations per image (large problems); ``"auto"`` picks by the bank's size. The
         update rule and the selected transformations are the same; distances differ only in
         float32 rounding (near-ties are re-evaluated exactly with ``tie_break="pink"``).
+    compile : {"auto", "on", "off"}
+        The dense step's neuron update as one compiled loop on CPU (:mod:`somtorch.engine.fused`;
+        bit-identical, so results never depend on it). ``"auto"`` (default) compiles for jobs
+        large enough to repay the few seconds compilation takes
+        (:data:`~somtorch.engine.fused.AUTO_MIN_ELEMENTS` weight updates).
     checkpoint_path : path, optional
         Full training state is written here every ``checkpoint_every`` images, at each progress
         point, and on SIGTERM/SIGINT; :meth:`fit` with ``resume=True`` continues from it and ends
@@ -163,12 +168,17 @@ class Trainer:
                  batch_size: int | None = None, progress: bool = False, progress_steps: int = 10,
                  inter_store: str | None = None, inter_store_path=None, metrics_sample: int = 64,
                  checkpoint_path=None, checkpoint_every: int | None = None, handle_signals: bool = True,
-                 stage_name: str = "stage", step: str = "auto"):
+                 stage_name: str = "stage", step: str = "auto", compile: str = "auto"):
         if num_iter < 1:
             raise ConfigError(None, "num_iter", num_iter, ">= 1")
         if step not in STEPS:
             raise ConfigError(None, "step", step, f"one of {STEPS}")
         self.step = step
+        from somtorch.engine.fused import COMPILE_MODES
+
+        if compile not in COMPILE_MODES:
+            raise ConfigError(None, "compile", compile, f"one of {COMPILE_MODES}")
+        self.compile = compile
         if inter_store not in (None, "off", "overwrite", "keep"):
             raise ConfigError(None, "inter_store", inter_store, "off, overwrite or keep")
         if inter_store in ("overwrite", "keep") and inter_store_path is None:
@@ -342,7 +352,10 @@ class Trainer:
             self.history.records = json.loads(st["history_json"])
 
         w = som.weight.data
-        stepper = online_step(som, factors, self.step)
+        from somtorch.engine.fused import use_fused
+
+        work = som.weight.numel() * float(ticks_total - tick)  # weights updated by the rest of the job
+        stepper = online_step(som, factors, self.step, fused=use_fused(self.compile, dev, work))
         uc = som.update_count
         counts = uc.numpy() if uc.device.type == "cpu" and uc.is_contiguous() else None
         one = torch.ones(1, dtype=uc.dtype, device=uc.device)
