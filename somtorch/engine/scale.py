@@ -48,8 +48,8 @@ def scale_factors(n: int = 5, max_factor: float = 1.25) -> tuple[float, ...]:
     if int(n) < 1 or not max_factor >= 1:
         raise ConfigError(None, "scales", (n, max_factor), "n >= 1 factors and max_factor >= 1")
     e = np.linspace(-1.0, 1.0, int(n)) if n > 1 else np.zeros(1)
-    f = [round(float(max_factor) ** x, 6) for x in e]
-    return tuple(sorted(f, key=lambda v: (abs(math.log(v)), v)))
+    f = [round(float(max_factor) ** float(x), 6) for x in e]
+    return tuple(sorted(f, key=lambda v: (round(abs(math.log(v)), 4), v)))
 
 
 def check_scales(scales) -> tuple[float, ...] | None:
