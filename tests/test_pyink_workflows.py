@@ -235,6 +235,8 @@ def test_collation_worked_example(tmp_path):
     assert list(fb.coord_label_contains(2)) == [False, True, False]
     assert list(fs.filters[0][1].product_labels) == [3, 2, 0]
     assert list(fs[3][0].product_labels) == [0]  # un-annotated neuron: 0 (PYINK: KeyError)
+    own = pu.Filter(fb.coords, ann.results[(0, 1)], 0)  # PYINK's constructor reads the same pixels
+    assert list(own.product_labels) == [3, 2, 0] and own.coord_labels == fb.coord_labels
     fig, ax = fb.plot()
     assert len(ax.collections) == 3
     resolve = pu.LabelResolve({"core": pu.Action.LINK, "lobe": pu.Action.LINK})
@@ -397,3 +399,26 @@ def test_pyink_script_runs_from_another_folder(tmp_path):
     assert "counts 20" in out and "trimmed (16, 16)" in out
     assert "annotated [(0, 0)] 36" in out and "n 20" in out
     assert (work / "somA.bin.results.pkl").exists() and (work / "cutouts.bin.records.pkl").exists()
+
+
+def test_plot_image_and_sampler_on_golden_files():
+    import matplotlib.pyplot as plt
+
+    ss = pu.SOMSet(os.path.join(DATA, "somA.bin"), os.path.join(DATA, "mapA.bin"), os.path.join(DATA, "rfA.bin"))
+    imgs = pu.ImageReader(os.path.join(DATA, "train20.bin"))
+    fig = pu.plot_image(imgs, idx=3, somset=ss, apply_transform=True, show_bmu=True, transform_neuron=True)
+    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "index = 3"
+    assert fig.axes[1].images[0].get_array().shape == (16, 16)  # BMU trimmed to the image
+    with pytest.raises(ValueError):
+        pu.plot_image(imgs, idx=0, show_bmu=True)
+    plt.close("all")
+    s = pu.SOMSampler(ss.som, 3, method="random", min_dist=1)
+    assert s.num_points == 3 and all(isinstance(p, tuple) for p in s.points)
+    assert all(s.min_distance(p, [i for i in s.indices if i != s._key_index(p)]) > 1 for p in s.points)
+    k = pu.SOMSampler(ss.som, 2)
+    assert k.points == pu.SOMSampler(ss.som, 2).points  # seeded (PYINK was not)
+    assert pu.SOMSampler(ss.som, 1, mapping=ss.mapping).points == [tuple(ss.mapping.bmu()[0])]  # weighted
+    k.add_point((2, 2))
+    assert (2, 2) in k.points and len(k.random_neuron()) == 2
+    with pytest.raises(KeyError):
+        pu.SOMSampler(ss.som, 2, method="grid")
