@@ -134,7 +134,11 @@ class BaseSubsetEngine:
             return base0.unsqueeze(1).expand(b, m, c, n)
         im1 = (sel - 1).clamp_min(0)
         if "grid" in tab:
-            vals = torch.nn.functional.grid_sample(images, tab["grid"][im1], mode=self.tr.interpolation,
+            if sel.stride(0) == 0:  # one selection for the whole batch: no per-image grid copies
+                grid = tab["grid"][im1[0]].unsqueeze(0).expand(b, -1, -1, -1)
+            else:
+                grid = tab["grid"][im1]
+            vals = torch.nn.functional.grid_sample(images, grid, mode=self.tr.interpolation,
                                                    padding_mode="zeros", align_corners=True)  # (B, C, M, n)
         else:
             idx, w = tab["taps"]
@@ -150,7 +154,8 @@ class BaseSubsetEngine:
     @torch.no_grad()
     def sq_distances(self, images: torch.Tensor, sel: torch.Tensor, neurons=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Squared distances ``(B, nq * M, N)`` of every neuron to the dihedral variants of the
-        base rotations ``sel (B, M)``, and their transformation indices ``(B, nq * M)``.
+        base rotations ``sel (B, M)``, and their transformation indices ``(B, nq * M)`` (in
+        increasing order when ``sel`` is sorted along ``M``).
 
         ``neurons`` is ``engine.neuron_parity(weight)`` (computed when omitted).
         """
@@ -172,13 +177,15 @@ class BaseSubsetEngine:
 
 
 def _update_best(best, tbest, dsq, t):
-    """Fold ``dsq (B, U, N)`` at transformations ``t (B, U)`` into the running per-neuron minimum
-    (ties: the lowest transformation index)."""
-    cur, arg = dsq.min(dim=1)  # (B, N)
+    """Fold ``dsq (B, U, N)`` at transformations ``t (B, U)`` into the running per-neuron minimum.
+
+    ``t`` must be non-decreasing along ``U`` (:meth:`BaseSubsetEngine.sq_distances` with sorted
+    ``sel``), so the first minimum is the lowest transformation index among ties, as in PINK.
+    """
+    from somtorch.engine.distance import first_min
+
+    cur, arg = first_min(dsq, 1)  # the first minimum
     tc = torch.gather(t, 1, arg)
-    tied = cur.unsqueeze(1) == dsq  # several transformations at the minimum: lowest index
-    if bool((tied.sum(1) > 1).any()):
-        tc = torch.where(tied, t.unsqueeze(-1), torch.full_like(t.unsqueeze(-1), 1 << 40)).amin(1)
     better = (cur < best) | ((cur == best) & (tc < tbest))
     return torch.where(better, cur, best), torch.where(better, tc, tbest)
 
@@ -329,7 +336,7 @@ class ApproxMapper(Mapper):
             emin, smin = est.amin(dim=1).min(dim=-1)  # best flip, then angle: (B, N)
             top = torch.topk(emin, min(opt.seeds, n), dim=1, largest=False).indices
             seed = torch.remainder(torch.gather(smin, 1, top), self.subset.numrot) % k
-            sel = torch.cat([sel, seed], dim=1)
+            sel = torch.cat([sel, seed], dim=1).sort(dim=1).values
         best = torch.full((b, n), float("inf"), device=dev)
         tbest = torch.full((b, n), 1 << 40, dtype=torch.int64, device=dev)
         dsq, t = sub.sq_distances(x, sel, neurons)
@@ -339,7 +346,8 @@ class ApproxMapper(Mapper):
             for g in self.schedule:
                 top = torch.topk(best, min(opt.refine, n), dim=1, largest=False).indices  # (B, R)
                 ib = torch.remainder(tbest[rows, top], sub.numrot) % k
-                dsq, t = sub.sq_distances(x, torch.remainder(torch.cat([ib - g, ib + g], dim=1), k), neurons)
+                sel = torch.remainder(torch.cat([ib - g, ib + g], dim=1), k).sort(dim=1).values
+                dsq, t = sub.sq_distances(x, sel, neurons)
                 best, tbest = _update_best(best, tbest, dsq, t)
         return best, tbest
 
