@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from somtorch.errors import FileFormatError, MissingFileError, ShapeError, SomtorchError
-from somtorch.io.files import check_regular_file
+from somtorch.io.files import check_regular_file, open_regular
 
 __all__ = ["FitsImage", "Cutout", "MissingFileError", "NoOverlapError", "read_fits_image",
            "cutout", "reproject_bilinear", "same_grid", "stack_channels"]
@@ -164,23 +164,29 @@ def read_fits_image(path, hdu=None, dtype=np.float32, require_wcs: bool = True) 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy warns on e.g. non-standard keywords
-            with fits.open(p, memmap=False, do_not_scale_image_data=True) as hdul:
+            # our own handle: astropy leaves its file open when a damaged file makes it fail
+            with open_regular(p, "rb", "FITS") as fh, fits.open(fh, memmap=False,
+                                                               do_not_scale_image_data=True) as hdul:
                 h = _first_image_hdu(hdul, p, hdu)
                 header = h.header.copy()
-                raw = np.asarray(h.data)
+                raw = np.array(h.data)
     except SomtorchError:
         raise
     except Exception as exc:  # astropy raises OSError/ValueError/TypeError on corrupt files
         raise FileFormatError(p, "FITS", None, None,
                               f"cannot read ({type(exc).__name__}: {exc})") from exc
-    bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
-    data = raw.astype(np.float64)
-    if np.issubdtype(raw.dtype, np.integer) and "BLANK" in header:
-        blank = raw == int(header["BLANK"])
-    else:
-        blank = None
-    if bscale != 1.0 or bzero != 0.0:
-        data = data * bscale + bzero
+    try:  # damaged headers (non-numeric BSCALE/BLANK) and data (non-finite values) give typed errors / NaN
+        with np.errstate(all="ignore"):
+            bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
+            data = raw.astype(np.float64)
+            if np.issubdtype(raw.dtype, np.integer) and "BLANK" in header:
+                blank = raw == int(header["BLANK"])
+            else:
+                blank = None
+            if bscale != 1.0 or bzero != 0.0:
+                data = data * bscale + bzero
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise FileFormatError(p, "FITS header", None, None, f"cannot scale the data ({exc})") from None
     if blank is not None:
         data[blank] = np.nan
     data[~np.isfinite(data)] = np.nan
