@@ -176,6 +176,8 @@ def test_golden_pink_files_through_pyink_classes(tmp_path):
     assert f2.axes[0].images[0].get_array().shape == (64, 64)  # 91 -> the 64-pixel images
     ex = som.explore(start=(1, 1), interactive=False)
     assert ex.key == (1, 1)
+    ex2 = big.explore(start=(0, 0), trim_to_img_shape=True, show_ticks=True, interactive=False)
+    assert ex2.images[0].get_array().shape == (64, 64)
     w = pu.SOMWriter(tmp_path / "tpl.bin", (1, 2), (4, 4))
     w.add(np.zeros((4, 4)))
     w.add(np.ones((4, 4)))

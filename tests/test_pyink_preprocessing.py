@@ -310,3 +310,5 @@ def test_masks_pyink_counts_and_corrected_square():
     x = np.arange(10.0)
     np.testing.assert_allclose(pu.minmax(x), x / 9)
     np.testing.assert_allclose(pu.minmax(x, mask=x > 4), (x - 5) / 4)
+    c = pu.minmax(np.full((3, 3), 2.0))  # PYINK's 0/0: NaN (its notebooks reject such cutouts)
+    assert np.isnan(c).all()

@@ -298,11 +298,18 @@ class SOM(_bw.SOM):
                            cmaps=["viridis", "plasma", "inferno", "cividis"], show_ticks=show_ticks, fig=fig)
 
     def explore(self, start=(0, 0), **kwargs):
-        """Arrow keys move through the neurons (interactive figure). ``kwargs`` apply from the
-        first draw (``trim=``, ``cmaps=``...; PYINK ignored them until a key was pressed). Keep
-        the returned :class:`~somtorch.plotting.SOMExplorer` alive while browsing."""
+        """Arrow keys move through the neurons (interactive figure). ``kwargs`` are
+        :meth:`plot_neuron`'s (``trim_to_img_shape``, ``show_ticks``) or the native explorer's
+        (``trim=``, ``cmaps=``...), and apply from the first draw (PYINK ignored them until a key
+        was pressed). Keep the returned :class:`~somtorch.plotting.SOMExplorer` alive."""
+        from somtorch.analysis.frames import default_trim_side
         from somtorch.plotting import explore
 
+        if kwargs.pop("trim_to_img_shape", False):
+            kwargs.setdefault("trim", default_trim_side(self.neuron_shape[-1]))
+        kwargs.pop("show_ticks", None)
+        kwargs.pop("fig", None)
+        kwargs.setdefault("cmaps", ["viridis", "plasma", "inferno", "cividis"])
         return explore(self, start=tuple(start) if isinstance(start, (tuple, list)) else start, **kwargs)
 
 

@@ -39,11 +39,21 @@ def rms_estimate(data, mode="mad", clip_rounds=2, bin_perc=0.25, outlier_thres=3
 def minmax(data, mask=None):
     """``(data - min) / (max - min)``, NaN-ignoring, min/max over ``data[mask]`` if given.
 
-    PYINK's numbers; constant data gives 0 instead of PYINK's NaN/inf (division by zero).
+    PYINK's numbers, including a constant selection: the division by zero gives NaN (and
+    +-inf for pixels off the constant), which PYINK's notebooks use to reject such cutouts
+    (no NumPy warning is emitted). The native :func:`somtorch.preprocessing.minmax` returns 0
+    there.
     """
     if mask is not None and np.shape(mask) != np.shape(data):
         raise ValueError(f"mask shape {np.shape(mask)} differs from data shape {np.shape(data)}")
-    return _scaling.minmax(data, mask)
+    arr = np.asarray(data, dtype=np.float64) if not np.issubdtype(np.asarray(data).dtype, np.floating) \
+        else np.asarray(data)
+    sel = arr if mask is None else arr[np.asarray(mask, bool)]
+    with np.errstate(all="ignore"):
+        lo, hi = np.nanmin(sel), np.nanmax(sel)
+        if lo == hi:
+            return (arr - lo) / (hi - lo)
+    return _scaling.minmax(arr, mask)
 
 
 def square_mask(data, size=None, scale=None):
