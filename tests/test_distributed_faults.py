@@ -155,6 +155,7 @@ def test_kill_inside_the_checkpoint_commit_keeps_the_last_generation(tmp_path, r
     assert (tmp_path / "som0.bin").read_bytes() == (tmp_path / "som1.bin").read_bytes() == reference[1]
 
 
+@pytest.mark.slow
 def test_one_process_run_resumed_on_two(tmp_path, reference):
     """Started on one process, stopped, resumed on two: the same bytes as the 2-process run."""
     img = _fresh(tmp_path, reference)
@@ -194,3 +195,100 @@ def test_kill_at_random_steps_then_resume_identical(tmp_path, reference, seed):
     nprocs = int(rng.integers(1, 3))
     assert _launch(img, tmp_path, nprocs=nprocs, resume=True) == [0] * nprocs
     assert (tmp_path / "som0.bin").read_bytes() == reference[1]
+
+
+# ------------------------------------------------------------------ 2-process mapping killed at a random batch
+def _map_worker(img, som_path, out, die_at, resume):
+    from somtorch.distributed import detect, map_to_files_sharded
+    from somtorch.engine import Mapper
+
+    torch.set_num_threads(1)
+    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4), init=som_path)
+    if die_at and detect().rank == 1:
+        orig, seen = Mapper.iter_batches, [0]
+
+        def iter_batches(self, data, rows=None):
+            for item in orig(self, data, rows):
+                seen[0] += 1
+                if seen[0] == die_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                yield item
+        Mapper.iter_batches = iter_batches
+    map_to_files_sharded(Mapper(som, batch_size=4), img, os.path.join(out, "m.bin"), os.path.join(out, "t.bin"),
+                         resume=resume)
+
+
+@pytest.mark.parametrize("die_at,nprocs", [(int(np.random.default_rng(16).integers(1, 6)), 2)])
+def test_two_process_mapping_killed_then_resumed_identical(tmp_path, reference, die_at, nprocs):
+    from somtorch.engine import Mapper
+
+    img = _fresh(tmp_path, reference)
+    _som().save_pink(tmp_path / "som.bin")
+    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=4), init=str(tmp_path / "som.bin"))
+    Mapper(som, batch_size=4).map_to_files(img, tmp_path / "ref.bin", tmp_path / "ref_t.bin")
+    args = (str(img), str(tmp_path / "som.bin"), str(tmp_path))
+    codes = launch_local(_map_worker, 2, args + (die_at, False), timeout_s=60, grace_s=30,
+                         env={"SOMTORCH_DIST_TIMEOUT_S": "20"})
+    assert codes[1] == -signal.SIGKILL and codes[0] == 1, codes
+    assert not (tmp_path / "m.bin").exists()
+    assert launch_local(_map_worker, nprocs, args + (0, True), timeout_s=60) == [0] * nprocs
+    assert (tmp_path / "m.bin").read_bytes() == (tmp_path / "ref.bin").read_bytes()
+    assert (tmp_path / "t.bin").read_bytes() == (tmp_path / "ref_t.bin").read_bytes()
+
+
+# ------------------------------------------------------------------ the CLI under torchrun: SIGTERM, resume on another world size
+def _cli_env():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return dict(os.environ, OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0", SOMTORCH_DIST_TIMEOUT_S="60",
+                PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+_TRAIN = ["-m", "somtorch.train", "som=small", "data.n=160", "data.image_size=16", "+stage=demo", "stage.numrot=4",
+          "stage.num_iter=3", "runtime=cpu", "runtime.threads=1", "runtime.mode=batch", "runtime.step_size=8",
+          "plots=false", "metrics_sample=8", "checkpoint_every=8"]
+
+
+def _torchrun(n):
+    import sys
+
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
+
+
+@pytest.mark.slow
+def test_torchrun_sigterm_then_resume_on_one_process_identical(tmp_path):
+    import subprocess
+    import sys
+
+    env = _cli_env()
+    ref = tmp_path / "ref"
+    r = subprocess.run(_torchrun(2) + _TRAIN + [f"hydra.run.dir={ref}"], env=env, cwd=tmp_path, timeout=300,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "run"
+    p = subprocess.Popen(_torchrun(2) + _TRAIN + [f"hydra.run.dir={run}"], env=env, cwd=tmp_path,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ckpt = run / "demo" / "checkpoint.pt"
+    t0 = time.monotonic()
+    while not ckpt.exists() and p.poll() is None and time.monotonic() - t0 < 120:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)  # the scheduler's stop: torchrun forwards it to every rank
+    err = p.communicate(timeout=120)[1]
+    assert not (run / "demo" / "som.bin").exists(), "stopped too late"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted", err[-3000:]
+    assert not (run / ".rank1" / "demo" / "checkpoint.pt").exists()  # one generation, rank 0's
+    # a single process finishes it (another world size: see BatchTrainer's notes)
+    r = subprocess.run([sys.executable, "-m", "somtorch.train", f"resume={run}"], env=env, cwd=tmp_path, timeout=300,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming from checkpoint" in r.stderr + r.stdout
+    assert (run / "demo" / "som.bin").read_bytes() == (ref / "demo" / "som.bin").read_bytes()
+    # and a 1-process run stopped early is finished by two processes, identical as well
+    one = tmp_path / "one"
+    r = subprocess.run([sys.executable] + _TRAIN + [f"hydra.run.dir={one}", "stop_after_images=200"], env=env,
+                       cwd=tmp_path, timeout=300, capture_output=True, text=True)
+    assert r.returncode == 130, r.stderr[-3000:]
+    r = subprocess.run(_torchrun(2) + ["-m", "somtorch.train", f"resume={one}"], env=env, cwd=tmp_path, timeout=300,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (one / "demo" / "som.bin").read_bytes() == (ref / "demo" / "som.bin").read_bytes()

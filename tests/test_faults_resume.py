@@ -174,8 +174,11 @@ def _kill_and_resume(refs, tmp_path, mode, kill_at, where):
 
 # (mode, where, kill point); the kill points are drawn once from a seeded generator
 _RNG = np.random.default_rng(16)
-KILLS = [("online", "step", int(_RNG.integers(2, 20))), ("batch", "step", int(_RNG.integers(2, 15))),
-         ("batch", "commit", int(_RNG.integers(2, 15))), ("map", "step", int(_RNG.integers(1, 10))),
+_SLOW = pytest.mark.slow
+KILLS = [("online", "step", int(_RNG.integers(2, 20))),
+         pytest.param("batch", "step", int(_RNG.integers(2, 15)), marks=_SLOW),
+         ("batch", "commit", int(_RNG.integers(2, 15))),
+         pytest.param("map", "step", int(_RNG.integers(1, 10)), marks=_SLOW),
          ("map", "write", int(_RNG.integers(1, 18))), ("map", "commit", int(_RNG.integers(1, 3)))]
 
 
