@@ -134,12 +134,18 @@ class BaseSubsetEngine:
             return base0.unsqueeze(1).expand(b, m, c, n)
         im1 = (sel - 1).clamp_min(0)
         if "grid" in tab:
-            if sel.stride(0) == 0:  # one selection for the whole batch: no per-image grid copies
-                grid = tab["grid"][im1[0]].unsqueeze(0).expand(b, -1, -1, -1)
+            if sel.stride(0) == 0:
+                # one selection for the whole batch: the exact mapper's layout (one batch entry per
+                # rotation, the images folded into the channels, the input expanded, not copied),
+                # so each grid coordinate is computed once for all images
+                grid = tab["grid"][im1[0]].unsqueeze(1)  # (M, 1, n, 2)
+                vals = torch.nn.functional.grid_sample(
+                    images.reshape(1, b * c, d, d).expand(m, b * c, d, d), grid, mode=self.tr.interpolation,
+                    padding_mode="zeros", align_corners=True)  # (M, B*C, 1, n)
+                vals = vals.view(m, b, c, n).permute(1, 2, 0, 3)
             else:
-                grid = tab["grid"][im1]
-            vals = torch.nn.functional.grid_sample(images, grid, mode=self.tr.interpolation,
-                                                   padding_mode="zeros", align_corners=True)  # (B, C, M, n)
+                vals = torch.nn.functional.grid_sample(images, tab["grid"][im1], mode=self.tr.interpolation,
+                                                       padding_mode="zeros", align_corners=True)  # (B, C, M, n)
         else:
             idx, w = tab["taps"]
             flat = images.reshape(b, c, d * d)
