@@ -93,7 +93,11 @@ def _status(out, rank):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted 2-process run: the bytes every resumed run must end with."""
-    d = tmp_path_factory.mktemp("ref")
+    return make_reference(tmp_path_factory.mktemp("ref"))
+
+
+def make_reference(d):
+    """(image file, SOM bytes) of an uninterrupted 2-process run in folder ``d``."""
     _images(d / "img.bin")
     assert _launch(d / "img.bin", d) == [0, 0]
     ref = (d / "som0.bin").read_bytes()

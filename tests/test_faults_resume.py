@@ -57,7 +57,11 @@ def _trainer(kind, ckpt, **kw):
 
 @pytest.fixture(scope="module")
 def refs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("refs")
+    return make_refs(tmp_path_factory.mktemp("refs"))
+
+
+def make_refs(d: Path) -> dict:
+    """Uninterrupted reference results (online and batch training, mapping) in folder ``d``."""
     img = d / "img.bin"
     _images(img)
     out = {"img": img}
