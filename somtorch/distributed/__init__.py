@@ -21,7 +21,6 @@ from somtorch.distributed.env import (
     DistEnv,
     DistributedError,
     all_reduce_flag,
-    all_reduce_max_flag,
     all_reduce_sum_,
     barrier,
     broadcast_bytes,
@@ -35,7 +34,7 @@ from somtorch.distributed.env import (
 from somtorch.distributed.mapping import map_to_files_sharded, row_runs, shard_rows
 from somtorch.distributed.training import fit_batch_distributed
 
-__all__ = ["DistEnv", "DistributedError", "all_reduce_flag", "all_reduce_max_flag", "all_reduce_sum_", "barrier",
+__all__ = ["DistEnv", "DistributedError", "all_reduce_flag", "all_reduce_sum_", "barrier",
            "broadcast_bytes", "broadcast_object",
            "detect", "device_for", "init", "is_distributed", "shutdown", "map_to_files_sharded", "row_runs",
            "shard_rows", "fit_batch_distributed"]

@@ -28,7 +28,7 @@ import torch
 from somtorch.errors import SomtorchError
 
 __all__ = ["DistEnv", "DistributedError", "detect", "init", "shutdown", "is_distributed", "barrier",
-           "all_reduce_sum_", "all_reduce_flag", "all_reduce_max_flag", "broadcast_object", "broadcast_bytes",
+           "all_reduce_sum_", "all_reduce_flag", "broadcast_object", "broadcast_bytes",
            "collective", "timeout_s", "DEFAULT_TIMEOUT_S"]
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -283,17 +283,6 @@ def all_reduce_flag(flag: bool, what: str) -> int:
     """Number of ranks that pass ``flag=True`` (how ranks tell each other they failed)."""
     t = torch.tensor([1.0 if flag else 0.0])
     return int(all_reduce_sum_(t, what).item())
-
-
-def all_reduce_max_flag(flag: bool, what: str) -> bool:
-    """True on every rank when any rank passes ``flag=True`` (e.g. a stop request); ``flag`` on one process."""
-    if not is_distributed():
-        return bool(flag)
-    with collective(what):
-        dev = _comm_device()
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=dev)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return bool(int(t.item()))
 
 
 def broadcast_object(obj, src: int = 0, what: str = "broadcast"):
