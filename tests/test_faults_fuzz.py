@@ -220,3 +220,18 @@ def test_fuzz_reader_short(name, tmp_path):
 def test_fuzz_reader_long(name, tmp_path):
     c = fuzz(name, FUZZ_LONG, tmp_path, seed=1)
     assert c["files"] == FUZZ_LONG and c["refused"] > 0
+
+
+def test_pickle_announcing_a_huge_bytearray_is_refused_without_allocating(tmp_path):
+    """Found by the long fuzzer: BYTEARRAY8 allocates its announced length before reading, so a
+    500-byte pickle could make the reader zero 4 GB (12 s); the length is now checked first."""
+    from somtorch.io.safe_pickle import safe_load
+
+    p = tmp_path / "huge.pkl"
+    p.write_bytes(b"\x80\x05\x96" + struct.pack("<Q", 1 << 40) + b"abc." )
+    t0 = time.perf_counter()
+    with pytest.raises(SomtorchError, match=r"huge.pkl.*BYTEARRAY8 announces 1099511627776 bytes, 4 left"):
+        safe_load(p)
+    assert time.perf_counter() - t0 < 1.0
+    p.write_bytes(b"\x80\x05\x96" + struct.pack("<Q", 3) + b"abc.")  # an honest one still loads
+    assert safe_load(p) == bytearray(b"abc")

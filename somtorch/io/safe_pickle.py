@@ -20,6 +20,7 @@ import io
 import math
 import os
 import pickle
+import struct
 
 import numpy as np
 
@@ -211,6 +212,24 @@ class _AllowListUnpickler(pickle._Unpickler):
     def __init__(self, file, classes):
         super().__init__(file)
         self._classes = classes
+        self._src = file
+
+    def _load_bytearray8(self):
+        """BYTEARRAY8 allocates its announced length before reading: check the bytes exist first
+        (a 500-byte pickle announcing 4 GB would otherwise allocate and zero 4 GB)."""
+        (n,) = struct.unpack("<Q", self.read(8))
+        left = len(self._src.getbuffer()) - self._src.tell()
+        frame = getattr(getattr(self, "_unframer", None), "current_frame", None)
+        if frame is not None:  # protocol 4+: the current frame is already read from the file
+            left += len(frame.getbuffer()) - frame.tell()
+        if n > left:
+            raise pickle.UnpicklingError(f"pickle data truncated (BYTEARRAY8 announces {n} bytes, {left} left)")
+        b = bytearray(n)
+        self.readinto(b)
+        self.append(b)
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
     def find_class(self, module, name):
         if self.proto < 3:  # Python 2 names, as pickle.Unpickler(fix_imports=True) maps them
