@@ -383,7 +383,7 @@ def _train(a: PinkArgs, h: dict, lat, geo, device) -> None:
         som, nb, num_iter=a.num_iter, shuffle=a.shuffle, batch_size=a.batch_size, progress=False,
         progress_steps=a.progress, inter_store=None if a.inter_store == "off" else a.inter_store,
         inter_store_path=a.som_out, metrics_sample=256 if a.metrics else 0, handle_signals=False,
-        stage_name=os.path.basename(a.som_out))
+        stage_name=os.path.basename(a.som_out), compile=a.compile)
     trainer.comments_raw = comments_raw
     trainer.bar = _ProgressBar(h["n"] * a.num_iter, a.progress)
     _out("  Starting training.", "")

@@ -297,7 +297,8 @@ class _Run:
             progress_steps=int(st["progress"]), inter_store=st["inter_store"],
             inter_store_path=str(sdir / "progress" / "som.bin") if st["inter_store"] else None,
             metrics_sample=int(self.cfg.get("metrics_sample", 256)), checkpoint_path=str(sdir / "checkpoint.pt"),
-            checkpoint_every=self.cfg.get("checkpoint_every"), stage_name=st["name"])
+            checkpoint_every=self.cfg.get("checkpoint_every"), stage_name=st["name"],
+            **({} if self.mode == "batch" else {"compile": str(self.rt.get("compile") or "auto")}))
         if not progress and self.env.is_main:  # no bar: a log line at each progress point
             trainer.history = _logging_history(st["name"], int(st["num_iter"]) * int(self.header.n_images))
         return trainer

@@ -489,3 +489,18 @@ def test_tie_break_option(work, capsys, monkeypatch):
         if n == 0:
             assert not seen  # never consulted
     assert seen  # zero initialisation ties everywhere: PINK's rules were applied
+
+
+def test_compile_option_gives_the_same_som(work, capsys):
+    """--compile on|off (a somtorch extension): the compiled neuron update changes no bit of the
+    SOM file; the default is auto; a bad value is refused naming the option."""
+    assert parse_args(["--train", "a.bin", "b.bin"]).compile == "auto"
+    assert parse_args(["--train", "a.bin", "b.bin", "--compile", "ON"]).compile == "on"
+    with pytest.raises(Exception, match="compile"):
+        parse_args(["--train", "a.bin", "b.bin", "--compile", "sometimes"])
+    _copy(work, "train20.bin")
+    for mode in ("off", "on"):
+        rc, _ = _run(["--train", "train20.bin", f"som_{mode}.bin", "--som-width", "5", "--som-height", "5",
+                      "-n", "4", "--init", "random", "--compile", mode], capsys)
+        assert rc == 0
+    assert (work / "som_on.bin").read_bytes() == (work / "som_off.bin").read_bytes()

@@ -115,6 +115,7 @@ class RuntimeConfig:
     progress_bar: Optional[bool] = None
     mode: str = "online"
     step_size: int = 256
+    compile: str = "auto"
     memory_limit: Any = None
     dist_timeout_s: float = 600.0
 
@@ -238,6 +239,7 @@ _CHOICES = {
     "runtime.arithmetic": ("gemm", "pink"),
     "runtime.rng": ("torch", "pink"),
     "runtime.mode": ("online", "batch"),
+    "runtime.compile": ("auto", "on", "off"),
     "matching": ("exact", "approximate"),
 }
 
@@ -345,7 +347,7 @@ def _missing(cfg) -> None:
 def _runtime(rt) -> None:
     from somtorch.engine.memory import parse_bytes
 
-    for key in ("runtime.precision", "runtime.arithmetic", "runtime.rng", "runtime.mode"):
+    for key in ("runtime.precision", "runtime.arithmetic", "runtime.rng", "runtime.mode", "runtime.compile"):
         _choice(rt, "runtime.", key.split(".", 1)[1], key)
     _choice(rt, "runtime.", "convention")
     _int(rt, "runtime.", "threads", optional=True, what="an integer >= 1 or null (torch's default)")
