@@ -88,14 +88,15 @@ _CHILD = textwrap.dedent("""
     count = [0]
     def boom():
         os.kill(os.getpid(), signal.SIGKILL)  # no handler runs, nothing is cleaned up
-    if where == "commit":  # inside an atomic write: temporary file complete, rename pending
-        real = os.replace
-        def replace(a, b):
-            count[0] += 1
-            if count[0] == kill_at:
-                boom()
-            return real(a, b)
-        os.replace = replace
+    if where == "commit":  # inside an atomic write: temporary file complete, rename/link pending
+        def hook(real):
+            def moved(a, b, **k):
+                count[0] += 1
+                if count[0] == kill_at:
+                    boom()
+                return real(a, b, **k)
+            return moved
+        os.replace, os.link = hook(os.replace), hook(os.link)
     elif where == "write":  # in the middle of writing output rows
         real_pw = os.pwrite
         def pwrite(fd, data, off):
