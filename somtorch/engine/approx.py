@@ -154,7 +154,10 @@ class BaseSubsetEngine:
                 ix = idx[tap][im1].reshape(b, 1, m * n).expand(b, c, m * n)
                 term = w[tap][im1].unsqueeze(1) * torch.gather(flat, 2, ix).view(b, c, m, n)
                 vals = term if vals is None else vals + term
-        out = torch.where((sel > 0).view(b, 1, m, 1), vals, base0.unsqueeze(2))
+        zero = sel == 0
+        if not bool(zero.any()):
+            return vals.permute(0, 2, 1, 3)
+        out = torch.where(zero.view(b, 1, m, 1), base0.unsqueeze(2), vals)
         return out.permute(0, 2, 1, 3)
 
     @torch.no_grad()
