@@ -34,6 +34,7 @@ from somtorch.errors import ConfigError
 from somtorch.geometry import Lattice
 from somtorch.geometry.transforms import pad_or_crop
 from somtorch.io import read_mapping, read_transforms, write_images, write_som
+from somtorch.testing import run_if
 
 
 def _som(geo, shape=(3, 3), seed=0, **kw):
@@ -237,3 +238,16 @@ def test_pink_fast_maps_like_the_python_api(tmp_path):
     ApproxMapper(som).map_to_files(x, tmp_path / "m2.bin", tmp_path / "t2.bin")
     assert (tmp_path / "map.bin").read_bytes() == (tmp_path / "m2.bin").read_bytes()
     assert (tmp_path / "rf.bin").read_bytes() == (tmp_path / "t2.bin").read_bytes()
+
+
+@run_if(cuda=True)
+def test_cuda_gives_the_cpu_result():
+    geo = SOMGeometry(24, numrot=80)
+    som = _som(geo, shape=(4, 4), seed=11)
+    x = torch.rand(12, 1, 24, 24, generator=torch.Generator().manual_seed(12))
+    cpu = ApproxMapper(som, scales=[1.0, 0.8], seeds=1).map(x)
+    som_cuda = _som(geo, shape=(4, 4), seed=11, device="cuda")
+    gpu = ApproxMapper(som_cuda, scales=[1.0, 0.8], seeds=1).map(x)
+    assert (gpu.bmu == cpu.bmu).double().mean() >= 0.9  # float rounding may flip near-ties
+    same = gpu.transform_index == cpu.transform_index
+    torch.testing.assert_close(gpu.distances[same], cpu.distances[same], rtol=1e-4, atol=1e-5)
