@@ -250,6 +250,7 @@ def test_pink_tie_break_equals_pink_arithmetic(init, chunk, monkeypatch):
     import somtorch.engine.distance as dist
 
     monkeypatch.setattr(dist, "_TIE_CHUNK", chunk)
+    monkeypatch.setattr(dist, "_TIE_ROWS", 2 if chunk < 10 else 64)  # images held at a time
     imgs = read_images(DATA / "train20.bin")
     lat, geo = Lattice("cartesian", (3, 3)), SOMGeometry(16, numrot=8, convention="pink")
     w = torch.zeros(9, 1, 23, 23) if init == "zero" else read_som(DATA / "somD.bin")[0]

@@ -439,48 +439,90 @@ class TieResolver:
         multi_n = near_n.sum(dim=1, keepdim=True) > 1
         return near_t, tied_neuron | (near_n & multi_n)
 
+    def _perms(self, device) -> torch.Tensor:
+        """``(nq, P)``: window pixel of the base rotation read by each region pixel (row-major
+        region order) of dihedral variant ``q = 4 f + j`` (PINK order; the window is centred, so
+        every variant maps it onto itself)."""
+        key = str(device)
+        cache = self.__dict__.setdefault("_perm_cache", {})
+        if key not in cache:
+            eng = self.engine
+            lo, hi = eng.window
+            u = hi - lo
+            mask_w = eng.mask[lo:hi, lo:hi]
+            a = torch.arange(u * u).reshape(u, u)
+            perms = []
+            for f in (0, 1):
+                for j in range(4):
+                    q = torch.rot90(a, -j)
+                    perms.append((torch.flip(q, dims=(0,)) if f else q)[mask_w])
+            cache[key] = torch.stack(perms).to(device)
+        return cache[key]
+
+    def _maybe_rows(self, dsq, rnorm, wnorm) -> torch.Tensor:
+        """Images that may hold a near-tie (a superset of those :meth:`_near` involves), in one
+        contiguous pass: every neuron's minimum lies in its band, so more than ``N`` entries of an
+        image in the (widest) band, or a second neuron near the best, flags it."""
+        b, _, n = dsq.shape
+        tol = self.rtol * (rnorm.amax(dim=1, keepdim=True).unsqueeze(-1) + wnorm.amax())  # (B, 1, 1)
+        dmin = dsq.amin(dim=1, keepdim=True)  # (B, 1, N)
+        cnt = (dsq <= dmin + tol).view(b, -1).sum(dim=1)  # (B,)
+        gmin = dmin.amin(dim=2, keepdim=True)
+        cnt_n = (dmin <= gmin + tol).view(b, -1).sum(dim=1)
+        return torch.nonzero((cnt > n) | (cnt_n > 1)).flatten()
+
     @torch.no_grad()
     def resolve(self, images: torch.Tensor, dsq: torch.Tensor, weights: torch.Tensor,
                 rnorm: torch.Tensor, wnorm: torch.Tensor) -> torch.Tensor:
-        """Replace near-tied entries of ``dsq (B, T, N)`` by PINK-exact values (in place)."""
-        near_t, involved = self._near(dsq, rnorm, wnorm)
-        rows = torch.nonzero(involved.any(dim=1)).flatten().tolist()
-        if not rows:  # the usual case: no full (B, T, N) pass beyond the band test
+        """Replace near-tied entries of ``dsq (B, T, N)`` by PINK-exact values (in place).
+
+        The involved images' base rotations are sampled once with PINK's exact arithmetic over the
+        window only, for all of them together; every candidate ``(image, t, neuron)`` then reads its
+        transformation's region pixels with one gather (a dihedral variant is a pixel permutation
+        of its base rotation, bit for bit).
+        """
+        rows = self._maybe_rows(dsq, rnorm, wnorm)
+        if len(rows) == 0:  # the usual case: one pass over (B, T, N), nothing else
             return dsq
-        cand = torch.zeros_like(near_t)
-        cand[rows] = near_t[rows] & involved[rows].unsqueeze(1)
+        near_t, involved = self._near(dsq[rows], rnorm[rows], wnorm)
+        keep = involved.any(dim=1)
+        rows, near_t, involved = rows[keep], near_t[keep], involved[keep]
+        if len(rows) == 0:
+            return dsq
         eng = self.engine
         lo, hi = eng.window
         mask_w = eng.mask[lo:hi, lo:hi]
-        # candidates of several images share one accumulation loop (its cost is per pixel, not
-        # per candidate); at most _TIE_CHUNK candidates are held at a time
-        pending: list = []
-        held = 0
-        for b in rows:
-            tt, nn_ = torch.nonzero(cand[b], as_tuple=True)
-            tu, inv = torch.unique(tt, return_inverse=True)
-            # bit-exact transformations, only those that are candidates
-            x = self._exact.select(images[b], tu)[..., lo:hi, lo:hi]  # (U, C, u, u)
-            xa = x[..., mask_w].reshape(len(tu), -1)[inv].cpu().numpy()
-            wa = weights[nn_][..., lo:hi, lo:hi][..., mask_w].reshape(len(nn_), -1).cpu().numpy()
-            pending.append((b, tt, nn_, xa, wa))
-            held += len(tt)
-            if held >= _TIE_CHUNK:
-                _assign_exact(dsq, pending)
-                pending, held = [], 0
-        if pending:
-            _assign_exact(dsq, pending)
+        tr = self._exact
+        k = max(tr.numrot // 4, 1)
+        perms = self._perms(images.device)
+        for r0 in range(0, len(rows), _TIE_ROWS):
+            rws = rows[r0:r0 + _TIE_ROWS]
+            rr, tt, nn_ = torch.nonzero(near_t[r0:r0 + _TIE_ROWS] & involved[r0:r0 + _TIE_ROWS].unsqueeze(1),
+                                        as_tuple=True)
+            base = tr.base_rotations(images[rws], window=eng.window)  # (R, k, C, u, u), PINK-exact
+            r_, kk, c = base.shape[:3]
+            base = base.reshape(r_ * kk, c, -1)
+            f, s = torch.div(tt, tr.numrot, rounding_mode="floor"), torch.remainder(tt, tr.numrot)
+            q = 4 * f + torch.div(s, k, rounding_mode="floor")
+            for m0 in range(0, len(tt), _TIE_CHUNK):
+                sl = slice(m0, m0 + _TIE_CHUNK)
+                x = base.index_select(0, rr[sl] * kk + torch.remainder(s[sl], k))  # (M, C, u*u)
+                pq = perms.index_select(0, q[sl])  # (M, P)
+                xa = torch.gather(x, 2, pq.unsqueeze(1).expand(-1, c, -1)).reshape(len(pq), -1)
+                wa = weights.index_select(0, nn_[sl])[..., lo:hi, lo:hi][..., mask_w].reshape(len(pq), -1)
+                vals = _exact_sq(xa.cpu().numpy(), wa.cpu().numpy())
+                dsq[rws[rr[sl]], tt[sl], nn_[sl]] = torch.from_numpy(vals).to(dsq.device)
         return dsq
 
 
 #: candidates whose exact distances are accumulated together by :meth:`TieResolver.resolve`
 _TIE_CHUNK = 4096
+#: images whose exact base rotations :meth:`TieResolver.resolve` holds at a time
+_TIE_ROWS = 64
 
 
-def _assign_exact(dsq: torch.Tensor, pending: list) -> None:
-    """PINK-exact squared distances of the pending candidates, written into ``dsq``."""
-    xa = np.concatenate([p[3] for p in pending])
-    wa = np.concatenate([p[4] for p in pending])
+def _exact_sq(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
+    """PINK-exact squared distances of candidate pairs ``xa, wa (M, F)`` float32 -> ``(M,)``."""
     # float32 difference, squared exactly in double, accumulated as float(double(acc) + d*d)
     d2 = np.ascontiguousarray(np.square((wa - xa).astype(np.float64)).T)
     acc = np.zeros(len(xa), dtype=np.float64)
@@ -488,11 +530,7 @@ def _assign_exact(dsq: torch.Tensor, pending: list) -> None:
     for row in d2:  # two calls a pixel: the float32 sum read exactly into double, then rounded
         np.add(acc32, row, out=acc)
         acc32[...] = acc
-    vals = torch.from_numpy(acc32).to(dsq.device)
-    k = 0
-    for b, tt, nn_, _, _ in pending:
-        dsq[b, tt, nn_] = vals[k:k + len(tt)]
-        k += len(tt)
+    return acc32
 
 
 def _pink_sq_distances(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
