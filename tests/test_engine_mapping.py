@@ -279,3 +279,23 @@ def test_first_min_matches_torch_min_and_argmin_with_ties(shape, dim):
             xm = x.movedim(dim, -1).reshape(-1, shape[dim])
             low = torch.tensor([min(j for j in range(shape[dim]) if row[j] == row.min()) for row in xm])
             assert torch.equal(i.reshape(-1), low)
+
+
+@pytest.mark.parametrize("d, nd, numrot, interp", [(16, 23, 8, "bilinear"), (12, 18, 12, "bilinear"),
+                                                    (11, 16, 4, "bilinear"), (12, 18, 12, "nearest_neighbor")])
+def test_exact_windows_of_some_base_rotations_equal_the_full_exact_sampling(d, nd, numrot, interp):
+    """The tie resolver samples only the base rotations its candidates need: bit for bit the
+    exact transformer's base rotations (any subset, any order, several images and channels)."""
+    from somtorch.engine.distance import _exact_windows
+    from somtorch.geometry.transforms import PinkTransformer
+
+    tr = PinkTransformer(d, nd, numrot, True, interp, exact=True)
+    imgs = torch.rand(3, 2, d, d, generator=torch.Generator().manual_seed(d))
+    k = max(numrot // 4, 1)
+    lo = (nd - (nd - 6)) // 2
+    win = (lo, nd - lo)
+    ref = tr.base_rotations(imgs, window=win)
+    pairs = torch.tensor([r * k + i for r in range(3) for i in range(k)][::-2])
+    got = _exact_windows(tr, imgs, pairs, k, win)
+    for n, p in enumerate(pairs.tolist()):
+        assert torch.equal(got[n], ref[p // k, p % k].reshape(2, -1))

@@ -499,14 +499,15 @@ class TieResolver:
             rws = rows[r0:r0 + _TIE_ROWS]
             rr, tt, nn_ = torch.nonzero(near_t[r0:r0 + _TIE_ROWS] & involved[r0:r0 + _TIE_ROWS].unsqueeze(1),
                                         as_tuple=True)
-            base = tr.base_rotations(images[rws], window=eng.window)  # (R, k, C, u, u), PINK-exact
-            r_, kk, c = base.shape[:3]
-            base = base.reshape(r_ * kk, c, -1)
             f, s = torch.div(tt, tr.numrot, rounding_mode="floor"), torch.remainder(tt, tr.numrot)
             q = 4 * f + torch.div(s, k, rounding_mode="floor")
+            # only the base rotations some candidate needs, PINK-exact, over the window
+            pairs, which = torch.unique(rr * k + torch.remainder(s, k), return_inverse=True)
+            base = _exact_windows(tr, images[rws], pairs, k, eng.window)  # (U, C, u*u)
+            c = base.shape[1]
             for m0 in range(0, len(tt), _TIE_CHUNK):
                 sl = slice(m0, m0 + _TIE_CHUNK)
-                x = base.index_select(0, rr[sl] * kk + torch.remainder(s[sl], k))  # (M, C, u*u)
+                x = base.index_select(0, which[sl])  # (M, C, u*u)
                 pq = perms.index_select(0, q[sl])  # (M, P)
                 xa = torch.gather(x, 2, pq.unsqueeze(1).expand(-1, c, -1)).reshape(len(pq), -1)
                 wa = weights.index_select(0, nn_[sl])[..., lo:hi, lo:hi][..., mask_w].reshape(len(pq), -1)
@@ -519,6 +520,35 @@ class TieResolver:
 _TIE_CHUNK = 4096
 #: images whose exact base rotations :meth:`TieResolver.resolve` holds at a time
 _TIE_ROWS = 64
+
+
+def _exact_windows(tr: PinkTransformer, images: torch.Tensor, pairs: torch.Tensor, k: int, window) -> torch.Tensor:
+    """Window pixels ``(U, C, u*u)`` of base rotation ``i`` of image ``r`` for ``pairs = r * k + i``,
+    with the exact transformer's arithmetic: bit-identical to
+    ``tr.base_rotations(images, window)[r, i]``, computing only the pairs asked for."""
+    from somtorch.geometry.transforms import _combine_taps, pad_or_crop
+
+    lo, hi = window
+    u = hi - lo
+    r_, c, d, _ = images.shape
+    if k == 1 or not isinstance(tr._grid(lo, hi, images.device, images.dtype), tuple):
+        # no rotation to sample, or nearest-neighbour sampling (exact on any path): all of them
+        return tr.base_rotations(images, window=window).reshape(r_ * k, c, u * u).index_select(0, pairs)
+    rows, rot = torch.div(pairs, k, rounding_mode="floor"), torch.remainder(pairs, k)
+    out = images.new_empty((len(pairs), c, u * u))
+    z = rot == 0
+    if z.any():  # the unrotated image, cropped or padded
+        out[z] = pad_or_crop(images.index_select(0, rows[z]), tr.neuron_dim)[..., lo:hi, lo:hi].reshape(-1, c, u * u)
+    nz = torch.nonzero(~z).flatten()
+    if len(nz):
+        idx, w = tr._grid(lo, hi, images.device, images.dtype)  # (taps, k-1, u, u) each
+        sel = rot[nz] - 1
+        src = images.reshape(r_, c, d * d).index_select(0, rows[nz])  # (P, C, d*d)
+        taps = torch.stack([torch.gather(src, 2, idx[a].reshape(k - 1, -1).index_select(0, sel).unsqueeze(1)
+                                         .expand(-1, c, -1)) for a in range(idx.shape[0])])  # (taps, P, C, u*u)
+        wt = w.reshape(w.shape[0], k - 1, -1).index_select(1, sel).unsqueeze(2)  # (taps, P, 1, u*u)
+        out[nz] = _combine_taps(wt, taps)
+    return out
 
 
 def _exact_sq(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
