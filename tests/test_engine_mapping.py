@@ -282,7 +282,7 @@ def test_first_min_matches_torch_min_and_argmin_with_ties(shape, dim):
 
 
 @pytest.mark.parametrize("d, nd, numrot, interp", [(16, 23, 8, "bilinear"), (12, 18, 12, "bilinear"),
-                                                    (11, 16, 4, "bilinear"), (12, 18, 12, "nearest_neighbor")])
+                                                    (11, 16, 4, "bilinear"), (12, 18, 12, "nearest")])
 def test_exact_windows_of_some_base_rotations_equal_the_full_exact_sampling(d, nd, numrot, interp):
     """The tie resolver samples only the base rotations its candidates need: bit for bit the
     exact transformer's base rotations (any subset, any order, several images and channels)."""
