@@ -198,7 +198,6 @@ class DenseStep(OnlineStep):
         cv_of = {cv: n for n, cv in enumerate(self._cvs)}
         k = max(tr.numrot // 4, 1)
         c, nd = self.w.shape[1], self.w.shape[-1]
-        u = self.hi - self.lo
 
         def rows_of(side, g, i, n):  # (C * n,) row indices of one variant in a (ncv, k, C, n) stack
             r = torch.arange(n)
@@ -208,7 +207,6 @@ class DenseStep(OnlineStep):
 
         order = [(side, g, i) for side, g in pairs for i in range(k)]  # t = q * k + i
         self._rows = torch.stack([rows_of(s_, g, i, nd) for s_, g, i in order]).to(self.device)  # (T, C*nd)
-        self._win_rows = torch.cat([rows_of(s_, g, i, u) for s_, g, i in order]).to(self.device)  # (T*C*u,)
         # region norms: per base rotation and searched variant q (PINK order), t = q * k + i
         self._nq = len(pairs)
         self._t = len(order)
@@ -221,7 +219,7 @@ class DenseStep(OnlineStep):
         key = (name, b)
         idx = self._flat.get(key)
         if idx is None:
-            tab = self._rows.view(-1) if name == "rows" else self._win_rows
+            tab = self._rows.view(-1)
             off = torch.arange(b, device=self.device).mul_(per_image).unsqueeze(1)
             idx = self._flat[key] = (off + tab.unsqueeze(0)).reshape(-1)
         return idx
@@ -269,11 +267,19 @@ class DenseStep(OnlineStep):
         else:
             self.src = bank.view(b, per, nd)
             self._fused_src = (self._bank.view(-1, nd), self._rows, per)
-        # the window bank (the window is centred, so transposes and reversals commute with it),
-        # then the GEMM operand (B, T, C*u*u) as one gather of its rows
-        winbank = bank[..., lo:hi, lo:hi].reshape(-1, u)
-        self.xf = winbank.index_select(0, self._flat_index("win", b, len(self._cvs) * k * c * u)).view(b, t, -1)
-        self.rnorm = self._region_norms(base[..., lo:hi, lo:hi])  # (B, T)
+        # the GEMM operand (B, T, C*u*u): each searched dihedral variant of the base rotations'
+        # windows (the window is centred, so transposes and reversals commute with it), one
+        # strided copy per variant -- 3-4x faster than gathering its short rows
+        basew = base[..., lo:hi, lo:hi]
+        if getattr(self, "_xfbuf", None) is None or self._xfbuf.shape[0] < b:
+            self._xfbuf = base.new_empty((self._bank.shape[0], self._nq, k, c, u, u))
+        xf = self._xfbuf[:b]
+        for q, (side, g) in enumerate(self.eng.pairing()["pairs"]):
+            x = basew if side == 0 else basew.transpose(-1, -2)
+            dims = [dim for dim, bit in ((-2, 1), (-1, 2)) if g & bit]
+            xf[:, q].copy_(x.flip(dims) if dims else x)
+        self.xf = xf.view(b, t, c * u * u)
+        self.rnorm = self._region_norms(basew)  # (B, T)
         self.rcol = self.rnorm.unsqueeze(-1)  # (B, T, 1): the GEMM's bias
         if self.ties:
             self.rmax = self.rnorm.amax(dim=1)
