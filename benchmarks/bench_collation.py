@@ -28,7 +28,9 @@ of components, largest separation, flux ratio, split / merge, the cause, the neu
 brightest component and that neuron's link-label purity) and tables aggregating them.
 ``--seeds 101 102 ...`` runs several seeds and prints mean, min and max of every score.
 ``--cache DIR`` keeps the sky, SOM and mapping of a (seed, size, SOM) so that re-runs only redo
-the collation.
+the collation. ``--option KEY=VALUE`` passes options to the method
+(:func:`somtorch.collation.consensus_graph`); ``views=N`` (bench option, consensus only,
+default 3) lets every component vote through its N best-matching neurons (``extra_views``).
 
 Usage::
 
@@ -62,9 +64,10 @@ def prepare(n_sources: int = 500, som_side: int = 6, seed: int = 0, image_size: 
     key = f"n{n_sources}_som{som_side}_s{seed}_i{image_size}_c{crop}_r{numrot}_e{'-'.join(map(str, epochs))}"
     path = os.path.join(cache, key + ".npz") if cache else None
     timing = {}
-    if path and os.path.exists(path):
+    if path and os.path.exists(path) and "top_n" in np.load(path).files:
         z = np.load(path)
         bmu, flip, angle, dist, weights = z["bmu"], z["flip"], z["angle"], z["dist"], z["weights"]
+        top = {k: z[k] for k in ("top_n", "top_flip", "top_angle", "top_dist")}
         timing["cached"] = True
     else:
         import torch
@@ -97,10 +100,15 @@ def prepare(n_sources: int = 500, som_side: int = 6, seed: int = 0, image_size: 
         angle = res.angle[k, res.bmu].numpy().astype(np.float64)
         dist = res.distances[k, res.bmu].numpy()
         weights = som.weight.detach().cpu().numpy().reshape(som.num_neurons, *geom.neuron_shape)
+        # the three best neurons of every component, with their exact transforms
+        tn = torch.argsort(res.distances, dim=1)[:, :3]
+        top = {"top_n": tn.numpy(), "top_flip": torch.gather(res.flip, 1, tn).numpy().astype(np.int64),
+               "top_angle": torch.gather(res.angle, 1, tn).numpy().astype(np.float64),
+               "top_dist": torch.gather(res.distances, 1, tn).numpy()}
         timing["train_map_s"] = time.perf_counter() - t1
         if path:
             os.makedirs(cache, exist_ok=True)
-            np.savez(path, bmu=bmu, flip=flip, angle=angle, dist=dist, weights=weights)
+            np.savez(path, bmu=bmu, flip=flip, angle=angle, dist=dist, weights=weights, **top)
 
     base = SkyCoord(cat.RA.to_numpy() * u.deg, cat.DEC.to_numpy() * u.deg)
     src = sky.sources.set_index("Source_id")
@@ -119,7 +127,7 @@ def prepare(n_sources: int = 500, som_side: int = 6, seed: int = 0, image_size: 
     rng = np.random.default_rng(seed + 11)
     half = rng.random(len(cat)) < 0.5
     return dict(cat=cat, base=base, side=side, sid=sid, hosts=hosts, host_index=host_index, host_of=host_of,
-                common=common, weights=weights, dist=dist, true_groups=true_groups, half=half, scale=scale,
+                common=common, weights=weights, dist=dist, top=top, true_groups=true_groups, half=half, scale=scale,
                 timing=timing, n_sources=n_sources, som=f"{som_side}x{som_side}", image_size=image_size,
                 numrot=numrot, seed=seed, prepare_s=time.perf_counter() - t0)
 
@@ -145,6 +153,14 @@ def collate_setting(ctx: dict, subjects, method: str = "pyink", radius: float = 
     resolve = LabelResolve({"link": Action.LINK, "sidelobe": Action.ISOLATE, "host": Action.DATA_ATTACH})
     t = time.perf_counter()
     kw = dict(method_kw)
+    views = int(kw.pop("views", 3 if method == "consensus" else 1))
+    if views > 1:  # the 2nd, 3rd ... best neurons' views, each through its own exact transform
+        top = ctx["top"]
+        extra = []
+        for r in range(1, views):
+            c = dict(ctx["common"], bmu=top["top_n"][:, r], transform=(top["top_flip"][:, r], top["top_angle"][:, r]))
+            extra.append(FilterSet(ctx["base"], None, ann, distance=top["top_dist"][:, r], **c))
+        kw["extra_views"] = extra
     if method == "pyink":
         kw.setdefault("sort_mode", "largest_first")
     graph = group_sources(fs, ann, resolve, method=method, flux=ctx["cat"].Total_flux.to_numpy(), **kw)

@@ -233,3 +233,34 @@ def test_bad_options_name_the_field():
         consensus_graph(fs, ann, RESOLVE, weighting="cosine")
     with pytest.raises(ConfigError, match="fallback"):
         consensus_graph(fs, ann, RESOLVE, fallback="nearest")
+
+
+def test_filterset_rank_uses_the_nth_best_neuron_and_its_transform(tmp_path):
+    from somtorch.io.binwrap import SOMSet
+    from somtorch.io.pink import write_mapping, write_som, write_transforms
+
+    # 2 images, 2x1 SOM; image 0: best neuron 1 (flip, pi/2), 2nd best neuron 0 (no transform);
+    # image 1: best neuron 0 (no transform), 2nd best neuron 1
+    write_som(tmp_path / "som.bin", np.zeros((2, 1, D, D), np.float32), (2, 1))
+    write_mapping(tmp_path / "map.bin", np.array([[5.0, 1.0], [0.5, 3.0]], np.float32), (2, 1))
+    flip = np.array([[0, 1], [0, 0]], np.int8)
+    angle = np.array([[0.0, np.pi / 2], [0.0, 0.0]], np.float32)
+    write_transforms(tmp_path / "tr.bin", flip, angle, (2, 1))
+    ss = SOMSet(tmp_path / "som.bin", tmp_path / "map.bin", tmp_path / "tr.bin")
+    base = SkyCoord([C0.ra, _off(C0, east=-5).ra], [C0.dec, _off(C0, east=-5).dec])
+    ann = _ann({0: [(_sq(10, 10, 0), "link"), (_sq(10, 15, 0), "link")]})  # neuron 1 not annotated
+    fs1 = FilterSet(base, None, ann, ss, image_dim=D, pixel_scale=1 * u.arcsec, numrot=None, rank=1)
+    assert fs1.bmu.tolist() == [0, 1] and fs1.distance.tolist() == [5.0, 3.0]
+    assert fs1.flip.tolist() == [0, 0] and fs1.angle.tolist() == [0.0, 0.0]
+    # image 1 is 5" west of image 0: column 15 of image 0's cutout, LINK in neuron 0
+    assert fs1[0][0].product_labels.tolist() == [2, 2]
+    fs0 = FilterSet(base, None, ann, ss, image_dim=D, pixel_scale=1 * u.arcsec, numrot=None)
+    assert fs0.bmu.tolist() == [1, 0]
+    # best views only: image 1's view (neuron 0) has image 0 at column 5, off LINK: -0.5
+    only = consensus_graph(fs0, ann, RESOLVE, fallback=None)
+    assert _groups(only, 2) == [[0], [1]]
+    # image 0's 2nd-best view (neuron 0) puts both on LINK: +1 x extra_weight
+    both = consensus_graph(fs0, ann, RESOLVE, fallback=None, extra_views=[fs1], extra_weight=1.0)
+    assert _groups(both, 2) == [[0, 1]]
+    weak = consensus_graph(fs0, ann, RESOLVE, fallback=None, extra_views=[fs1], extra_weight=0.25)
+    assert _groups(weak, 2) == [[0], [1]]

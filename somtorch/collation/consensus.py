@@ -28,11 +28,13 @@ Convention (consensus)
   two clusters with the largest *summed* evidence between them while it is positive (greedy
   correlation clustering). A chain ``a-b-c`` is therefore kept only if the evidence for the
   whole group outweighs the evidence against ``a-c``.
-* Fallback (``fallback="proximity"``): an entry whose own view marks LINK pixels away from its
-  centre but sees no entry on them ("expects a partner") and that ends up alone is paired with
-  the nearest other alone entry that also expects a partner, within ``fallback_radius`` (sky
-  angle; default twice the FilterSet's ``seplimit``), closest in flux-weighted distance
-  ``sep * (1 + |log10(f_a / f_b)|)``, if the pair is mutual (each is the other's best).
+* Fallback (``fallback="proximity"``), for entries the SOM views cannot group (partners
+  beyond the cutout): an entry that ends up alone and whose neuron has LINK pixels far from
+  the centre (``fallback_far``) "expects a partner" in those pixels' directions. Two such
+  entries are paired when each lies, in the other's neuron frame (through its exact
+  transform), within ``fallback_angle`` of such a direction and at least half as far out,
+  within ``fallback_radius`` (sky angle; default twice the FilterSet's ``seplimit``), and each
+  is the other's best candidate by flux-weighted distance ``sep * (1 + |log10(f_a / f_b)|)``.
 * Output: the same ``networkx.MultiGraph`` as the greedy method. Each group is a star of edges
   from its *representative* (the member whose own view puts most members on LINK; ties: smallest
   BMU distance) carrying ``count``, ``src_idx`` (the representative), ``neuron`` and the
@@ -187,10 +189,11 @@ def _clusters(n, evidence, exclude):
     return parent
 
 
-def consensus_graph(filters, annotations, label_resolve, *, tolerance: float = 0.0, weighting: str = "uniform",
-                    negative_weight: float = 1.0, fallback: str | None = None, fallback_radius=None,
+def consensus_graph(filters, annotations, label_resolve, *, tolerance: float = 1.5, weighting: str = "uniform",
+                    negative_weight: float = 0.5, fallback: str | None = "proximity", fallback_radius=None,
                     fallback_far: float = 0.6, fallback_angle: float = 20.0, angle_tolerance: float | None = None,
-                    radius_ratio: float = 1.3, self_link: bool = False, flux=None, src_stats_fn=None, progress: bool = False):
+                    radius_ratio: float = 1.3, self_link: bool = False, extra_views=(), extra_weight: float = 0.5,
+                    flux=None, src_stats_fn=None, progress: bool = False):
     """Group entries by the consensus of every view (module docstring for the exact rules).
 
     Parameters
@@ -203,6 +206,20 @@ def consensus_graph(filters, annotations, label_resolve, *, tolerance: float = 0
     negative_weight : weight of "exactly one of the pair is on LINK" relative to "both are".
     fallback : ``None`` or ``"proximity"`` (pair alone entries that expect a partner).
     fallback_radius : astropy angle; default twice ``filters.seplimit``.
+    fallback_far : an entry expects a partner beyond its view when its neuron has LINK pixels
+        farther than ``fallback_far`` times the neuron's half-side from the centre.
+    fallback_angle : degrees; the other entry must lie within this angle of the direction of
+        one of those pixels (in the entry's neuron frame, through its exact transform), and at
+        least half their radius away.
+    angle_tolerance, radius_ratio : optional polar tolerance: an entry more than 3 px from the
+        centre is also on LINK when a LINK pixel lies within ``angle_tolerance`` degrees of its
+        direction and within a factor ``radius_ratio`` of its radius (``None``: off).
+    self_link : a view's own entry always counts as on LINK in that view (PYINK: only if the
+        mask says so).
+    extra_views : further FilterSets over the same base catalogue and annotations, e.g. every
+        entry seen through its 2nd and 3rd best-matching neurons (each with that neuron's own
+        exact transform); they vote like the main view with weights scaled by
+        ``extra_weight``.
     flux : per base entry (fallback's flux-weighted distance); ``None`` ignores fluxes.
     src_stats_fn : optional ``fn(representative) -> dict`` merged into the group's edge data.
     progress : tqdm progress bar over the views.
@@ -228,50 +245,55 @@ def consensus_graph(filters, annotations, label_resolve, *, tolerance: float = 0
         return [prime[lab] for lab in labels if acts[lab] is action]
 
     n = len(fs)
+    polar = None if angle_tolerance is None else (np.radians(angle_tolerance), radius_ratio)
+    iso_labels = [lab for lab in labels if acts[lab] is Action.ISOLATE]
+    evidence: dict[tuple[int, int], float] = defaultdict(float)
+    w_link = np.zeros(n)
+    w_iso = {lab: np.zeros(n) for lab in iso_labels}
+    views = [(fs, 1.0)] + [(v, float(extra_weight)) for v in extra_views]
+    for vi, (view, scale) in enumerate(views):
+        if len(view) != n:
+            raise ConfigError(None, f"extra_views[{vi - 1}]", f"{len(view)} entries", f"{n} (one per base entry)")
+        w = scale * _weights(view, weighting)
+        p0 = view._pairs[0]
+        st = p0["starts"]
+        valid = p0["inside"] & view.annotated[view.bmu[p0["base"]]]
+        link = _near(view, primes_of(Action.LINK), 0, tolerance, polar) & valid
+        unlink = _near(view, primes_of(Action.UNLINK), 0, tolerance) & valid
+        w_link += np.bincount(p0["match"][link], w[p0["base"][link]], n)
+        for lab in iso_labels:
+            m = _near(view, [prime[lab]], 0, tolerance) & valid
+            w_iso[lab] += np.bincount(p0["match"][m], w[p0["base"][m]], n)
+        for k in tqdm(range(n), disable=not progress, desc="views"):
+            s, e = st[k], st[k + 1]
+            if e - s < 2 or not valid[s:e].any():
+                continue
+            sel = np.flatnonzero(valid[s:e]) + s
+            m, lk, ul = p0["match"][sel], link[sel].copy(), unlink[sel]
+            if self_link:
+                lk[m == k] = True
+            wk = w[k]
+            for x in range(len(sel)):
+                for y in range(x + 1, len(sel)):
+                    a, b = int(m[x]), int(m[y])
+                    key = (a, b) if a < b else (b, a)
+                    if ul[x] or ul[y]:
+                        evidence[key] -= wk
+                    elif lk[x] and lk[y]:
+                        evidence[key] += wk
+                    elif lk[x] or lk[y]:
+                        evidence[key] -= negative_weight * wk
+    iso_max = np.zeros(n)
+    iso_label = {}
+    for lab in iso_labels:
+        for j in np.flatnonzero(w_iso[lab] > iso_max):
+            iso_label[int(j)] = lab
+        iso_max = np.maximum(iso_max, w_iso[lab])
+    isolated = set(np.flatnonzero((iso_max > w_link) & (iso_max > 0)).tolist())
     w = _weights(fs, weighting)
     p0 = fs._pairs[0]
     st = p0["starts"]
-    valid = p0["inside"] & fs.annotated[fs.bmu[p0["base"]]]
-    polar = None if angle_tolerance is None else (np.radians(angle_tolerance), radius_ratio)
-    link = _near(fs, primes_of(Action.LINK), 0, tolerance, polar) & valid
-    unlink = _near(fs, primes_of(Action.UNLINK), 0, tolerance) & valid
-    iso_labels = [lab for lab in labels if acts[lab] is Action.ISOLATE]
-    iso_on = {lab: _near(fs, [prime[lab]], 0, tolerance) & valid for lab in iso_labels}
-
-    # ---- pair evidence and isolation votes
-    evidence: dict[tuple[int, int], float] = defaultdict(float)
-    w_link = np.bincount(p0["match"][link], w[p0["base"][link]], n) if link.any() else np.zeros(n)
-    w_iso = np.zeros(n)
-    iso_label = {}
-    for lab in iso_labels:
-        m = iso_on[lab]
-        wl = np.bincount(p0["match"][m], w[p0["base"][m]], n)
-        for j in np.flatnonzero(wl > w_iso):
-            iso_label[int(j)] = lab
-        w_iso = np.maximum(w_iso, wl)
-    isolated = {j for j in np.flatnonzero((w_iso > w_link) & (w_iso > 0)).tolist()}
-    own_link = np.zeros(n, bool)
-    self_pair = (p0["base"] == p0["match"]) & link
-    own_link[p0["base"][self_pair]] = True
-    for k in tqdm(range(n), disable=not progress, desc="views"):
-        s, e = st[k], st[k + 1]
-        if e - s < 2 or not valid[s:e].any():
-            continue
-        sel = np.flatnonzero(valid[s:e]) + s
-        m, lk, ul = p0["match"][sel], link[sel].copy(), unlink[sel]
-        if self_link:
-            lk[m == k] = True
-        wk = w[k]
-        for x in range(len(sel)):
-            for y in range(x + 1, len(sel)):
-                a, b = int(m[x]), int(m[y])
-                key = (a, b) if a < b else (b, a)
-                if ul[x] or ul[y]:
-                    evidence[key] -= wk
-                elif lk[x] and lk[y]:
-                    evidence[key] += wk
-                elif lk[x] or lk[y]:
-                    evidence[key] -= negative_weight * wk
+    link = _near(fs, primes_of(Action.LINK), 0, tolerance, polar) & p0["inside"] & fs.annotated[fs.bmu[p0["base"]]]
     label = _clusters(n, evidence, isolated)
 
     # ---- fallback for alone entries that expect a partner

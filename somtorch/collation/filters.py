@@ -113,11 +113,14 @@ class FilterSet:
     seplimit : Quantity; only entries within this separation are matched (default 1 arcmin).
     numrot : ``numrot`` of the mapping run (see :func:`somtorch.analysis.frames.pink_spatial_transform`).
     progress : tqdm bar over catalogues / entries.
+    rank : with ``som_set``: use each entry's ``rank``-th best-matching neuron (0: the best) and
+        that neuron's own transform, e.g. to give :func:`~somtorch.collation.consensus_graph`
+        the views of the 2nd and 3rd best neurons (``extra_views``).
     """
 
     def __init__(self, base_catalogue, match_catalogues=None, annotation=None, som_set=None, *, bmu=None,
                  transform=None, distance=None, image_dim: int, pixel_scale=None, wcs=None, seplimit=None,
-                 numrot: int | None = 360, progress: bool = False):
+                 numrot: int | None = 360, progress: bool = False, rank: int = 0):
         import astropy.units as u
 
         from somtorch.analysis.frames import _parse_transform
@@ -128,7 +131,7 @@ class FilterSet:
         n = len(base_catalogue)
         if som_set is not None:
             m, t = som_set.mapping, som_set.transform
-            k = m._best(np.arange(len(m)), 0)
+            k = m._best(np.arange(len(m)), int(rank))
             bmu = k[0] if bmu is None else bmu
             distance = k[1] if distance is None else distance
             if transform is None:
