@@ -120,7 +120,7 @@ def gemm_bound(d: int, side: int, numrot: int) -> dict:
 
 
 def run_case(name: str, pink: str | None, rounds: int, ours_factor: int, tmp: str, modes: list[str],
-             hydra: bool = False, tie_none: bool = False) -> dict:
+             hydra: bool = False, tie_none: bool = False, compile_on: bool = False) -> dict:
     d, side, numrot, n2 = CASES[name]
     n1 = max(1, n2 // 4)
     ours = (n1 * ours_factor, n2 * ours_factor)
@@ -149,6 +149,14 @@ def run_case(name: str, pink: str | None, rounds: int, ours_factor: int, tmp: st
                 ta = _timed(_commands(cmd, mode, files[a], side, numrot, f"{name}_tn"), tmp)
                 tb = _timed(_commands(cmd, mode, files[b], side, numrot, f"{name}_tn"), tmp)
                 rates.setdefault(("tienone", mode), []).append((b - a) / max(tb - ta, 1e-9))
+            if compile_on and mode == "train":  # the drop-in with the fused compiled update forced on
+                # (the default, --compile auto, compiles only for jobs of ~1e11 weight updates);
+                # compilation is paid once per process, so the marginal rate excludes it
+                a, b = ours
+                cmd = [*drop, "--compile", "on"]
+                ta = _timed(_commands(cmd, mode, files[a], side, numrot, f"{name}_co"), tmp)
+                tb = _timed(_commands(cmd, mode, files[b], side, numrot, f"{name}_co"), tmp)
+                rates.setdefault(("compile", mode), []).append((b - a) / max(tb - ta, 1e-9))
             if hydra and mode == "train":  # the same training through the Hydra program
                 a, b = ours
                 ta = _timed(_hydra_train(files[a], side, numrot, tmp), tmp)
@@ -177,6 +185,7 @@ def main(argv=None) -> int:
     p.add_argument("--ours-factor", type=int, default=8, help="somtorch gets this many times PINK's images")
     p.add_argument("--hydra", action="store_true", help="also time training through python -m somtorch.train")
     p.add_argument("--tie-none", action="store_true", help="also time drop-in training with --tie-break none")
+    p.add_argument("--compile-on", action="store_true", help="also time drop-in training with --compile on")
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     a = p.parse_args(argv)
     pink = None if a.no_pink else a.pink
@@ -189,7 +198,8 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.cases.split(","):
-            r = run_case(name, pink, a.rounds, a.ours_factor, tmp, a.modes.split(","), a.hydra, a.tie_none)
+            r = run_case(name, pink, a.rounds, a.ours_factor, tmp, a.modes.split(","), a.hydra, a.tie_none,
+                         a.compile_on)
             rows.append(r)
             print(json.dumps(r), flush=True)
     table = _table(rows)
@@ -204,12 +214,15 @@ def main(argv=None) -> int:
 
 
 def _table(rows: list[dict]) -> str:
-    head = ("| case (image/SOM/rotations) | PINK train | somtorch train | × | `--tie-break none` | Hydra train "
-            "| PINK map | somtorch map | × | GEMM GFLOP/s | train / bound | map / bound |\n|" + "---|" * 12)
+    head = ("| case (image/SOM/rotations) | PINK train | somtorch train | × | `--compile on` | × | `--tie-break none` "
+            "| Hydra train | PINK map | somtorch map | × | GEMM GFLOP/s | train / bound | map / bound |\n|" + "---|" * 14)
     lines = [head]
     for r in rows:
-        lines.append("| {case} | {pt} | {st} | {xt} | {tn} | {ht} | {pm} | {sm} | {xm} | {g} | {bt} | {bm} |".format(
+        co, pt_ = r.get("compile_train"), r.get("pink_train")
+        xc = round(co / pt_, 1) if co and pt_ else "–"
+        lines.append("| {case} | {pt} | {st} | {xt} | {co} | {xc} | {tn} | {ht} | {pm} | {sm} | {xm} | {g} | {bt} | {bm} |".format(
             case=f"{r['image']}×{r['image']} / {r['som']} / {r['numrot']}", pt=r.get("pink_train", "–"),
+            co=co or "–", xc=xc,
             st=r.get("somtorch_train", "–"), xt=r.get("x_train", "–"), ht=r.get("hydra_train", "–"),
             tn=r.get("tienone_train", "–"),
             pm=r.get("pink_map", "–"),
