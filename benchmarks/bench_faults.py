@@ -85,6 +85,8 @@ def kills_distributed(n: int, work: Path, seed: int = 0) -> list[dict]:
         d_img = td._fresh(d, (img, ref))
         with contextlib.redirect_stderr(io.StringIO()):
             codes = td._launch(d_img, d, fault=fault, at=at)
+            stops = ({td._status(d, r) for r in (0, 1)} if fault == "term" else set())
+            assert len(stops) <= 1 and all("training stopped after" in t for t in stops), stops  # same step
             res = td._launch(d_img, d, nprocs=nprocs, resume=True)
         same = res == [0] * nprocs and (d / "som0.bin").read_bytes() == ref
         out.append({"fault": fault, "at": at, "codes": codes, "resumed_on": nprocs, "identical": bool(same)})
