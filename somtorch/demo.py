@@ -229,7 +229,10 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
                          min_count=min_labelled)
     p_neuron = kt.probability("sidelobe").to_numpy()
     p_neuron = np.where(kt.totals.to_numpy() >= min_labelled, p_neuron, np.nan)
-    kt.table().to_csv(out / "neuron_labels.csv")
+    from somtorch.io import atomic_output
+
+    with atomic_output(out / "neuron_labels.csv", mode="w") as f:
+        kt.table().to_csv(f)
 
     # 7. final catalogue
     _say("[6/7] writing the final catalogue (left join on Component_name)")
@@ -286,7 +289,7 @@ def run_demo(out_dir=None, n_sources: int = 2400, seed: int = 0, image_size: int
     report["elapsed_s"] = round(time.perf_counter() - t0, 1)
     report["final_som"] = summary["final_som"]
     report["train_final_metrics"] = summary.get("final_metrics")
-    with open(out / "report.json", "w") as f:
+    with atomic_output(out / "report.json", mode="w") as f:
         json.dump(report, f, indent=2, default=float)
 
     _say("")
