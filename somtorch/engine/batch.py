@@ -236,7 +236,7 @@ class BatchTrainer(Trainer):
         it0, pos0, tick, elapsed0 = 0, 0, 0, 0.0
         self._store_k = 0
         prev_w = som.weight.detach().clone()
-        self._inputs = self._inputs_record(src)
+        self._inputs = self._inputs_record(src) if self.checkpoint_path is not None else None
         st = self._resume_state(resume)
         if st is not None:
             meta = json.loads(st["meta_json"])

@@ -338,7 +338,7 @@ class Trainer:
         self._store_k = 0
         elapsed0 = 0.0
         prev_w = som.weight.detach().clone()
-        self._inputs = self._inputs_record(src)
+        self._inputs = self._inputs_record(src) if self.checkpoint_path is not None else None
         if resume and self.checkpoint_path is not None and os.path.exists(self.checkpoint_path):
             st = self.load_checkpoint(self.checkpoint_path)
             self._check_resume(st, n)
