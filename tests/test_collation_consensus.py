@@ -200,6 +200,21 @@ def test_proximity_fallback_pairs_lobes_beyond_each_others_view():
     assert _groups(G, 3) == [[0], [1], [2]]
 
 
+def test_proximity_fallback_one_side_may_point_less_precisely():
+    """As above, but the east lobe's transform is off by 45 degrees: its far LINK pixels
+    (within ~7 degrees of due east in the neuron) miss the west lobe by 38-52 degrees. Paired
+    with the default looser angle for one side (60), not when both must be within 20."""
+    a, b = C0, _off(C0, east=60)
+    base = SkyCoord([a.ra, b.ra], [a.dec, b.dec])
+    ann = _ann({7: [(_sq(10, 10), "link"), (_sq(10, 1), "link")]})
+    fs = _fs(base, ann, [7, 7], [0, PI + np.radians(45)])
+    kw = dict(fallback="proximity", fallback_radius=90 * u.arcsec)
+    assert _groups(consensus_graph(fs, ann, RESOLVE, **kw), 2) == [[0, 1]]
+    assert _groups(consensus_graph(fs, ann, RESOLVE, fallback_angle_other=20, **kw), 2) == [[0], [1]]
+    assert _groups(consensus_graph(fs, ann, RESOLVE, fallback_angle_other=30, **kw), 2) == [[0], [1]]
+    assert _groups(consensus_graph(fs, ann, RESOLVE, fallback_angle_other=39, **kw), 2) == [[0, 1]]
+
+
 def test_data_attach_by_vote_of_member_views():
     """Host catalogue on channel 1: the double's two views both put IR source 0 on 'host',
     only the west lobe's view also puts IR source 1 there: the group's host is 0."""

@@ -31,10 +31,13 @@ Convention (consensus)
 * Fallback (``fallback="proximity"``), for entries the SOM views cannot group (partners
   beyond the cutout): an entry that ends up alone and whose neuron has LINK pixels far from
   the centre (``fallback_far``) "expects a partner" in those pixels' directions. Two such
-  entries are paired when each lies, in the other's neuron frame (through its exact
-  transform), within ``fallback_angle`` of such a direction and at least half as far out,
+  entries are paired when, in each one's neuron frame (through its exact transform), the other
+  lies at least half as far out as those pixels and in the direction of one of them -- within
+  ``fallback_angle`` for one of the two and within ``fallback_angle_other`` for the other --,
   within ``fallback_radius`` (sky angle; default twice the FilterSet's ``seplimit``), and each
   is the other's best candidate by flux-weighted distance ``sep * (1 + |log10(f_a / f_b)|)``.
+  With ``fallback_groups`` an entry still alone may then join a group through a member that
+  expects a partner and satisfies the same test (measured: more merges; off by default).
 * Output: the same ``networkx.MultiGraph`` as the greedy method. Each group is a star of edges
   from its *representative* (the member whose own view puts most members on LINK; ties: smallest
   BMU distance) carrying ``count``, ``src_idx`` (the representative), ``neuron`` and the
@@ -191,7 +194,8 @@ def _clusters(n, evidence, exclude):
 
 def consensus_graph(filters, annotations, label_resolve, *, tolerance: float = 1.5, weighting: str = "uniform",
                     negative_weight: float = 0.5, fallback: str | None = "proximity", fallback_radius=None,
-                    fallback_far: float = 0.6, fallback_angle: float = 20.0, angle_tolerance: float | None = None,
+                    fallback_far: float = 0.6, fallback_angle: float = 20.0, fallback_angle_other: float | None = 60.0,
+                    fallback_groups: bool = False, angle_tolerance: float | None = None,
                     radius_ratio: float = 1.3, self_link: bool = False, extra_views=(), extra_weight: float = 0.5,
                     flux=None, src_stats_fn=None, progress: bool = False):
     """Group entries by the consensus of every view (module docstring for the exact rules).
@@ -208,9 +212,11 @@ def consensus_graph(filters, annotations, label_resolve, *, tolerance: float = 1
     fallback_radius : astropy angle; default twice ``filters.seplimit``.
     fallback_far : an entry expects a partner beyond its view when its neuron has LINK pixels
         farther than ``fallback_far`` times the neuron's half-side from the centre.
-    fallback_angle : degrees; the other entry must lie within this angle of the direction of
-        one of those pixels (in the entry's neuron frame, through its exact transform), and at
-        least half their radius away.
+    fallback_angle, fallback_angle_other : degrees; one entry of a pair must lie within
+        ``fallback_angle`` of the direction of one of the other's far LINK pixels (in that
+        neuron frame, through the exact transform), the other within ``fallback_angle_other``
+        (``None``: the same), both at least half the pixels' radius away.
+    fallback_groups : also join alone entries to groups (module docstring).
     angle_tolerance, radius_ratio : optional polar tolerance: an entry more than 3 px from the
         centre is also on LINK when a LINK pixel lies within ``angle_tolerance`` degrees of its
         direction and within a factor ``radius_ratio`` of its radius (``None``: off).
@@ -297,10 +303,12 @@ def consensus_graph(filters, annotations, label_resolve, *, tolerance: float = 1
     label = _clusters(n, evidence, isolated)
 
     # ---- fallback for alone entries that expect a partner
-    fallback_pairs = set()
+    joined: set = set()
     if fallback == "proximity":
-        label, fallback_pairs = _proximity_fallback(fs, label, isolated, primes_of(Action.LINK), flux,
-                                                    fallback_radius, fallback_far, np.radians(fallback_angle))
+        label, joined = _proximity_fallback(fs, label, isolated, primes_of(Action.LINK), flux,
+                                                    fallback_radius, fallback_far, np.radians(fallback_angle),
+                                                    np.radians(fallback_angle if fallback_angle_other is None
+                                                               else fallback_angle_other), fallback_groups)
 
     # ---- uncertainty per cluster
     agree, disagree = defaultdict(float), defaultdict(float)
@@ -350,11 +358,10 @@ def consensus_graph(filters, annotations, label_resolve, *, tolerance: float = 1
                 edge[lab] = _data_attach(fs, g, prime[lab], w)
                 if not edge[lab]:
                     del edge[lab]
-        if len(g) == 2 and (g[0], g[1]) in fallback_pairs:
-            unc = 0.5
-        else:
-            tot = agree[label[g[0]]] + disagree[label[g[0]]]
-            unc = disagree[label[g[0]]] / tot if tot > 0 else float("nan")
+        tot = agree[label[g[0]]] + disagree[label[g[0]]]
+        unc = disagree[label[g[0]]] / tot if tot > 0 else float("nan")
+        if gs & joined:
+            unc = 0.5 if not np.isfinite(unc) else max(unc, 0.5)
         for j in g:
             G.nodes[j]["uncertainty"] = float(unc)
         G.add_edge(rep, rep, **edge)
@@ -416,24 +423,24 @@ def _to_neuron(fs, a, coords):
                                   fs.numrot)
 
 
-def _proximity_fallback(fs, label, isolated, link_primes, flux, radius, far_frac, angle_tol):
-    """Pair alone entries whose views point at each other (module docstring). Returns
-    (label, pairs)."""
+def _proximity_fallback(fs, label, isolated, link_primes, flux, radius, far_frac, angle_tol, other_tol,
+                        to_groups=True):
+    """Pair alone entries whose views point at each other, then (``to_groups``) join entries
+    still alone to a group member that points back (module docstring). Returns
+    (label, set of entries joined by the fallback)."""
     import astropy.units as u
     from astropy.coordinates import search_around_sky
 
     n = len(fs)
-    sizes = np.bincount(label, minlength=n)
-    alone = np.array([sizes[label[j]] == 1 and j not in isolated for j in range(n)], dtype=bool)
     cen = (fs.neuron_dim - 1) / 2
     yy, xx = np.mgrid[:fs.neuron_dim, :fs.neuron_dim]
     rad = np.hypot(yy - cen, xx - cen)
     ang = np.arctan2(yy - cen, xx - cen)
     far = rad > far_frac * cen
     far_dirs: dict[int, tuple] = {}
-    for j in np.flatnonzero(alone):
+    for j in range(n):
         k = fs.bmu[j]
-        if not fs.annotated[k]:
+        if j in isolated or not fs.annotated[k]:
             continue
         f = fs.filters[k, 0]
         m = np.zeros(f.shape, bool)
@@ -441,36 +448,54 @@ def _proximity_fallback(fs, label, isolated, link_primes, flux, radius, far_frac
             m |= (f > 1) & (f % pr == 0)
         m &= far
         if m.any():
-            far_dirs[int(j)] = (ang[m], rad[m].min())
-    cand = np.array(sorted(far_dirs), dtype=np.int64)
-    if len(cand) < 2:
-        return label, set()
+            far_dirs[j] = (ang[m], rad[m].min())
     radius = 2 * fs.seplimit if radius is None else radius
-    cat = fs.base[cand]
-    ia, ib, sep, _ = search_around_sky(cat, cat, radius)
-    keep = ia != ib
-    ia, ib, sep = ia[keep], ib[keep], sep.to_value(u.arcsec)[keep]
+    fl = np.ones(n) if flux is None else np.asarray(flux, np.float64)
 
-    def points_at(a, b):
+    def offset(a, b):
+        """Angle between b and the nearest far-LINK direction in a's frame (inf: too close)."""
         rc = _to_neuron(fs, a, fs.base[b:b + 1])[0]
         dr, dc = rc[0] - cen, rc[1] - cen
         angs, rmin = far_dirs[a]
-        d = np.abs(np.angle(np.exp(1j * (angs - np.arctan2(dr, dc)))))
-        return bool(np.hypot(dr, dc) >= 0.5 * rmin and d.min() <= angle_tol)
+        if np.hypot(dr, dc) < 0.5 * rmin:
+            return np.inf
+        return float(np.abs(np.angle(np.exp(1j * (angs - np.arctan2(dr, dc))))).min())
 
-    fl = np.ones(n) if flux is None else np.asarray(flux, np.float64)
-    best: dict[int, tuple] = {}
-    for a, b, s in zip(cand[ia].tolist(), cand[ib].tolist(), sep):
-        if not points_at(a, b):
-            continue
-        r = fl[a] / fl[b] if fl[a] > 0 and fl[b] > 0 else 1.0
-        c = s * (1 + abs(np.log10(r)))
-        if a not in best or c < best[a][1]:
-            best[a] = (b, c)
+    def match(A, B):
+        """Mutual best (flux-weighted distance) pairs a in A, b in B that point at each other."""
+        A, B = np.asarray(A, np.int64), np.asarray(B, np.int64)
+        if len(A) == 0 or len(B) == 0:
+            return []
+        ia, ib, sep, _ = search_around_sky(fs.base[A], fs.base[B], radius)
+        best_a: dict[int, tuple] = {}
+        best_b: dict[int, tuple] = {}
+        for a, b, s_ in zip(A[ia].tolist(), B[ib].tolist(), sep.to_value(u.arcsec)):
+            if a == b:
+                continue
+            o1, o2 = sorted((offset(a, b), offset(b, a)))
+            if not (o1 <= angle_tol and o2 <= other_tol):
+                continue
+            r = fl[a] / fl[b] if fl[a] > 0 and fl[b] > 0 else 1.0
+            c = s_ * (1 + abs(np.log10(r)))
+            if a not in best_a or c < best_a[a][1]:
+                best_a[a] = (b, c)
+            if b not in best_b or c < best_b[b][1]:
+                best_b[b] = (a, c)
+        return [(a, b) for a, (b, _) in best_a.items() if best_b.get(b, (None,))[0] == a]
+
     label = label.copy()
-    pairs = set()
-    for a, (b, _) in best.items():
-        if a < b and best.get(b, (None,))[0] == a:
+    joined: set = set()
+    sizes = np.bincount(label, minlength=n)
+    alone = [j for j in far_dirs if sizes[label[j]] == 1]
+    for a, b in match(alone, alone):
+        if a < b:  # symmetric: each pair appears twice
             label[label == label[b]] = label[a]
-            pairs.add((a, b))
-    return label, pairs
+            joined.update((a, b))
+    if to_groups:
+        sizes = np.bincount(label, minlength=n)
+        alone = [j for j in far_dirs if sizes[label[j]] == 1]
+        grouped = [j for j in far_dirs if sizes[label[j]] > 1]
+        for a, b in match(alone, grouped):
+            label[a] = label[b]
+            joined.update((a, b))
+    return label, joined
