@@ -133,3 +133,42 @@ def test_cuda_graph_replays_train_like_eager_launches():
         out.append((som.weight.cpu(), som.update_count.cpu()))
     np.testing.assert_allclose(out[1][0], out[0][0], rtol=0, atol=1e-6)
     assert torch.equal(out[1][1], out[0][1])
+
+
+@pytest.mark.parametrize("numrot, side", [(36, 2), (4, 3)])
+def test_prefetching_the_next_batch_changes_nothing(numrot, side):
+    """Preparing batch j+1 on a second thread while batch j trains (Trainer(prefetch=True)) gives
+    the same SOM and counts bit for bit, over several iterations with a short last batch, and
+    the thread count is restored afterwards."""
+    imgs = torch.rand(23, 1, 12, 12, generator=torch.Generator().manual_seed(11))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = []
+        for prefetch in (False, True):
+            som = _som(numrot=numrot, side=side)
+            Trainer(som, Neighbourhood("gaussian", 1.1, 0.3), num_iter=2, metrics_sample=0, batch_size=5,
+                    step="dense", prefetch=prefetch).fit(imgs)
+            out.append((som.weight.detach().clone(), som.update_count.clone()))
+            assert torch.get_num_threads() == 2
+        assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_prefetch_auto_policy_and_errors_in_a_prefetched_batch():
+    """auto prefetches only where a batch has at least as many transformations as neurons; a
+    non-finite image in a later batch is reported as without prefetching."""
+    from somtorch.errors import SomtorchError
+
+    assert DenseStep(_som(numrot=36, side=2), _som(numrot=36, side=2).factors(Neighbourhood())).prefetch_pays
+    assert not DenseStep(_som(numrot=4, side=5), _som(numrot=4, side=5).factors(Neighbourhood())).prefetch_pays
+    imgs = torch.rand(12, 1, 12, 12, generator=torch.Generator().manual_seed(2))
+    imgs[9, 0, 3, 3] = float("nan")
+    msgs = []
+    for prefetch in (False, True):
+        with pytest.raises(SomtorchError) as err:
+            Trainer(_som(numrot=36, side=2), metrics_sample=0, batch_size=4, shuffle=False,
+                    prefetch=prefetch).fit(imgs)
+        msgs.append(str(err.value))
+    assert msgs[0] == msgs[1] and "9" in msgs[0]

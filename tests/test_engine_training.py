@@ -184,7 +184,7 @@ def test_stop_request_by_signal_then_resume(small_images, tmp_path):
         mp.undo()
     assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
     st = Trainer.load_checkpoint(tmp_path / "ckpt.pt")
-    assert 7 <= int(st["tick"]) < 39
+    assert 6 <= int(st["tick"]) < 39  # 6: the 7th image was read ahead while the 6th trained (prefetch)
     som2 = _small_som(init="zero")
     _trainer(som2, tmp_path, batch_size=1).fit(small_images, resume=True)
     assert torch.equal(som2.weight, ref.weight)

@@ -78,7 +78,16 @@ class OnlineStep:
 
     def prepare(self, images: torch.Tensor) -> None:
         """Compute everything about a batch of images that does not depend on the neurons."""
+        self.install(self.prepare_state(images))
+
+    def prepare_state(self, images: torch.Tensor, slot: int = 0) -> dict:
+        """What :meth:`prepare` computes, returned as a dict instead of installed. Safe to run in a
+        second thread while the neurons are updated from a batch prepared in the other ``slot``."""
         raise NotImplementedError
+
+    def install(self, state: dict) -> None:
+        """Make a :meth:`prepare_state` result the current batch."""
+        self.__dict__.update(state)
 
     def step(self, b: int):
         """Update the neurons with image ``b`` of the prepared batch; returns the best-matching
@@ -174,6 +183,9 @@ class DenseStep(OnlineStep):
         self.ties = eng.tie_break == "pink"
         self.graphs = self.cuda and not self.ties and (True if cuda_graphs is None else bool(cuda_graphs))
         self._graph: dict = {}
+        self._tables()
+        self._slots: list = [{}, {}]
+        self.dbuf = self.w.new_empty((self._t, n))
         self.refresh()
 
     def refresh(self) -> None:
@@ -235,18 +247,24 @@ class DenseStep(OnlineStep):
         ``(B, T, C*u*u)`` (the GEMM operand, PINK's transformation order) and their region
         norms are one row gather and one product.
         """
-        if not hasattr(self, "_rows"):
-            self._tables()
-        self.images = images
+        self.install(self.prepare_state(images))
+
+    def prepare_state(self, images: torch.Tensor, slot: int = 0) -> dict:
+        """:meth:`prepare`'s work into buffer set ``slot`` (0 or 1), returned instead of installed:
+        the trainer prepares the next batch in one slot on a second core while the neurons are
+        updated from the other (see :meth:`~somtorch.engine.training.Trainer`)."""
+        bufs = self._slots[slot]
+        st: dict = {"images": images}
         base = self.eng.transformer.base_rotations(images)  # (B, k, C, nd, nd)
         b, k, c, nd, _ = base.shape
         shape = (b, len(self._cvs), k, c, nd, nd)
-        if getattr(self, "_bank", None) is None or self._bank.shape[0] < b:
+        if bufs.get("bank") is None or bufs["bank"].shape[0] < b:
             # reused (no page faults per batch) and sized for the largest batch, so the fused
             # update always sees the same shapes (no recompilation for a short last batch)
-            self._bank = base.new_empty(shape)
-            self._srcbuf = None
-        bank = self._bank[:b]
+            bufs["bank"] = base.new_empty(shape)
+            bufs["src"] = bufs["xf"] = None
+        bmax = bufs["bank"].shape[0]
+        bank = bufs["bank"][:b]
         for n, (side, cr) in enumerate(self._cvs):
             src = base if side == 0 else base.transpose(-2, -1)
             bank[:, n].copy_(torch.flip(src, dims=(-1,)) if cr else src)
@@ -254,39 +272,49 @@ class DenseStep(OnlineStep):
         # the per-image gather's source: whole transformations (B, T, C, nd, nd) when there are
         # fewer of them than neurons (one batched row gather here, N whole copies per image),
         # else the bank's rows (N * C * nd rows gathered per image)
-        self.whole = self._t < self.w.shape[0]
+        st["whole"] = self._t < self.w.shape[0]
         lo, hi = self.lo, self.hi
         u, t = hi - lo, self._t
-        if self.whole:
-            if self._srcbuf is None:
-                self._srcbuf = base.new_empty((self._bank.shape[0], t, c, nd, nd))
-            self.src = self._srcbuf[:b]
+        if st["whole"]:
+            if bufs["src"] is None:
+                bufs["src"] = base.new_empty((bmax, t, c, nd, nd))
+            st["src"] = bufs["src"][:b]
             torch.index_select(bank.view(b * per, nd), 0, self._flat_index("rows", b, per),
-                               out=self.src.view(b * t * c * nd, nd))
-            self._fused_src = (self._srcbuf.view(-1, c * nd * nd), self._ident, t)
+                               out=st["src"].view(b * t * c * nd, nd))
+            st["_fused_src"] = (bufs["src"].view(-1, c * nd * nd), self._ident, t)
         else:
-            self.src = bank.view(b, per, nd)
-            self._fused_src = (self._bank.view(-1, nd), self._rows, per)
+            st["src"] = bank.view(b, per, nd)
+            st["_fused_src"] = (bufs["bank"].view(-1, nd), self._rows, per)
         # the GEMM operand (B, T, C*u*u): each searched dihedral variant of the base rotations'
         # windows (the window is centred, so transposes and reversals commute with it), one
         # strided copy per variant -- 3-4x faster than gathering its short rows
         basew = base[..., lo:hi, lo:hi]
-        if getattr(self, "_xfbuf", None) is None or self._xfbuf.shape[0] < b:
-            self._xfbuf = base.new_empty((self._bank.shape[0], self._nq, k, c, u, u))
-        xf = self._xfbuf[:b]
+        if bufs["xf"] is None:
+            bufs["xf"] = base.new_empty((bmax, self._nq, k, c, u, u))
+        xf = bufs["xf"][:b]
         for q, (side, g) in enumerate(self.eng.pairing()["pairs"]):
             x = basew if side == 0 else basew.transpose(-1, -2)
             dims = [dim for dim, bit in ((-2, 1), (-1, 2)) if g & bit]
             xf[:, q].copy_(x.flip(dims) if dims else x)
-        self.xf = xf.view(b, t, c * u * u)
-        self.rnorm = self._region_norms(basew)  # (B, T)
-        self.rcol = self.rnorm.unsqueeze(-1)  # (B, T, 1): the GEMM's bias
+        st["xf"] = xf.view(b, t, c * u * u)
+        st["rnorm"] = self._region_norms(basew)  # (B, T)
+        st["rcol"] = st["rnorm"].unsqueeze(-1)  # (B, T, 1): the GEMM's bias
         if self.ties:
-            self.rmax = self.rnorm.amax(dim=1)
-        if getattr(self, "dbuf", None) is None:
-            self.dbuf = base.new_empty((t, self.w.shape[0]))
+            st["rmax"] = st["rnorm"].amax(dim=1)
+        return st
+
+    def install(self, state: dict) -> None:
+        self.__dict__.update(state)
         if self.graphs:
             self._to_static()
+
+    @property
+    def prefetch_pays(self) -> bool:
+        """Does preparing the next batch on a second core pay (:class:`~somtorch.engine.training.Trainer`)?
+        Where there are at least as many transformations as neurons, a batch's preparation (the
+        bank and the GEMM operand) is about half of the time; otherwise the update dominates and
+        is faster on all cores."""
+        return not self.cuda and self._t >= self.w.shape[0]
 
     def _region_norms(self, basew: torch.Tensor) -> torch.Tensor:
         """Region norms ``(B, T)`` of every transformation from the base rotations' windows
@@ -389,10 +417,9 @@ class ParityStep(OnlineStep):
     def refresh(self) -> None:
         self.wv, self.wnorm = self.eng.neuron_parity(self.w)
 
-    def prepare(self, images: torch.Tensor) -> None:
-        self.images = images
-        self.xr, self.rnorm = self.eng.base_features(images)
-        self.rmax = self.rnorm.amax(dim=1)
+    def prepare_state(self, images: torch.Tensor, slot: int = 0) -> dict:
+        xr, rnorm = self.eng.base_features(images)
+        return {"images": images, "xr": xr, "rnorm": rnorm, "rmax": rnorm.amax(dim=1)}
 
     def step(self, b: int):
         eng = self.eng
@@ -418,9 +445,8 @@ class ExactStep(OnlineStep):
     def refresh(self) -> None:
         self.wf = self.eng.neuron_features(self.w)
 
-    def prepare(self, images: torch.Tensor) -> None:
-        self.images = images
-        self.xf = self.eng.image_features(images)
+    def prepare_state(self, images: torch.Tensor, slot: int = 0) -> dict:
+        return {"images": images, "xf": self.eng.image_features(images)}
 
     def step(self, b: int):
         best = self._select_and_update(b, self.eng.sq_distances(self.xf[b:b + 1], self.wf))
