@@ -365,6 +365,7 @@ def _train(a: PinkArgs, h: dict, lat, geo, device) -> None:
     from somtorch.io import check_output_path
 
     check_output_path(a.som_out, a.overwrite)
+    _sweep(a.som_out)
     if a.metrics:
         check_output_path(a.metrics, a.overwrite)
     if a.dist_func == "mexicanhat" and not a.sigma > 0:
@@ -408,6 +409,15 @@ def _same_file(p: str, q: str) -> bool:
         return False
 
 
+def _sweep(*outputs) -> None:
+    """Remove the temporary files that killed runs (SIGKILL, power cut) left next to ``outputs``:
+    only files named like somtorch's atomic writes whose writer process is gone."""
+    from somtorch.io.atomic import sweep_temp_files
+
+    for folder in {os.path.dirname(os.path.abspath(o)) for o in outputs if o}:
+        sweep_temp_files(folder, depth=0)
+
+
 def _map(a: PinkArgs, h: dict, lat, geo, device) -> None:
     from somtorch.engine import RotationInvariantSOM
     from somtorch.errors import ConfigError
@@ -419,6 +429,7 @@ def _map(a: PinkArgs, h: dict, lat, geo, device) -> None:
     check_output_path(a.map_out, a.overwrite)
     if a.store_rot_flip:
         check_output_path(a.store_rot_flip, a.overwrite)
+    _sweep(a.map_out, a.store_rot_flip)
     w, _ = _read_som_file(a.som_in, lat, geo)
     som = RotationInvariantSOM(lat, geo, init=w, seed=a.seed, rng="pink", arithmetic=a.arithmetic,
                                tie_break=a.tie_break,

@@ -504,3 +504,21 @@ def test_compile_option_gives_the_same_som(work, capsys):
                       "-n", "4", "--init", "random", "--compile", mode], capsys)
         assert rc == 0
     assert (work / "som_on.bin").read_bytes() == (work / "som_off.bin").read_bytes()
+
+
+def test_a_killed_runs_temporary_files_are_swept_on_the_next_start(work, capsys):
+    """A SIGKILL leaves the atomic writer's temporary file; the next drop-in run writing into that
+    folder removes it (its writer process is gone), and leaves other files alone."""
+    import subprocess
+    import sys
+
+    _copy(work, "train20.bin")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    stale = work / f".som.bin.tmp-p{pid}-0123456789ab"
+    stale.write_bytes(b"x" * 1000)
+    other = work / ".keep.me"
+    other.write_bytes(b"y")
+    rc, _ = _run(["--train", "train20.bin", "som.bin", "--som-width", "2", "--som-height", "2", "-n", "4"], capsys)
+    assert rc == 0
+    assert not stale.exists() and other.exists() and (work / "som.bin").exists()
