@@ -277,3 +277,26 @@ def test_two_mosaics_cut_and_resampled_at_catalogue_positions(tmp_path):
         xi = (x - 4 + c + 1 - 60.5) * 0.4 + 30.0 - 1
         yi = (y - 4 + r + 1 - 60.5) * 0.4 + 31.0 - 1
         np.testing.assert_allclose(imgs[k, 1], 2.0 + 0.3 * xi + 0.1 * yi, atol=1e-4)
+
+
+def test_a_full_disk_is_refused_before_the_binary_is_written_then_the_run_completes(tmp_path, monkeypatch):
+    """The image binary's size is known once the chunks are done: too little free space gives one
+    OutOfSpaceError naming the binary before anything is written; with space back the same run
+    completes from its finished chunks."""
+    import shutil as sh
+
+    from somtorch.errors import OutOfSpaceError
+
+    cat, d = make_dir(tmp_path)
+    out = tmp_path / "out" / "images.bin"
+    out.parent.mkdir()
+    kw = dict(catalogue=cat, image_dir=d, output=str(out), recipe=["minmax"], chunk_size=3, progress=False)
+    real = sh.disk_usage
+    monkeypatch.setattr(sh, "disk_usage", lambda p: real(p)._replace(free=1000))
+    with pytest.raises(OutOfSpaceError, match=r"images.bin: no space left on device; needs .*image binary"):
+        run_preprocessing(**kw)
+    assert not out.exists()
+    monkeypatch.setattr(sh, "disk_usage", real)
+    s = run_preprocessing(**kw)
+    assert s["status"] == "done" and s["written"] == 6
+    assert read_images(out).shape[0] == 6

@@ -510,6 +510,12 @@ def _assemble(cfg, cat, spec, paths, state, state_path, n_chunks, cat_path, t0) 
     skipped_all: list[dict] = []
     n_written, n_partial, shape = 0, 0, None
     writer = None
+    # the binary holds the chunks' images: refuse before writing anything if they cannot fit
+    from somtorch.io.atomic import check_free_space
+
+    needed = sum(os.path.getsize(os.path.join(work, f"chunk_{c:06d}.npy")) for c in range(n_chunks)
+                 if os.path.exists(os.path.join(work, f"chunk_{c:06d}.npy")))
+    check_free_space(paths["binary"], needed, "image binary")
     try:
         for c in range(n_chunks):
             arr, done, skipped = _load_chunk(work, c)
