@@ -471,6 +471,23 @@ class TieResolver:
         cnt_n = (dmin <= gmin + tol).view(b, -1).sum(dim=1)
         return torch.nonzero((cnt > n) | (cnt_n > 1)).flatten()
 
+    def _resolve_one(self, images, dsq, weights, rnorm, wnorm) -> torch.Tensor:
+        """:meth:`resolve` for one image in the fewest operations (the training step's case): its
+        candidate transformations selected bit-exactly at full size, once each."""
+        near_t, involved = self._near(dsq, rnorm, wnorm)
+        tt, nn_ = torch.nonzero(near_t[0] & involved[0].unsqueeze(0), as_tuple=True)
+        if len(tt) == 0:
+            return dsq
+        eng = self.engine
+        lo, hi = eng.window
+        mask_w = eng.mask[lo:hi, lo:hi]
+        tu, inv = torch.unique(tt, return_inverse=True)
+        x = self._exact.select(images[0], tu)[..., lo:hi, lo:hi]  # (U, C, u, u), bit-exact
+        xa = x[..., mask_w].reshape(len(tu), -1)[inv]
+        wa = weights[nn_][..., lo:hi, lo:hi][..., mask_w].reshape(len(nn_), -1)
+        dsq[0, tt, nn_] = torch.from_numpy(_exact_sq(xa.cpu().numpy(), wa.cpu().numpy())).to(dsq.device)
+        return dsq
+
     @torch.no_grad()
     def resolve(self, images: torch.Tensor, dsq: torch.Tensor, weights: torch.Tensor,
                 rnorm: torch.Tensor, wnorm: torch.Tensor) -> torch.Tensor:
@@ -481,6 +498,8 @@ class TieResolver:
         transformation's region pixels with one gather (a dihedral variant is a pixel permutation
         of its base rotation, bit for bit).
         """
+        if dsq.shape[0] == 1:  # one image (the online step, which has checked for near-ties)
+            return self._resolve_one(images, dsq, weights, rnorm, wnorm)
         rows = self._maybe_rows(dsq, rnorm, wnorm)
         if len(rows) == 0:  # the usual case: one pass over (B, T, N), nothing else
             return dsq
