@@ -422,24 +422,10 @@ class ApproxMapper(Mapper):
         :func:`somtorch.engine.scale.ScaleWriter`)."""
         if not self.scales:
             return super().map_to_files(data, mapping_path, transform_path, overwrite, rows, n_images, resume)
-        from somtorch.engine.data import as_image_source
-        from somtorch.engine.scale import ScaleWriter, scale_sidecar_path
+        from somtorch.engine.scale import map_to_files_with_scales
 
-        src = as_image_source(data)
-        n_total = len(src) if n_images is None else int(n_images)
-        sp = scale_path or scale_sidecar_path(transform_path or mapping_path)
-        sw = ScaleWriter(sp, n_total, self.som.num_neurons, self.scales, overwrite=overwrite)
-        self._scale_sink = sw.write_rows
-        try:
-            info = super().map_to_files(src, mapping_path, transform_path, overwrite, rows, n_images, resume)
-        except BaseException:
-            sw.abort()
-            raise
-        finally:
-            self._scale_sink = None
-        sw.commit()
-        info["scale"] = str(sp)
-        return info
+        return map_to_files_with_scales(self, super().map_to_files, data, mapping_path, transform_path,
+                                        overwrite, rows, n_images, resume, scale_path)
 
 
 def make_mapper(som: RotationInvariantSOM, matching: str = "exact", scales=None, approx: dict | None = None,

@@ -155,23 +155,33 @@ class ScaleMapper(Mapper):
 
     def map_to_files(self, data, mapping_path, transform_path=None, overwrite: bool = False,
                      rows=None, n_images: int | None = None, resume: bool = False, scale_path=None) -> dict:
-        from somtorch.engine.data import as_image_source
+        return map_to_files_with_scales(self, super().map_to_files, data, mapping_path, transform_path,
+                                        overwrite, rows, n_images, resume, scale_path)
 
-        src = as_image_source(data)
-        n_total = len(src) if n_images is None else int(n_images)
-        sp = scale_path or scale_sidecar_path(transform_path or mapping_path)
-        sw = ScaleWriter(sp, n_total, self.som.num_neurons, self.scales, overwrite=overwrite)
-        self._scale_sink = sw.write_rows
-        try:
-            info = super().map_to_files(src, mapping_path, transform_path, overwrite, rows, n_images, resume)
-        except BaseException:
-            sw.abort()
-            raise
-        finally:
-            self._scale_sink = None
-        sw.commit()
-        info["scale"] = str(sp)
-        return info
+
+def map_to_files_with_scales(mapper, base_map_to_files, data, mapping_path, transform_path, overwrite, rows,
+                             n_images, resume, scale_path) -> dict:
+    """``base_map_to_files`` (a mapper's :meth:`~somtorch.engine.mapping.Mapper.map_to_files`) with
+    the zoom factor of every (image, neuron) streamed to ``scale_path`` (default
+    ``<transform or mapping path>.scale.npy``) through the mapper's ``_scale_sink``; the sidecar
+    is committed only when the mapping is, and removed when it fails."""
+    from somtorch.engine.data import as_image_source
+
+    src = as_image_source(data)
+    n_total = len(src) if n_images is None else int(n_images)
+    sp = scale_path or scale_sidecar_path(transform_path or mapping_path)
+    sw = ScaleWriter(sp, n_total, mapper.som.num_neurons, mapper.scales, overwrite=overwrite)
+    mapper._scale_sink = sw.write_rows
+    try:
+        info = base_map_to_files(src, mapping_path, transform_path, overwrite, rows, n_images, resume)
+    except BaseException:
+        sw.abort()
+        raise
+    finally:
+        mapper._scale_sink = None
+    sw.commit()
+    info["scale"] = str(sp)
+    return info
 
 
 def scale_sidecar_path(path) -> Path:
