@@ -369,13 +369,10 @@ class ApproxMapper(Mapper):
     def iter_batches(self, data, rows=None):
         """Yield ``(start, distances (b, N), transform_index (b, N))`` like the exact mapper; the
         scale indices of the last batch are in :attr:`last_scale_index` (None without scales)."""
-        from somtorch.engine.data import check_finite, open_for_som
+        from somtorch.engine.data import check_finite
 
         som = self.som
-        src = open_for_som(som, data)
-        rows = range(len(src)) if rows is None else rows
-        if not isinstance(rows, range) or rows.step != 1:
-            raise ConfigError(None, "rows", rows, "a contiguous range of image indices")
+        src, rows = self._open_rows(data, rows)
         bs = self.auto_batch_size()
         bar = None
         if self.progress:

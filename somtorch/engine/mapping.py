@@ -96,14 +96,19 @@ class Mapper:
             b = min(b, self.som.engine.cache_batch(self.som.geometry.channels))  # cache-resident
         return b
 
+    def _open_rows(self, data, rows):
+        """The image source for this SOM and the rows to map (all by default; a contiguous range)."""
+        src = open_for_som(self.som, data)
+        rows = range(len(src)) if rows is None else rows
+        if not isinstance(rows, range) or rows.step != 1:
+            raise ConfigError(None, "rows", rows, "a contiguous range of image indices")
+        return src, rows
+
     @torch.no_grad()
     def iter_batches(self, data, rows=None):
         """Yield ``(start, distances (b, N), transform_index (b, N))`` over ``rows`` (a range)."""
         som = self.som
-        src = open_for_som(som, data)
-        rows = range(len(src)) if rows is None else rows
-        if not isinstance(rows, range) or rows.step != 1:
-            raise ConfigError(None, "rows", rows, "a contiguous range of image indices")
+        src, rows = self._open_rows(data, rows)
         bs = self.auto_batch_size()
         eng = som.engine
         wv = wnorm = wf = None

@@ -121,13 +121,10 @@ class ScaleMapper(Mapper):
 
     @torch.no_grad()
     def iter_batches(self, data, rows=None):
-        from somtorch.engine.data import check_finite, open_for_som
+        from somtorch.engine.data import check_finite
 
         som = self.som
-        src = open_for_som(som, data)
-        rows = range(len(src)) if rows is None else rows
-        if not isinstance(rows, range) or rows.step != 1:
-            raise ConfigError(None, "rows", rows, "a contiguous range of image indices")
+        src, rows = self._open_rows(data, rows)
         bs = self.auto_batch_size()
         for s in range(rows.start, rows.stop, bs):
             e = min(s + bs, rows.stop)
