@@ -133,6 +133,9 @@ def run_case(name: str, pink: str | None, rounds: int, ours_factor: int, tmp: st
     _timed(_commands(drop, "train", files[n1], side, numrot, f"{name}_ref"), tmp)
     os.replace(os.path.join(tmp, f"som_{name}_ref.bin"), os.path.join(tmp, f"som_{name}_ref_ref.bin"))
     rates: dict = {}
+    if compile_on:  # warm Inductor's on-disk cache: otherwise the first timed run compiles cold
+        # (10-30 s) and the second warm (~3 s), and the marginal rate is meaningless
+        _timed(_commands([*drop, "--compile", "on"], "train", files[n1], side, numrot, f"{name}_warm"), tmp)
     for _ in range(rounds):
         for mode in modes:
             progs = [("somtorch", drop, ours)] + ([("pink", [pink, "--cuda-off"], (n1, n2))] if pink else [])
