@@ -22,7 +22,7 @@ def _train(compile_mode, side, numrot, d=12, c=1, n=30, shape="quadratic", batch
 
 @pytest.mark.parametrize("side, numrot, c, shape, batch", [
     (5, 4, 1, "quadratic", 7),   # fewer transformations than neurons: whole transformations gathered
-    (2, 8, 2, "circular", None),  # more transformations than neurons: bank rows gathered
+    (5, 8, 2, "circular", None),  # two channels, circular region
 ])
 def test_fused_update_is_bit_identical_to_the_eager_update(side, numrot, c, shape, batch):
     """Training with the compiled update gives exactly the eager weights (every bit), also with
@@ -60,3 +60,16 @@ def test_auto_policy_and_bad_mode():
     assert not fused_mod.use_fused("on", torch.device("meta"), 1e30)
     with pytest.raises(ConfigError, match="compile"):
         Trainer(RotationInvariantSOM(Lattice("cartesian", (2, 2)), SOMGeometry(8, numrot=4)), compile="yes")
+
+
+def test_fused_update_only_where_whole_transformations_are_gathered():
+    """The dense step compiles its update where it gathers whole transformations (fewer of them
+    than neurons); with the bank's short rows the compiled loop measured slower, so none there."""
+    from somtorch.engine.online import DenseStep
+
+    def step(side, numrot):
+        som = RotationInvariantSOM(Lattice("cartesian", (side, side)), SOMGeometry(12, numrot=numrot), init="random")
+        return DenseStep(som, som.factors(Neighbourhood()), fused=True)
+
+    assert step(5, 4).fused is not None  # 8 transformations, 25 neurons
+    assert step(2, 8).fused is None  # 16 transformations, 4 neurons
