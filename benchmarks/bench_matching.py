@@ -35,12 +35,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import threading
 import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_engine import machine  # noqa: E402  (one description of the machine for every benchmark)
 
 
 def _anon_kib() -> int:
@@ -74,19 +77,6 @@ class PeakAnon:
         self._t.join()
         self.peak = max(self.peak, _anon_kib())
         self.mib = (self.peak - self.base) / 1024.0
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
 
 
 def sky_som(d: int, n_img: int, n_train: int, device, cache: str | None):

@@ -23,13 +23,17 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
+def _stat(path: str, what: str | None) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        raise MissingFileError(path, field=what) from None
+
+
 def check_regular_file(path, what: str | None = None) -> int:
     """Raise unless ``path`` is an existing regular file (symlinks followed); return its size."""
     path = os.fspath(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise MissingFileError(path, field=what) from None
+    st = _stat(path, what)
     if not stat.S_ISREG(st.st_mode):
         raise NotRegularFileError(path, what, _kind(st.st_mode), "a regular file")
     return st.st_size
@@ -38,10 +42,7 @@ def check_regular_file(path, what: str | None = None) -> int:
 def check_folder(path, what: str | None = None) -> str:
     """Raise unless ``path`` is an existing folder; return it."""
     path = os.fspath(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise MissingFileError(path, field=what) from None
+    st = _stat(path, what)
     if not stat.S_ISDIR(st.st_mode):
         raise NotRegularFileError(path, what, _kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else "a file",
                                   "a folder")
