@@ -175,7 +175,8 @@ def usage(prog: str = "somtorch-pink") -> str:
                                           360 rotations, where near-ties are frequent), ties resolve by float32 rounding.
     --compile <auto|on|off>               Training on CPU: PINK's neuron update as one compiled loop (torch.compile;
                                           bit-identical results, ~2x faster update; costs a few seconds once).
-                                          auto (default): only for long jobs; on: always; off: never.
+                                          auto (default): only for long jobs; on: always; off: never. Used where
+                                          the SOM has more neurons than the transformations searched.
     --device <string>                     torch device (cpu, cuda, cuda:1, ...); overrides --cuda-off.
     --batch-size <int>                    Images processed together (speed/memory only; same result).
     --overwrite                           Replace existing outputs (the default, as in PINK; outputs are
