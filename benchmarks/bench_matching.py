@@ -4,9 +4,12 @@ Every case maps the same images onto the same SOM with every mode, in one proces
 (ratios are taken within the run: the machine is shared):
 
 * ``exact``: :class:`somtorch.engine.Mapper` (the reference);
-* ``approx``: :class:`somtorch.engine.ApproxMapper` with its defaults (coarse 6, refine 1);
-* ``approx-fine``: coarse 15, refine 2 (more base rotations, closer to exact);
-* ``approx-polar``: defaults plus 2 polar-FFT seed angles (:class:`somtorch.engine.polar.PolarMatcher`);
+* ``approx``: :class:`somtorch.engine.ApproxMapper` with its defaults (surrogate search, coarse 15,
+  refine 4: 19 of 90 base rotations);
+* ``approx-fast``: surrogate search, coarse 11, refine 3 (14 of 90);
+* ``approx-bisect``: the first search (``search="bisect"``, coarse 6, refine 1: 14 of 90);
+* ``approx-fine``: bisect, coarse 15, refine 2 (27 of 90);
+* ``approx-polar``: bisect plus 2 polar-FFT seed angles (:class:`somtorch.engine.polar.PolarMatcher`);
 * ``exact+scales`` / ``approx+scales``: the same with the five default zoom factors
   (0.8 ... 1.25, :func:`somtorch.engine.scale_factors`), compared with ``exact+scales``.
 
@@ -115,8 +118,10 @@ def structured_som(n_map: int, device):
 MODES = {
     "exact": ("exact", {}, False),
     "approx": ("approximate", {}, False),
-    "approx-fine": ("approximate", {"coarse": 15, "refine": 2}, False),
-    "approx-polar": ("approximate", {"seeds": 2}, False),
+    "approx-fast": ("approximate", {"coarse": 11, "refine": 3}, False),
+    "approx-bisect": ("approximate", {"search": "bisect"}, False),
+    "approx-fine": ("approximate", {"search": "bisect", "coarse": 15, "refine": 2}, False),
+    "approx-polar": ("approximate", {"search": "bisect", "seeds": 2}, False),
     "exact+scales": ("exact", {}, True),
     "approx+scales": ("approximate", {}, True),
 }

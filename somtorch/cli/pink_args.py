@@ -183,7 +183,7 @@ def usage(prog: str = "somtorch-pink") -> str:
                                           always written atomically).
     --no-overwrite                        Refuse to replace existing output files.
     --metrics <csv>                       Training: quality metrics at each progress step to a CSV file.
-    --fast                                Mapping: approximate matching, a coarse-to-fine search over the
+    --fast                                Mapping: approximate matching, a guided coarse-to-fine search over the
                                           rotations (somtorch.engine.ApproxMapper); distances are exact for
                                           the transformations found, which may miss the exact best one.
     --scales <f1,f2,...>                  Mapping: also search these zoom factors (e.g. 1,0.8,1.25); the

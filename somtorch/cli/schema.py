@@ -143,10 +143,12 @@ class TrainConfig:
 class ApproxConfig:
     """``approx`` of ``somtorch.map`` (``matching: approximate``; :class:`somtorch.engine.ApproxMapper`)."""
 
-    coarse: int = 6
-    refine: int = 1
+    coarse: Optional[int] = None   # default by search: surrogate 15, bisect 6
+    refine: Optional[int] = None   # default by search: surrogate 4, bisect 1
     stages: Optional[int] = None
     seeds: int = 0
+    search: str = "surrogate"
+    neurons: int = 8
 
 
 @dataclass
@@ -241,6 +243,7 @@ _CHOICES = {
     "runtime.mode": ("online", "batch"),
     "runtime.compile": ("auto", "on", "off"),
     "matching": ("exact", "approximate"),
+    "search": ("surrogate", "bisect"),
 }
 
 
@@ -424,8 +427,10 @@ def validate_map(cfg) -> None:
     _choice(cfg, "", "matching")
     ap = cfg.get("approx")
     if ap is not None:
-        _int(ap, "approx.", "coarse")
-        _int(ap, "approx.", "refine", lo=0)
+        _choice(ap, "approx.", "search")
+        _int(ap, "approx.", "coarse", optional=True, what="an integer >= 1 or null (default of the search)")
+        _int(ap, "approx.", "refine", lo=0, optional=True, what="an integer >= 0 or null (default of the search)")
+        _int(ap, "approx.", "neurons", optional=True)
         _int(ap, "approx.", "seeds", lo=0)
         _int(ap, "approx.", "stages", lo=0, optional=True, what="an integer >= 0 or null (automatic)")
     if cfg.get("scales") is not None:
