@@ -16,7 +16,13 @@ import math
 import pytest
 import torch
 
-from somtorch.engine import ApproxMapper, Mapper, RotationInvariantSOM, SOMGeometry, matching_agreement
+from somtorch.engine import (
+    ApproxMapper,
+    Mapper,
+    RotationInvariantSOM,
+    SOMGeometry,
+    matching_agreement,
+)
 from somtorch.engine.surrogate import RotationNorms
 from somtorch.errors import ConfigError
 from somtorch.geometry import Lattice
