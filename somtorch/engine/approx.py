@@ -427,8 +427,8 @@ class ApproxMapper(Mapper):
         if self._norms is None:
             self._norms = RotationNorms(self.som)
         b, n = best.shape
-        sel = surrogate_bases(self._norms(x), dsq.view(b, sub.nq, len(coarse), n), coarse, neurons[1], best,
-                              sub.numrot, opt.refine, opt.neurons)
+        sel = surrogate_bases(self._norms(x), dsq.view(b, sub.nq, len(coarse), n), coarse, best, sub.numrot,
+                              opt.refine, opt.neurons)
         dsq, t = sub.sq_distances(x, sel, neurons)
         return _update_best(best, tbest, dsq, t)
 

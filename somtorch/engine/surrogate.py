@@ -169,8 +169,8 @@ class RotationNorms:
         return (f @ q).view(len(images), self.k, self.variants)
 
 
-def surrogate_bases(norms: torch.Tensor, dsq: torch.Tensor, coarse: torch.Tensor, wnorm: torch.Tensor,
-                    best: torch.Tensor, numrot: int, count: int, neurons: int = 8) -> torch.Tensor:
+def surrogate_bases(norms: torch.Tensor, dsq: torch.Tensor, coarse: torch.Tensor, best: torch.Tensor,
+                    numrot: int, count: int, neurons: int = 8) -> torch.Tensor:
     """Base rotations to evaluate next, ranked by an estimated distance.
 
     Parameters
@@ -178,7 +178,7 @@ def surrogate_bases(norms: torch.Tensor, dsq: torch.Tensor, coarse: torch.Tensor
     norms : ``(B, k, V)`` exact region norms (:class:`RotationNorms`).
     dsq : ``(B, nq, m, N)`` exact squared distances at the evenly spaced base rotations
         ``coarse (m,)`` (sorted, ``nq`` dihedral variants in PINK order).
-    wnorm : ``(N,)`` neuron region norms; ``best (B, N)`` the best distances so far.
+    best : ``(B, N)`` the best distances so far.
     count : how many base rotations to return (not among ``coarse``); ``neurons``: how many of
         the best neurons the estimate considers.
 
@@ -188,10 +188,9 @@ def surrogate_bases(norms: torch.Tensor, dsq: torch.Tensor, coarse: torch.Tensor
 
     Notes
     -----
-    The exact cross term at the coarse angles is ``(norm + |w|^2 - D) / 2``; for each flip and
-    neuron it is interpolated linearly along the angle (circularly, over the ``4 m`` coarse angles
-    the quarter turns give) to every rotation, and the estimate is ``norm - 2 cross + |w|^2``
-    with the exact norm of every rotation. A base rotation's score is its lowest estimate over
+    At the coarse angles ``|w|^2 - 2 cross = D - norm`` exactly; for each flip and neuron it is
+    interpolated linearly along the angle (circularly, over the ``4 m`` coarse angles the quarter
+    turns give) to every rotation, and the estimate adds the exact norm of every rotation. A base rotation's score is its lowest estimate over
     the quarter turns, flips and the ``neurons`` best neurons.
     """
     b, nq, m, n = dsq.shape
@@ -201,23 +200,23 @@ def surrogate_bases(norms: torch.Tensor, dsq: torch.Tensor, coarse: torch.Tensor
     r = min(int(neurons), n)
     top = torch.topk(best, r, dim=1, largest=False).indices  # (B, R)
     d_top = torch.gather(dsq, 3, top.view(b, 1, 1, r).expand(b, nq, m, r))  # (B, nq, m, R)
-    w_top = wnorm[top].view(b, 1, 1, r)
     q_idx = torch.arange(nq, device=dev)
     v = norms.shape[2]
     # norm of variant q at coarse base rotation coarse[i]: norms[:, coarse[i], q or 0]
     nc = norms[:, coarse][:, :, q_idx if v > 1 else torch.zeros_like(q_idx)]  # (B, m, nq)
-    cross = (nc.permute(0, 2, 1).unsqueeze(-1) + w_top - d_top) * 0.5  # (B, nq, m, R)
-    cross = cross.reshape(b, nf, 4 * m, r)  # angle order j * k + coarse[i]
-    lo_i, hi_i, frac = _interp_table(coarse, k, numrot, dev)
-    frac = frac.to(cross.dtype).view(1, 1, -1, 1)
-    c_all = cross[:, :, lo_i] * (1 - frac) + cross[:, :, hi_i] * frac  # (B, nf, numrot, R)
+    # w - 2 * cross = d - norm (exact at the coarse angles), linear in the cross term
+    g = (d_top - nc.permute(0, 2, 1).unsqueeze(-1)).reshape(b, nf, 4 * m, r)  # angle order j * k + coarse[i]
+    lo_i, slope_i, off = _interp_table(coarse, k, numrot, dev)
+    slope = (g.roll(-1, dims=2) - g) * slope_i.to(g.dtype).view(1, 1, -1, 1)  # per coarse interval
+    est = g.index_select(2, lo_i).addcmul_(slope.index_select(2, lo_i), off.to(g.dtype).view(1, 1, -1, 1))
+    est = est.amin(dim=3)  # (B, nf, numrot): best of the R neurons, before the neuron-free norm
     a = torch.arange(numrot, device=dev)
     if v > 1:
         f = torch.arange(nf, device=dev).view(-1, 1)
         na = norms.reshape(b, k * v)[:, ((a % k) * v).view(1, -1) + f * 4 + a // k]  # (B, nf, numrot)
     else:
         na = norms[:, a % k, 0].unsqueeze(1)  # (B, 1, numrot)
-    est = (na.unsqueeze(-1) + w_top - 2 * c_all).amin(dim=3).amin(dim=1)  # (B, numrot)
+    est = (est + na).amin(dim=1)  # (B, numrot)
     score = est.view(b, 4, k).amin(dim=1)  # (B, k)
     score[:, coarse] = float("inf")
     count = min(int(count), k - m)
@@ -228,19 +227,18 @@ _INTERP: dict = {}
 
 
 def _interp_table(coarse: torch.Tensor, k: int, numrot: int, device):
-    """For every rotation, its coarse neighbours (indices into the ``4 m`` coarse angles) and weight."""
+    """For every rotation: its coarse interval (the index of the coarse angle at or before it among
+    the ``4 m`` the quarter turns give), ``1 / width`` of every interval, and its offset in it."""
     key = (tuple(coarse.tolist()), k, numrot, str(device))
     tab = _INTERP.get(key)
     if tab is None:
         cb = np.asarray(key[0])
         grid = (np.arange(4)[:, None] * k + cb[None, :]).reshape(-1)  # sorted coarse angles
         a = np.arange(numrot)
-        pos = np.searchsorted(grid, a, side="right") - 1
-        lo = pos % len(grid)
-        hi = (pos + 1) % len(grid)
-        span = (grid[hi] - grid[lo]) % numrot
+        lo = (np.searchsorted(grid, a, side="right") - 1) % len(grid)
+        span = (np.roll(grid, -1) - grid) % numrot
         span[span == 0] = numrot
-        frac = ((a - grid[lo]) % numrot) / span
-        tab = _INTERP[key] = (torch.from_numpy(lo).to(device), torch.from_numpy(hi).to(device),
-                              torch.from_numpy(frac).to(device))
+        off = (a - grid[lo]) % numrot
+        tab = _INTERP[key] = (torch.from_numpy(lo).to(device), torch.from_numpy(1.0 / span).to(device),
+                              torch.from_numpy(off.astype(np.float64)).to(device))
     return tab
