@@ -571,7 +571,17 @@ def _exact_windows(tr: PinkTransformer, images: torch.Tensor, pairs: torch.Tenso
 
 
 def _exact_sq(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
-    """PINK-exact squared distances of candidate pairs ``xa, wa (M, F)`` float32 -> ``(M,)``."""
+    """PINK-exact squared distances of candidate pairs ``xa, wa (M, F)`` float32 -> ``(M,)``: the
+    compiled loop of :mod:`somtorch.engine._native` when available, else :func:`_exact_sq_numpy`
+    (bit-identical)."""
+    from somtorch.engine._native import pink_sq
+
+    out = pink_sq(xa, wa)
+    return out if out is not None else _exact_sq_numpy(xa, wa)
+
+
+def _exact_sq_numpy(xa: np.ndarray, wa: np.ndarray) -> np.ndarray:
+    """:func:`_exact_sq` in numpy: vectorised over the pairs, sequential over the pixels."""
     # float32 difference, squared exactly in double, accumulated as float(double(acc) + d*d)
     d2 = np.ascontiguousarray(np.square((wa - xa).astype(np.float64)).T)
     acc = np.zeros(len(xa), dtype=np.float64)
