@@ -481,10 +481,18 @@ class TieResolver:
         eng = self.engine
         lo, hi = eng.window
         mask_w = eng.mask[lo:hi, lo:hi]
-        tu, inv = torch.unique(tt, return_inverse=True)
-        x = self._exact.select(images[0], tu)[..., lo:hi, lo:hi]  # (U, C, u, u), bit-exact
-        xa = x[..., mask_w].reshape(len(tu), -1)[inv]
-        wa = weights[nn_][..., lo:hi, lo:hi][..., mask_w].reshape(len(nn_), -1)
+        tr = self._exact
+        k = max(tr.numrot // 4, 1)
+        s = torch.remainder(tt, tr.numrot)
+        q = 4 * torch.div(tt, tr.numrot, rounding_mode="floor") + torch.div(s, k, rounding_mode="floor")
+        # the window of the base rotations the candidates need, PINK-exact; a dihedral variant
+        # reads its region pixels from them with one gather (bit for bit, as in resolve)
+        pairs, which = torch.unique(torch.remainder(s, k), return_inverse=True)
+        base = _exact_windows(tr, images[:1], pairs, k, eng.window)  # (U, C, u*u)
+        c = base.shape[1]
+        pq = self._perms(images.device).index_select(0, q)  # (M, P)
+        xa = torch.gather(base.index_select(0, which), 2, pq.unsqueeze(1).expand(-1, c, -1)).reshape(len(pq), -1)
+        wa = weights.index_select(0, nn_)[..., lo:hi, lo:hi][..., mask_w].reshape(len(nn_), -1)
         dsq[0, tt, nn_] = torch.from_numpy(_exact_sq(xa.cpu().numpy(), wa.cpu().numpy())).to(dsq.device)
         return dsq
 
