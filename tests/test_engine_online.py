@@ -172,3 +172,23 @@ def test_prefetch_auto_policy_and_errors_in_a_prefetched_batch():
                     prefetch=prefetch).fit(imgs)
         msgs.append(str(err.value))
     assert msgs[0] == msgs[1] and "9" in msgs[0]
+
+
+@pytest.mark.parametrize("geo", [SOMGeometry(32, numrot=8, convention="pink"),
+                                 SOMGeometry(40, 2, numrot=36, convention="pink"),
+                                 SOMGeometry(20, numrot=16),
+                                 SOMGeometry(12, numrot=8, interpolation="nearest", convention="pink"),
+                                 SOMGeometry(21, numrot=4)])
+def test_tie_rule_windows_of_one_image_are_the_batch_resolvers_bit_for_bit(geo):
+    """The online step's tie rule samples one image's base rotations from a cached tap table; it
+    must give exactly the PINK-exact windows the batch resolver samples."""
+    from somtorch.engine.distance import TieResolver, _exact_windows
+
+    som = RotationInvariantSOM(Lattice("cartesian", (2, 2)), geo, rng="pink")
+    res = TieResolver(som.engine)
+    k = max(geo.numrot // 4, 1)
+    x = torch.randn(1, geo.channels, geo.image_dim, geo.image_dim, generator=torch.Generator().manual_seed(3)) * 10
+    for pairs in (torch.arange(k), torch.tensor([k - 1, 0][:k])):
+        a = res._windows_one(x[0], pairs)
+        b = _exact_windows(res._exact, x, pairs, k, som.engine.window)
+        assert a.shape == b.shape and torch.equal(a, b)

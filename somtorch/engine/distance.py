@@ -459,6 +459,53 @@ class TieResolver:
             cache[key] = torch.stack(perms).to(device)
         return cache[key]
 
+    def _windows_one(self, image: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """:func:`_exact_windows` of one image ``(C, d, d)`` from a cached table: every base
+        rotation's taps over the window (the unrotated one as a single tap of weight 1, padding as
+        a zero pixel), one gather and PINK's tap order; bit-identical, fewer operations."""
+        tr = self._exact
+        k = max(tr.numrot // 4, 1)
+        lo, hi = self.engine.window
+        grid = tr._grid(lo, hi, image.device, image.dtype) if k > 1 else None
+        if k > 1 and not isinstance(grid, tuple):
+            return _exact_windows(tr, image.unsqueeze(0), pairs, k, self.engine.window)
+        key = ("win1", str(image.device), image.dtype)
+        cache = self.__dict__.setdefault("_perm_cache", {})
+        if key not in cache:
+            from somtorch.geometry.transforms import pad_or_crop
+
+            u, d = hi - lo, tr.image_dim
+            taps = grid[0].shape[0] if grid is not None else 1
+            probe = torch.arange(1, d * d + 1, dtype=torch.float64).reshape(1, 1, d, d)
+            w0 = pad_or_crop(probe, tr.neuron_dim)[0, 0, lo:hi, lo:hi].reshape(-1).long()
+            idx = torch.full((k, taps, u * u), d * d, dtype=torch.int64)  # d * d: the zero pixel
+            wt = torch.zeros((k, taps, u * u), dtype=image.dtype)
+            idx[0, 0] = torch.where(w0 > 0, w0 - 1, torch.full_like(w0, d * d))
+            wt[0, 0] = 1.0
+            if grid is not None:
+                idx[1:] = grid[0].reshape(taps, k - 1, u * u).transpose(0, 1).cpu()
+                wt[1:] = grid[1].reshape(taps, k - 1, u * u).transpose(0, 1).cpu()
+            cache[key] = (idx.numpy(), wt.numpy()) if image.device.type == "cpu" else \
+                (idx.to(image.device), wt.to(image.device))
+        idx, wt = cache[key]
+        c = image.shape[0]
+        if image.device.type == "cpu":  # numpy: the same IEEE float32 operations, less overhead per call
+            p = pairs.numpy()
+            flat = np.concatenate([image.reshape(c, -1).numpy(), np.zeros((c, 1), image.numpy().dtype)], axis=1)
+            ib, wb = idx[p], wt[p]  # (U, taps, u*u)
+            vals = flat[:, ib]  # (C, U, taps, u*u)
+            out = wb[:, 0] * vals[:, :, 0]
+            if ib.shape[1] > 1:  # PINK's order ((w0 a + w1 b) + w2 c) + w3 d
+                out = ((out + wb[:, 1] * vals[:, :, 1]) + wb[:, 2] * vals[:, :, 2]) + wb[:, 3] * vals[:, :, 3]
+            return torch.from_numpy(np.ascontiguousarray(out.transpose(1, 0, 2)))
+        flat = torch.nn.functional.pad(image.reshape(c, -1), (0, 1))  # (C, d*d + 1)
+        ib, wb = idx.index_select(0, pairs), wt.index_select(0, pairs)
+        vals = flat[:, ib]
+        out = wb[:, 0] * vals[:, :, 0]
+        if ib.shape[1] > 1:
+            out = ((out + wb[:, 1] * vals[:, :, 1]) + wb[:, 2] * vals[:, :, 2]) + wb[:, 3] * vals[:, :, 3]
+        return out.transpose(0, 1)
+
     def _maybe_rows(self, dsq, rnorm, wnorm) -> torch.Tensor:
         """Images that may hold a near-tie (a superset of those :meth:`_near` involves), in one
         contiguous pass: every neuron's minimum lies in its band, so more than ``N`` entries of an
@@ -488,7 +535,7 @@ class TieResolver:
         # the window of the base rotations the candidates need, PINK-exact; a dihedral variant
         # reads its region pixels from them with one gather (bit for bit, as in resolve)
         pairs, which = torch.unique(torch.remainder(s, k), return_inverse=True)
-        base = _exact_windows(tr, images[:1], pairs, k, eng.window)  # (U, C, u*u)
+        base = self._windows_one(images[0], pairs)  # (U, C, u*u)
         c = base.shape[1]
         pq = self._perms(images.device).index_select(0, q)  # (M, P)
         xa = torch.gather(base.index_select(0, which), 2, pq.unsqueeze(1).expand(-1, c, -1)).reshape(len(pq), -1)
