@@ -30,7 +30,8 @@ brightest component and that neuron's link-label purity) and tables aggregating 
 ``--cache DIR`` keeps the sky, SOM and mapping of a (seed, size, SOM) so that re-runs only redo
 the collation. ``--option KEY=VALUE`` passes options to the method
 (:func:`somtorch.collation.consensus_graph`); ``views=N`` (bench option, consensus only,
-default 3) lets every component vote through its N best-matching neurons (``extra_views``).
+default 3) lets every component vote through its N best-matching neurons (``extra_views``);
+``--option fallback=extended`` is the held-out recommendation (RESULTS.md, issue 18 round 3).
 
 Usage::
 

@@ -42,11 +42,13 @@ def _sq(r, c, h=1):
     return slice(max(r - h, 0), r + h + 1), slice(max(c - h, 0), c + h + 1)
 
 
-def _ann(paint, labels=("link", "sidelobe", "host")):
-    """paint = {neuron: [((rows, cols), label), ...]} on channel 0 of a 1-channel neuron."""
+def _ann(paint, labels=("link", "sidelobe", "host"), images=None):
+    """paint = {neuron: [((rows, cols), label), ...]} on channel 0 of a 1-channel neuron;
+    images = {neuron: (D, D) channel-0 image} (zeros otherwise)."""
     s = AnnotationSet(LabelSet(labels))
     for k, regions in paint.items():
-        a = Annotation(np.zeros((1, D, D), np.float32))
+        img = np.zeros((D, D), np.float32) if images is None or k not in images else images[k]
+        a = Annotation(np.asarray(img, np.float32)[None])
         for (rs, cs), lab in regions:
             m = np.zeros((D, D), bool)
             m[rs, cs] = True
@@ -103,12 +105,14 @@ def _fs(base, ann, bmu, angle, distance=None, seplimit=20):
                      pixel_scale=1 * u.arcsec, seplimit=seplimit * u.arcsec, numrot=None)
 
 
-@pytest.mark.parametrize("method", ["pyink", "consensus"])
-def test_hand_made_sky_grouped_exactly(method):
+@pytest.mark.parametrize("method, options", [("pyink", {}), ("consensus", {}),
+                                             ("consensus", {"fallback": "extended"}),
+                                             ("consensus", {"link_grow": 0.3})])
+def test_hand_made_sky_grouped_exactly(method, options):
     base, paint, bmu, angle = _sky()
     ann = _ann(paint)
     fs = _fs(base, ann, bmu, angle)
-    G = group_sources(fs, ann, RESOLVE, method=method)
+    G = group_sources(fs, ann, RESOLVE, method=method, **options)
     assert _groups(G, len(base)) == EXPECTED
     cat = collate(G, fs, flux=np.arange(1.0, 10.0))
     assert cat["Components"].tolist() == ["0;1", "2;3;4", "5;6", "7", "8"]
@@ -215,6 +219,144 @@ def test_proximity_fallback_one_side_may_point_less_precisely():
     assert _groups(consensus_graph(fs, ann, RESOLVE, fallback_angle_other=39, **kw), 2) == [[0, 1]]
 
 
+def _coords(*pts):
+    return SkyCoord([p.ra for p in pts], [p.dec for p in pts])
+
+
+def test_extended_fallback_completes_a_triple_through_a_fallback_pair():
+    """Lobe W, core C 60" east, lobe E 120" east: beyond each other's 20" view. W's neuron
+    points east, E's (turned by pi) west, C's both ways. C-E is the cheaper pair (equal
+    fluxes), W-C costs more (flux 1 vs 2): "proximity" pairs C-E and leaves W alone;
+    "extended" lets W join the pair that the fallback made through C, which points back."""
+    base = _coords(C0, _off(C0, east=60), _off(C0, east=120))
+    ann = _ann({7: [(_sq(10, 10), "link"), (_sq(10, 1), "link")],
+                8: [(_sq(10, 10), "link"), (_sq(10, 1), "link"), (_sq(10, 19), "link")]})
+    fs = _fs(base, ann, [7, 8, 7], [0, 0, PI])
+    kw = dict(fallback_radius=90 * u.arcsec, flux=[1.0, 2.0, 2.0])
+    assert _groups(consensus_graph(fs, ann, RESOLVE, **kw), 3) == [[0], [1, 2]]
+    G = consensus_graph(fs, ann, RESOLVE, fallback="extended", **kw)
+    assert _groups(G, 3) == [[0, 1, 2]]
+    assert G.nodes[0]["uncertainty"] == 0.5
+    # the same without the join step of the mode: the pair only
+    assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", fallback_groups=False, **kw), 3) == \
+        [[0], [1, 2]]
+
+
+def test_extended_fallback_one_sided_pair_and_its_flux_limit():
+    """Entry 0's neuron marks a partner 10 px east (pixel (10, 0)); entry 1 lies 12" east and
+    1" north -- outside 0's neuron (column -2), 0 outside 1's -- so no view votes. Entry 1's
+    neuron (centre LINK only) expects no partner: only the one-sided test pairs them (0 points
+    within 5 degrees, at 1.2x the pixel's radius), and only while the fluxes differ by <= 4x."""
+    base = _coords(C0, _off(C0, east=12, north=1))
+    ann = _ann({7: [(_sq(10, 10), "link"), (_sq(10, 0, 0), "link")], 5: [(_sq(10, 10), "link")]})
+    fs = _fs(base, ann, [7, 5], [0, 0])
+    assert _groups(consensus_graph(fs, ann, RESOLVE, flux=[1.0, 3.0]), 2) == [[0], [1]]
+    assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", flux=[1.0, 3.0]), 2) == [[0, 1]]
+    # an artefact-like flux ratio (10x): not paired; nor with the one-sided test off
+    assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", flux=[10.0, 1.0]), 2) == [[0], [1]]
+    assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", fallback_one_sided=0,
+                                   flux=[1.0, 3.0]), 2) == [[0], [1]]
+    # the far pixel at a different distance (radius 5 px, 12 px away): not "expected there"
+    ann5 = _ann({7: [(_sq(10, 10), "link"), (_sq(10, 5, 0), "link")], 5: [(_sq(10, 10), "link")]})
+    fs5 = _fs(base, ann5, [7, 5], [0, 0])
+    assert _groups(consensus_graph(fs5, ann5, RESOLVE, fallback="extended", fallback_far=0.4,
+                                   flux=[1.0, 3.0]), 2) == [[0], [1]]
+
+
+def test_extended_fallback_points_through_the_other_views():
+    """Two lobes 60" apart whose best views point at each other except that lobe 1's best
+    transform is off by 90 degrees; its 2nd-best view (same neuron, transform pi) points
+    right. "proximity" (best views; one side within 60 degrees) leaves them apart, "extended"
+    (directions also through ``extra_views``) pairs them."""
+    base = _coords(C0, _off(C0, east=60))
+    ann = _ann({7: [(_sq(10, 10), "link"), (_sq(10, 1), "link")]})
+    fs = _fs(base, ann, [7, 7], [0, PI + PI / 2])
+    second = _fs(base, ann, [7, 7], [0, PI])
+    kw = dict(fallback_radius=90 * u.arcsec, extra_views=[second])
+    assert _groups(consensus_graph(fs, ann, RESOLVE, **kw), 2) == [[0], [1]]
+    assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", **kw), 2) == [[0, 1]]
+    assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", fallback_views="best", **kw), 2) == \
+        [[0], [1]]
+
+
+def test_extended_fallback_leaves_unrelated_neighbours_apart():
+    """Two compact sources 30" apart (outside each other's view) whose neurons have LINK at the
+    centre only: neither expects a partner, nothing pairs them -- nor a source 12" from an
+    entry whose neuron points elsewhere (north, 90 degrees off)."""
+    base = _coords(C0, _off(C0, east=30), _off(C0, north=120), _off(C0, north=120, east=12))
+    ann = _ann({5: [(_sq(10, 10), "link")], 7: [(_sq(10, 10), "link"), (_sq(20, 10, 0), "link")]})
+    fs = _fs(base, ann, [5, 5, 7, 5], [0, 0, 0, 0])
+    G = consensus_graph(fs, ann, RESOLVE, fallback="extended", fallback_radius=90 * u.arcsec,
+                        flux=[1.0, 1.0, 1.0, 1.0])
+    assert _groups(G, 4) == [[0], [1], [2], [3]]
+
+
+def _bar(c0, c1, rows=(9, 10, 11), value=1.0):
+    img = np.zeros((D, D), np.float32)
+    img[rows[0]:rows[-1] + 1, c0:c1 + 1] = value
+    return img
+
+
+def test_link_grow_groups_a_partner_on_the_neuron_emission():
+    """A double, lobes 6" apart: each view puts the partner at pixel (10, 4), 5 px from the only
+    LINK pixels (the centre disk). The neuron's emission is one bar over rows 9-11, columns
+    2-12 covering both: painted masks leave the lobes apart (-0.5 per view); grown over the
+    bar (any seed) they are grouped. With off-centre seeds the centre-only mask does not grow."""
+    base = _coords(_off(C0, east=-3), _off(C0, east=3))
+    paint = {0: [(_sq(10, 10), "link")]}
+    ann = _ann(paint, images={0: _bar(2, 12)})
+    fs = _fs(base, ann, [0, 0], [0, PI])
+    assert _groups(consensus_graph(fs, ann, RESOLVE), 2) == [[0], [1]]
+    assert _groups(consensus_graph(fs, ann, RESOLVE, link_grow=0.5), 2) == [[0, 1]]
+    assert _groups(consensus_graph(fs, ann, RESOLVE, link_grow=0.5, link_grow_seed="offcentre"), 2) == [[0], [1]]
+    assert _groups(consensus_graph(fs, ann, RESOLVE, link_grow=1.0, link_grow_mode="sigma"), 2) == [[0, 1]]
+    # the bar too faint for the threshold (peak elsewhere): no growth
+    img = _bar(2, 12, value=0.2)
+    img[0, 20] = 1.0
+    ann_faint = _ann(paint, images={0: img})
+    assert _groups(consensus_graph(_fs(base, ann_faint, [0, 0], [0, PI]), ann_faint, RESOLVE, link_grow=0.5), 2) \
+        == [[0], [1]]
+
+
+def test_link_grow_leaves_a_neighbour_off_the_emission_apart():
+    """Two unrelated compact sources 6" apart, both on a neuron whose emission is a compact
+    blob at the centre (rows/cols 8-12): growth stays on the blob, the neighbour at (10, 4)
+    is off it -- not merged."""
+    base = _coords(_off(C0, east=-3), _off(C0, east=3))
+    blob = np.zeros((D, D), np.float32)
+    blob[8:13, 8:13] = 1.0
+    ann = _ann({0: [(_sq(10, 10), "link")]}, images={0: blob})
+    fs = _fs(base, ann, [0, 0], [0, PI])
+    assert _groups(consensus_graph(fs, ann, RESOLVE, link_grow=0.1), 2) == [[0], [1]]
+
+
+def test_grow_link_masks_islands_seeds_and_blocked_labels():
+    from somtorch.collation.linkmask import grow_link_masks
+
+    img = _bar(4, 12) + _bar(16, 19, rows=(2, 3, 4))  # island A (centre, cols 4-12), island B
+    s = AnnotationSet(LabelSet(["link", "sidelobe"]))
+    a = Annotation(img[None])
+    link, side = np.zeros((D, D), bool), np.zeros((D, D), bool)
+    link[10, 10] = link[3, 17] = True  # centre seed and an off-centre seed on B
+    side[3, 19] = True                 # a sidelobe pixel on B
+    a.add_mask(0, link, s.labels.value(["link"]))
+    a.add_mask(0, side, s.labels.value(["sidelobe"]))
+    s[0] = a
+    fs = _fs(_coords(C0), s, [0], [0])
+    lp, sp = [s.labels.prime("link")], [s.labels.prime("sidelobe")]
+    island_a, island_b = _bar(4, 12) > 0, _bar(16, 19, rows=(2, 3, 4)) > 0
+    blocked = island_b.copy()
+    blocked[3, 19] = False
+    g = grow_link_masks(fs, s, lp, sp, 0.5)[0]
+    assert (g == (island_a | blocked)).all()
+    g = grow_link_masks(fs, s, lp, sp, 0.5, seed="offcentre")[0]
+    assert (g == (blocked | link)).all()
+    with pytest.raises(ConfigError, match="link_grow_mode"):
+        grow_link_masks(fs, s, lp, sp, 0.5, mode="median")
+    with pytest.raises(ConfigError, match="link_grow"):
+        grow_link_masks(fs, s, lp, sp, -1.0)
+
+
 def test_data_attach_by_vote_of_member_views():
     """Host catalogue on channel 1: the double's two views both put IR source 0 on 'host',
     only the west lobe's view also puts IR source 1 there: the group's host is 0."""
@@ -248,6 +390,10 @@ def test_bad_options_name_the_field():
         consensus_graph(fs, ann, RESOLVE, weighting="cosine")
     with pytest.raises(ConfigError, match="fallback"):
         consensus_graph(fs, ann, RESOLVE, fallback="nearest")
+    with pytest.raises(ConfigError, match="fallback_groups"):
+        consensus_graph(fs, ann, RESOLVE, fallback="extended", fallback_groups="some")
+    with pytest.raises(ConfigError, match="fallback_views"):
+        consensus_graph(fs, ann, RESOLVE, fallback_views="any")
 
 
 def test_filterset_rank_uses_the_nth_best_neuron_and_its_transform(tmp_path):

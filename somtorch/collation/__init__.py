@@ -4,7 +4,8 @@
 * :mod:`.graph` -- :class:`Action`, :class:`LabelResolve`, :class:`Sorter`, :func:`greedy_graph`,
   :class:`Grouper`;
 * :mod:`.consensus` -- :func:`group_sources` (``method="pyink"`` greedy, or ``"consensus"``:
-  :func:`consensus_graph`, every view votes);
+  :func:`consensus_graph`, every view votes); :mod:`.fallback` (its proximity fallback,
+  ``"proximity"`` / ``"extended"``) and :mod:`.linkmask` (label masks, grown LINK masks);
 * :mod:`.catalogue` -- :func:`collate` into a source catalogue, :func:`write_source_catalogue`.
 * :mod:`.truth` -- :func:`annotate_from_truth` (programmatic annotation for benchmarks).
 """
