@@ -195,7 +195,8 @@ def _run(module: str, argv: list[str]) -> int:
         sys.argv = old
 
 
-def test_hydra_map_approximate_writes_the_python_api_result(tmp_path):
+@pytest.mark.parametrize("search", ["surrogate", "bisect"])
+def test_hydra_map_approximate_writes_the_python_api_result(tmp_path, search):
     geo = SOMGeometry(16, numrot=40)
     som = _som(geo, shape=(2, 3), seed=7)
     som.save_pink(tmp_path / "som.bin")
@@ -205,16 +206,18 @@ def test_hydra_map_approximate_writes_the_python_api_result(tmp_path):
     out = tmp_path / "map"
     rc = _run("map", [f"som={tmp_path / 'som.bin'}", "data=file", f"data.path={tmp_path / 'x.bin'}",
                       "runtime=cpu", "plots=false", "matching=approximate", "approx.coarse=2",
-                      "approx.refine=2", f"hydra.run.dir={out}"])
+                      "approx.refine=2", f"approx.search={search}", f"hydra.run.dir={out}"])
     assert rc == 0
     loaded = RotationInvariantSOM.from_pink_file(tmp_path / "som.bin")
-    ApproxMapper(loaded, coarse=2, refine=2).map_to_files(x, tmp_path / "m.bin", tmp_path / "t.bin")
+    ApproxMapper(loaded, coarse=2, refine=2, search=search).map_to_files(x, tmp_path / "m.bin", tmp_path / "t.bin")
     assert (out / "mapping.bin").read_bytes() == (tmp_path / "m.bin").read_bytes()
     assert (out / "transform.bin").read_bytes() == (tmp_path / "t.bin").read_bytes()
     assert json.loads((out / "map_summary.json").read_text())["matching"] == "approximate"
 
 
 @pytest.mark.parametrize("override,message", [("matching=fuzzy", "matching"), ("approx.coarse=0", "approx.coarse"),
+                                              ("approx.search=fft", "approx.search"),
+                                              ("approx.neurons=0", "approx.neurons"),
                                               ("scales=[1.0,-2]", "scales")])
 def test_hydra_map_refuses_bad_matching_options(tmp_path, capsys, override, message):
     som = _som(SOMGeometry(16, numrot=8), shape=(2, 2))
