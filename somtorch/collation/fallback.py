@@ -78,6 +78,20 @@ def to_neuron(fs, a, coords):
                                   fs.numrot)
 
 
+def to_neuron_pairs(fs, a, b) -> np.ndarray:
+    """Neuron-frame (row, col) of entries ``b`` in the views of entries ``a`` (index arrays of
+    equal length), vectorised where the views have no WCS: ``(len(a), 2)``."""
+    from somtorch.analysis.frames import image_to_neuron_coords, sky_to_pixel
+
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    if len(a) == 0:
+        return np.zeros((0, 2))
+    if fs.wcs is not None:
+        return np.array([to_neuron(fs, i, fs.base[j:j + 1])[0] for i, j in zip(a.tolist(), b.tolist())])
+    pix = sky_to_pixel(fs.base[b], center=fs.base[a], pixel_scale=fs.pixel_scale, image_shape=fs.image_dim)
+    return image_to_neuron_coords(pix, (fs.flip[a], fs.angle[a]), fs.image_dim, fs.neuron_dim, fs.numrot)
+
+
 def proximity_fallback(fs, label, isolated, link_primes, flux, *, radius=None, far: float = 0.6,
                        angle: float = 20.0, angle_other: float = 60.0, groups=False, views: str = "best",
                        extra_views=(), one_sided=None, one_sided_ratio: float = 4.0,
@@ -99,7 +113,9 @@ def proximity_fallback(fs, label, isolated, link_primes, flux, *, radius=None, f
     angle_tol, other_tol = np.radians(angle), np.radians(angle_other)
     one_tol = None if one_sided is None else np.radians(one_sided)
     far_dirs: dict[int, list] = {}
-    for v in [fs] + (list(extra_views) if views != "best" else []):
+    views_used = list(extra_views) if views != "best" else []
+    where: dict[tuple, np.ndarray] = {}  # (view, a, b) -> b's neuron-frame position in a's view
+    for v in [fs] + views_used:
         for j in range(n):
             k = v.bmu[j]
             if j in isolated or not v.annotated[k]:
@@ -122,7 +138,9 @@ def proximity_fallback(fs, label, isolated, link_primes, flux, *, radius=None, f
             return None
         best = np.inf
         for v, angs, rmin, rads in far_dirs[a]:
-            rc = to_neuron(v, a, fs.base[b:b + 1])[0]
+            rc = where.get((id(v), a, b))
+            if rc is None:
+                rc = to_neuron(v, a, fs.base[b:b + 1])[0]
             dr, dc = rc[0] - cen, rc[1] - cen
             q = np.hypot(dr, dc)
             if q < 0.5 * rmin:
@@ -153,6 +171,12 @@ def proximity_fallback(fs, label, isolated, link_primes, flux, *, radius=None, f
         if len(A) == 0 or len(B) == 0:
             return []
         ia, ib, sep, _ = search_around_sky(fs.base[A], fs.base[B], radius)
+        # every pair's position in every pointing view of either entry, in one pass per view
+        pa, pb = np.concatenate([A[ia], B[ib]]), np.concatenate([B[ib], A[ia]])
+        for v in [fs] + list(views_used):
+            sel = np.array([any(x[0] is v for x in far_dirs.get(int(i), ())) for i in pa.tolist()], bool)
+            rcs = to_neuron_pairs(v, pa[sel], pb[sel])
+            where.update({(id(v), int(i), int(j)): rc for i, j, rc in zip(pa[sel].tolist(), pb[sel].tolist(), rcs)})
         best_a: dict[int, tuple] = {}
         best_b: dict[int, tuple] = {}
         for a, b, s_ in zip(A[ia].tolist(), B[ib].tolist(), sep.to_value(u.arcsec)):
