@@ -277,6 +277,27 @@ def test_extended_fallback_points_through_the_other_views():
     assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", **kw), 2) == [[0, 1]]
     assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", fallback_views="best", **kw), 2) == \
         [[0], [1]]
+    # lobe 1's best neuron (5) marks no far partner: with "directions" the best view decides
+    # that lobe 1 expects none (and 60" is no one-sided distance for a 9 px pixel); "all" lets
+    # the 2nd view decide
+    ann2 = _ann({7: [(_sq(10, 10), "link"), (_sq(10, 1), "link")], 5: [(_sq(10, 10), "link")]})
+    fs2 = _fs(base, ann2, [7, 5], [0, 0])
+    kw2 = dict(fallback_radius=90 * u.arcsec, extra_views=[_fs(base, ann2, [7, 7], [0, PI])])
+    assert _groups(consensus_graph(fs2, ann2, RESOLVE, fallback="extended", **kw2), 2) == [[0], [1]]
+    assert _groups(consensus_graph(fs2, ann2, RESOLVE, fallback="extended", fallback_views="all", **kw2), 2) == \
+        [[0, 1]]
+
+
+def test_fallback_pair_projection_matches_one_by_one():
+    from somtorch.collation.fallback import to_neuron, to_neuron_pairs
+
+    base, paint, bmu, angle = _sky()
+    fs = _fs(base, _ann(paint), bmu, angle)
+    a, b = np.array([0, 1, 2, 4, 8]), np.array([1, 0, 4, 2, 7])
+    one = np.array([to_neuron(fs, i, base[j:j + 1])[0] for i, j in zip(a, b)])
+    assert np.array_equal(to_neuron_pairs(fs, a, b), one)
+    # lobe 1 (turned by pi) sees lobe 0, 10" west, at column 0 of its neuron: (10, 0)
+    assert np.allclose(one[1], [10, 0], atol=1e-9)
 
 
 def test_extended_fallback_leaves_unrelated_neighbours_apart():
