@@ -52,7 +52,7 @@ def test_rotation_norms_equal_the_interpolated_rotations_norms(geo, kw):
     t = torch.arange(rnorm.shape[1])
     f, a = t // numrot, t % numrot
     ours = norms[:, a % k, (4 * f + a // k) if rn.variants > 1 else 0]
-    torch.testing.assert_close(ours, rnorm, rtol=5e-6, atol=1e-6)
+    torch.testing.assert_close(ours, rnorm, rtol=2e-5, atol=1e-6)  # float32 products of ~5 d^2 terms
     # the PINK geometry's square region is off-centre by half a pixel: every variant sees other pixels
     assert rn.variants == (1 if som.engine._mask_symmetric() else len(som.engine.pairing()["pairs"]))
 

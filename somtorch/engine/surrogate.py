@@ -111,43 +111,28 @@ class RotationNorms:
     def __init__(self, som):
         eng = som.engine
         tr = eng.transformer
-        self.d = d = tr.image_dim
+        self.d = tr.image_dim
         self.k = max(tr.numrot // 4, 1)
         idx, wt = _window_taps(som)
         _, vmask = eng._variant_tables("cpu")  # (u*u, nq): the region pixels each variant sees
         vm = vmask.double().numpy()
         self.variants = 1 if eng._mask_symmetric() else vm.shape[1]
-        vm = vm[:, :self.variants]
-        k, n, ntap = idx.shape
-        q = np.zeros((len(_OFFSETS) * d * d, k, self.variants))
-        rows, cols = np.divmod(idx, d)
-        kk = np.broadcast_to(np.arange(k)[:, None], (k, n))
-        for a in range(ntap):
-            for b in range(a, ntap):
-                # x_ia * x_ib: the product image of its offset, anchored at the upper pixel
-                coef = wt[..., a] * wt[..., b] * (1.0 if a == b else 2.0)
-                nz = coef != 0
-                dr = rows[..., b] - rows[..., a]
-                dc = cols[..., b] - cols[..., a]
-                for o, (odr, odc) in enumerate(_OFFSETS):
-                    fwd = nz & (dr == odr) & (dc == odc)
-                    bwd = nz & (dr == -odr) & (dc == -odc) & ~fwd
-                    for hit, anchor in ((fwd, idx[..., a]), (bwd, idx[..., b])):
-                        if hit.any():
-                            kk_h, p_h = kk[hit], np.nonzero(hit)[1]
-                            for v in range(self.variants):
-                                np.add.at(q[:, :, v], (o * d * d + anchor[hit], kk_h), coef[hit] * vm[p_h, v])
-        q = q.reshape(len(_OFFSETS) * d * d, k * self.variants)
-        support = np.nonzero(np.abs(q).sum(1) > 0)[0]
-        self._support = torch.from_numpy(support)
-        self._q = torch.from_numpy(q[support]).float()
+        # the pixels every variant sees (one form for all), plus, for an asymmetric region, each
+        # variant's few extra pixels at the window's edge (a small form per variant)
+        core = vm.min(axis=1)
+        self._forms = [_quadratic_form(idx, wt, core[:, None], self.d)]
+        if self.variants > 1:
+            edge = vm - core[:, None]
+            pix = np.nonzero(edge.any(axis=1))[0]
+            self._forms.append(_quadratic_form(idx[:, pix], wt[:, pix], edge[pix], self.d))
         self._cache: dict = {}
 
     def _tables(self, device, dtype):
         key = (str(device), dtype)
         tab = self._cache.get(key)
         if tab is None:
-            tab = self._cache[key] = (self._support.to(device), self._q.to(device, dtype))
+            tab = self._cache[key] = [(torch.from_numpy(sup).to(device), torch.from_numpy(q).to(device, dtype))
+                                      for sup, q in self._forms]
         return tab
 
     @staticmethod
@@ -164,9 +149,52 @@ class RotationNorms:
         return f.sum(1).reshape(b, -1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        support, q = self._tables(images.device, images.dtype)
-        f = self.products(images).index_select(1, support)
-        return (f @ q).view(len(images), self.k, self.variants)
+        f = self.products(images)
+        b = len(images)
+        (sup, q), *edge = self._tables(images.device, images.dtype)
+        out = (f.index_select(1, sup) @ q).view(b, self.k, 1)
+        if edge:
+            sup_e, q_e = edge[0]
+            out = out + (f.index_select(1, sup_e) @ q_e).view(b, self.k, self.variants)
+        return out
+
+
+def _quadratic_form(idx: np.ndarray, wt: np.ndarray, weights: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the pixel-product images that matter and the matrix ``(S, k * V)``: the weighted
+    sum of squared samples ``sum_p weights[p, v] * (sum_a wt[b, p, a] x[idx[b, p, a]])^2`` of
+    base rotation ``b`` is ``F(x)[support] @ Q[:, b * V + v]``."""
+    k, n, ntap = idx.shape
+    nv = weights.shape[1]
+    rows_, cols_ = np.divmod(idx, d)
+    kk = np.broadcast_to(np.arange(k)[:, None], (k, n))
+    keys, cols, vals = [], [], []
+    for a in range(ntap):
+        for b in range(a, ntap):
+            # x_ia * x_ib: the product image of its offset, anchored at the upper pixel
+            coef = wt[..., a] * wt[..., b] * (1.0 if a == b else 2.0)
+            nz = coef != 0
+            dr = rows_[..., b] - rows_[..., a]
+            dc = cols_[..., b] - cols_[..., a]
+            for o, (odr, odc) in enumerate(_OFFSETS):
+                fwd = nz & (dr == odr) & (dc == odc)
+                bwd = nz & (dr == -odr) & (dc == -odc) & ~fwd
+                for hit, anchor in ((fwd, idx[..., a]), (bwd, idx[..., b])):
+                    if not hit.any():
+                        continue
+                    p_h = np.nonzero(hit)[1]
+                    for v in range(nv):
+                        w = coef[hit] * weights[p_h, v]
+                        keep = w != 0
+                        keys.append((o * d * d + anchor[hit])[keep])
+                        cols.append((kk[hit] * nv + v)[keep])
+                        vals.append(w[keep])
+    if not keys:
+        return np.zeros(0, np.int64), np.zeros((0, k * nv), np.float32)
+    keys, cols, vals = np.concatenate(keys), np.concatenate(cols), np.concatenate(vals)
+    support, row = np.unique(keys, return_inverse=True)
+    q = np.zeros((len(support), k * nv))
+    np.add.at(q, (row, cols), vals)
+    return support, q.astype(np.float32)
 
 
 def surrogate_bases(norms: torch.Tensor, dsq: torch.Tensor, coarse: torch.Tensor, best: torch.Tensor,
