@@ -252,6 +252,10 @@ def test_extended_fallback_one_sided_pair_and_its_flux_limit():
     fs = _fs(base, ann, [7, 5], [0, 0])
     assert _groups(consensus_graph(fs, ann, RESOLVE, flux=[1.0, 3.0]), 2) == [[0], [1]]
     assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", flux=[1.0, 3.0]), 2) == [[0, 1]]
+    # group_sources' default is the consensus with this fallback; "proximity" and "pyink" by name
+    assert _groups(group_sources(fs, ann, RESOLVE, flux=[1.0, 3.0]), 2) == [[0, 1]]
+    assert _groups(group_sources(fs, ann, RESOLVE, flux=[1.0, 3.0], fallback="proximity"), 2) == [[0], [1]]
+    assert _groups(group_sources(fs, ann, RESOLVE, method="pyink"), 2) == [[0], [1]]
     # an artefact-like flux ratio (10x): not paired; nor with the one-sided test off
     assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", flux=[10.0, 1.0]), 2) == [[0], [1]]
     assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", fallback_one_sided=0,
