@@ -30,6 +30,7 @@ arithmetic when ``tie_break="pink"`` (:class:`~somtorch.engine.distance.TieResol
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from somtorch.engine.distance import TIE_RTOL, best_match
@@ -108,6 +109,11 @@ class OnlineStep:
         one); the resolver then decides exactly. Counting entries in the band is one pass:
         every neuron's minimum is in it, so more than ``N + 1`` entries means a near-tie.
         """
+        if d.device.type == "cpu":  # numpy: the same float32 comparisons, a fifth of the overhead
+            dn, mn = d.numpy(), dmin.numpy()
+            tol = (np.float32(float(rmax)) + wnorm.numpy().max()) * (2.0 * TIE_RTOL)
+            cnt = np.count_nonzero(dn <= mn + tol) + np.count_nonzero(mn <= mn.min() + tol)
+            return int(cnt) > d.shape[1] + 1
         tol = (rmax + wnorm.max()) * (2.0 * TIE_RTOL)
         cnt = torch.count_nonzero(d <= dmin + tol) + torch.count_nonzero(dmin <= dmin.min() + tol)
         return int(cnt) > d.shape[1] + 1
