@@ -189,6 +189,7 @@ def test_tie_rule_windows_of_one_image_are_the_batch_resolvers_bit_for_bit(geo):
     k = max(geo.numrot // 4, 1)
     x = torch.randn(1, geo.channels, geo.image_dim, geo.image_dim, generator=torch.Generator().manual_seed(3)) * 10
     for pairs in (torch.arange(k), torch.tensor([k - 1, 0][:k])):
-        a = res._windows_one(x[0], pairs)
         b = _exact_windows(res._exact, x, pairs, k, som.engine.window)
-        assert a.shape == b.shape and torch.equal(a, b)
+        for use_numpy in (True, False):  # numpy on CPU; the torch form is the one CUDA runs
+            a = res._windows_one(x[0], pairs, use_numpy=use_numpy)
+            assert a.shape == b.shape and torch.equal(a, b)

@@ -459,7 +459,7 @@ class TieResolver:
             cache[key] = torch.stack(perms).to(device)
         return cache[key]
 
-    def _windows_one(self, image: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    def _windows_one(self, image: torch.Tensor, pairs: torch.Tensor, use_numpy: bool | None = None) -> torch.Tensor:
         """:func:`_exact_windows` of one image ``(C, d, d)`` from a cached table: every base
         rotation's taps over the window (the unrotated one as a single tap of weight 1, padding as
         a zero pixel), one gather and PINK's tap order; bit-identical, fewer operations."""
@@ -469,7 +469,8 @@ class TieResolver:
         grid = tr._grid(lo, hi, image.device, image.dtype) if k > 1 else None
         if k > 1 and not isinstance(grid, tuple):
             return _exact_windows(tr, image.unsqueeze(0), pairs, k, self.engine.window)
-        key = ("win1", str(image.device), image.dtype)
+        use_numpy = image.device.type == "cpu" if use_numpy is None else use_numpy
+        key = ("win1", str(image.device), image.dtype, use_numpy)
         cache = self.__dict__.setdefault("_perm_cache", {})
         if key not in cache:
             from somtorch.geometry.transforms import pad_or_crop
@@ -485,11 +486,10 @@ class TieResolver:
             if grid is not None:
                 idx[1:] = grid[0].reshape(taps, k - 1, u * u).transpose(0, 1).cpu()
                 wt[1:] = grid[1].reshape(taps, k - 1, u * u).transpose(0, 1).cpu()
-            cache[key] = (idx.numpy(), wt.numpy()) if image.device.type == "cpu" else \
-                (idx.to(image.device), wt.to(image.device))
+            cache[key] = (idx.numpy(), wt.numpy()) if use_numpy else (idx.to(image.device), wt.to(image.device))
         idx, wt = cache[key]
         c = image.shape[0]
-        if image.device.type == "cpu":  # numpy: the same IEEE float32 operations, less overhead per call
+        if use_numpy:  # numpy on CPU: the same IEEE float32 operations, less overhead per call
             p = pairs.numpy()
             flat = np.concatenate([image.reshape(c, -1).numpy(), np.zeros((c, 1), image.numpy().dtype)], axis=1)
             ib, wb = idx[p], wt[p]  # (U, taps, u*u)
