@@ -18,7 +18,7 @@ With the five product images ``x^2, x*x(0,+1), x*x(+1,0), x*x(+1,+1), x*x(+1,-1)
 pixel) every rotation's region norm is a fixed linear function of them, and all ``k`` norms are
 one matrix product ``F(x) @ Q`` (``Q``: ``(5 d^2, k)``, precomputed from the transformer's own
 sampling taps, restricted to the pixels any window sees). Equal to the interpolated images' norms
-up to float rounding (relative 1e-6, tested).
+up to float32 rounding (relative differences up to a few 1e-6, tested).
 
 :func:`surrogate_bases` uses it in :class:`~somtorch.engine.approx.ApproxMapper`'s
 ``search="surrogate"``: after an exact pass over evenly spaced base rotations (which gives the
