@@ -385,6 +385,8 @@ class ApproxMapper(Mapper):
         return combine_scales(per, self.scales)
 
     def _match_one(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from somtorch.engine.distance import first_min
+
         som, sub, opt = self.som, self.subset, self.options
         k = sub.k
         b, n = x.shape[0], som.num_neurons
@@ -403,10 +405,9 @@ class ApproxMapper(Mapper):
             top = torch.topk(emin, min(opt.seeds, n), dim=1, largest=False).indices
             seed = torch.remainder(torch.gather(smin, 1, top), self.subset.numrot) % k
             sel = torch.cat([sel, seed], dim=1).sort(dim=1).values
-        best = torch.full((b, n), float("inf"), device=dev)
-        tbest = torch.full((b, n), 1 << 40, dtype=torch.int64, device=dev)
         dsq, t = sub.sq_distances(x, sel, neurons)
-        best, tbest = _update_best(best, tbest, dsq, t)
+        best, arg = first_min(dsq, 1)  # the first pass: the running minimum is its minimum
+        tbest = torch.gather(t, 1, arg)
         if m1 < k and opt.search == "surrogate":
             return self._surrogate_pass(x, coarse, dsq, best, tbest, neurons) if opt.refine else (best, tbest)
         if m1 < k:

@@ -140,6 +140,16 @@ class RotationNorms:
         """The five pixel-product images, summed over channels: ``(B, 5 * d * d)``."""
         b, c, d, _ = images.shape
         x = images
+        if c == 1:  # no channel sum: write the products straight into the output
+            f = x.new_empty((b, len(_OFFSETS), d, d))
+            x = x[:, 0]
+            torch.mul(x, x, out=f[:, 0])
+            for o, (dr, dc) in enumerate(_OFFSETS[1:], start=1):
+                f[:, o].zero_()
+                r0, r1 = slice(0, d - dr), slice(dr, d)
+                c0, c1 = (slice(0, d - dc), slice(dc, d)) if dc >= 0 else (slice(-dc, d), slice(0, d + dc))
+                torch.mul(x[:, r0, c0], x[:, r1, c1], out=f[:, o, r0, c0])
+            return f.view(b, -1)
         f = x.new_zeros((b, c, len(_OFFSETS), d, d))
         f[:, :, 0] = x * x
         f[:, :, 1, :, :-1] = x[..., :, :-1] * x[..., :, 1:]
