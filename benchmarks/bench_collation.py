@@ -6,9 +6,9 @@ engine -> mapping (best neuron and transform per component) -> neurons annotated
 *programmatically from the truth* through the annotation API (:func:`annotate_from_truth`:
 ``link`` where components of the subject's own source land, ``sidelobe`` where artefacts land,
 ``host`` where the IR host lands) -> :class:`FilterSet` -> grouping (LINK / ISOLATE /
-DATA_ATTACH) with ``--method`` (``pyink``: PYINK's greedy graph in ``largest_first`` order;
-``consensus``: every component's view votes, :func:`somtorch.collation.consensus_graph`) ->
-source catalogue.
+DATA_ATTACH) with ``--method`` (default ``consensus``, as :func:`somtorch.collation.group_sources`:
+every component's view votes, :func:`somtorch.collation.consensus_graph`; ``pyink``: PYINK's
+greedy graph in ``largest_first`` order) -> source catalogue.
 
 Scores:
 
@@ -35,7 +35,7 @@ default 3) lets every component vote through its N best-matching neurons (``extr
 
 Usage::
 
-    python benchmarks/bench_collation.py [--n-sources 500] [--som 6] [--seed 0] [--method pyink]
+    python benchmarks/bench_collation.py [--n-sources 500] [--som 6] [--seed 0] [--method consensus|pyink]
         [--breakdown] [--seeds S1 S2 ...] [--cache DIR] [--record]
 """
 
@@ -135,7 +135,7 @@ def prepare(n_sources: int = 500, som_side: int = 6, seed: int = 0, image_size: 
 
 # ---------------------------------------------------------------------------- collation + scores
 
-def collate_setting(ctx: dict, subjects, method: str = "pyink", radius: float = 1.5, **method_kw):
+def collate_setting(ctx: dict, subjects, method: str = "consensus", radius: float = 1.5, **method_kw):
     """Annotation from the truth of ``subjects`` (None: all), FilterSet, grouping. Returns
     ``(graph, groups, annotation, filterset, seconds of the grouping step)``."""
     import numpy as np
@@ -369,7 +369,7 @@ def breakdown_tables(rows: list[dict]) -> str:
 
 
 def run(n_sources: int = 500, som_side: int = 6, seed: int = 0, image_size: int = 40, crop: int = 120,
-        numrot: int = 36, epochs=(2, 2, 2), radius: float = 1.5, method: str = "pyink", breakdown: bool = False,
+        numrot: int = 36, epochs=(2, 2, 2), radius: float = 1.5, method: str = "consensus", breakdown: bool = False,
         cache: str | None = None, **method_kw) -> dict:
     t0 = time.perf_counter()
     ctx = prepare(n_sources, som_side, seed, image_size, crop, numrot, epochs, cache)
@@ -451,7 +451,7 @@ def main(argv=None) -> int:
     p.add_argument("--som", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="*", help="several seeds: mean [min, max] of every score")
-    p.add_argument("--method", default="pyink", help="grouping method (somtorch.collation.group_sources)")
+    p.add_argument("--method", default="consensus", help="grouping method (somtorch.collation.group_sources)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option (repeatable; value parsed as JSON if it can be)")
     p.add_argument("--breakdown", action="store_true", help="failure study: rows and tables")

@@ -160,6 +160,7 @@ def test_consensus_isolation_needs_a_majority_not_one_view():
     G = group_sources(fs, ann, RESOLVE, method="consensus")
     assert _groups(G, 3) == [[0, 1], [2]]
     assert G.nodes[2]["isolated"] == "sidelobe" and "isolated" not in G.nodes[0]
+    assert _groups(group_sources(fs, ann, RESOLVE), 3) == [[0, 1], [2]]  # the default is the consensus
     cat = collate(G, fs)
     assert cat["Isolated"].tolist() == [False, True]
 
@@ -252,9 +253,9 @@ def test_extended_fallback_one_sided_pair_and_its_flux_limit():
     fs = _fs(base, ann, [7, 5], [0, 0])
     assert _groups(consensus_graph(fs, ann, RESOLVE, flux=[1.0, 3.0]), 2) == [[0], [1]]
     assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", flux=[1.0, 3.0]), 2) == [[0, 1]]
-    # group_sources' default is the consensus with this fallback; "proximity" and "pyink" by name
-    assert _groups(group_sources(fs, ann, RESOLVE, flux=[1.0, 3.0]), 2) == [[0, 1]]
-    assert _groups(group_sources(fs, ann, RESOLVE, flux=[1.0, 3.0], fallback="proximity"), 2) == [[0], [1]]
+    # group_sources' default: the consensus with the proximity fallback; "extended" and "pyink" by name
+    assert _groups(group_sources(fs, ann, RESOLVE, flux=[1.0, 3.0]), 2) == [[0], [1]]
+    assert _groups(group_sources(fs, ann, RESOLVE, flux=[1.0, 3.0], fallback="extended"), 2) == [[0, 1]]
     assert _groups(group_sources(fs, ann, RESOLVE, method="pyink"), 2) == [[0], [1]]
     # an artefact-like flux ratio (10x): not paired; nor with the one-sided test off
     assert _groups(consensus_graph(fs, ann, RESOLVE, fallback="extended", flux=[10.0, 1.0]), 2) == [[0], [1]]

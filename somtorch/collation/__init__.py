@@ -4,7 +4,7 @@
 * :mod:`.graph` -- :class:`Action`, :class:`LabelResolve`, :class:`Sorter`, :func:`greedy_graph`,
   :class:`Grouper`;
 * :mod:`.consensus` -- :func:`group_sources` (default ``"consensus"``: :func:`consensus_graph`,
-  every view votes, with the extended fallback; or ``method="pyink"``, PYINK's greedy graph); :mod:`.fallback` (its proximity fallback,
+  every view votes; or ``method="pyink"``, PYINK's greedy graph); :mod:`.fallback` (its proximity fallback,
   ``"proximity"`` / ``"extended"``) and :mod:`.linkmask` (label masks, grown LINK masks);
 * :mod:`.catalogue` -- :func:`collate` into a source catalogue, :func:`write_source_catalogue`.
 * :mod:`.truth` -- :func:`annotate_from_truth` (programmatic annotation for benchmarks).
