@@ -135,3 +135,23 @@ def test_distances_do_not_depend_on_the_batch_size():
             rb, nb = eng.base_features(x[s:s + bs])
             parts.append(eng.sq_distances_fast(rb, nb, v, wn))
         assert torch.equal(torch.cat(parts), whole), bs
+
+
+@pytest.mark.parametrize("geo", [SOMGeometry(24, numrot=360), SOMGeometry(20, 2, numrot=16, flip=False),
+                                 SOMGeometry(20, numrot=16, convention="pink", distance_shape="circular")])
+def test_cache_sized_chunks_give_the_whole_batch_result(geo, monkeypatch):
+    """On CPU the products and sums run over chunks of images that stay in cache; any chunk size
+    (one image, a few, all of them) gives the same distances, bit for bit."""
+    import somtorch.engine.distance as dist
+
+    som = RotationInvariantSOM(Lattice("cartesian", (4, 3)), geo, init="random", seed=4)
+    eng = som.engine
+    x = torch.rand(9, geo.channels, geo.image_dim, geo.image_dim, generator=torch.Generator().manual_seed(7))
+    v, wn = eng.neuron_parity(som.weight.data)
+    r, rnorm = eng.base_features(x)
+    monkeypatch.setattr(dist, "_CHUNK_BYTES", 1 << 40)
+    whole = eng.sq_distances_fast(r, rnorm, v, wn)
+    per_image = len(eng.pairing()["pairs"]) * (r.shape[1] // v.shape[1] // eng.pairing()["sides"]) * 12 * 4
+    for images in (1, 2, 4):
+        monkeypatch.setattr(dist, "_CHUNK_BYTES", images * per_image)
+        assert torch.equal(eng.sq_distances_fast(r, rnorm, v, wn), whole), images
