@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,6 +56,21 @@ def test_rotation_norms_equal_the_interpolated_rotations_norms(geo, kw):
     torch.testing.assert_close(ours, rnorm, rtol=2e-5, atol=1e-6)  # float32 products of ~5 d^2 terms
     # the PINK geometry's square region is off-centre by half a pixel: every variant sees other pixels
     assert rn.variants == (1 if som.engine._mask_symmetric() else len(som.engine.pairing()["pairs"]))
+
+
+def test_dense_and_sparse_assembly_of_the_norm_form_agree(monkeypatch):
+    import somtorch.engine.surrogate as sur
+
+    som = _som(SOMGeometry(40, numrot=36, convention="pink"))  # asymmetric region: edge forms too
+    x = torch.rand(3, 1, 40, 40, generator=torch.Generator().manual_seed(5))
+    dense = RotationNorms(som)
+    monkeypatch.setattr(sur, "_DENSE_BYTES", 0)
+    sparse = RotationNorms(som)
+    assert dense.variants == sparse.variants == 8
+    for (s1, q1), (s2, q2) in zip(dense._forms, sparse._forms):
+        assert np.array_equal(s1, s2)
+        np.testing.assert_allclose(q1, q2, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(dense(x), sparse(x), rtol=1e-6, atol=1e-5)
 
 
 def _blobs(d, centres):

@@ -43,6 +43,8 @@ import torch
 
 __all__ = ["RotationNorms", "surrogate_bases"]
 
+#: largest dense accumulation of a quadratic form (bytes); larger ones are assembled sparsely
+_DENSE_BYTES = 64 << 20
 # pixel-product images: (row offset, column offset) of the partner of pixel (r, c)
 _OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1), (1, -1))
 
@@ -172,9 +174,15 @@ class RotationNorms:
 def _quadratic_form(idx: np.ndarray, wt: np.ndarray, weights: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the pixel-product images that matter and the matrix ``(S, k * V)``: the weighted
     sum of squared samples ``sum_p weights[p, v] * (sum_a wt[b, p, a] x[idx[b, p, a]])^2`` of
-    base rotation ``b`` is ``F(x)[support] @ Q[:, b * V + v]``."""
+    base rotation ``b`` is ``F(x)[support] @ Q[:, b * V + v]``.
+
+    Accumulated densely (``5 d^2 x k V`` float64) when that is small, else from sparse entries
+    (the per-variant edge forms: few pixels, ``V`` columns per rotation)."""
     k, n, ntap = idx.shape
     nv = weights.shape[1]
+    dense = None
+    if len(_OFFSETS) * d * d * k * nv * 8 <= _DENSE_BYTES:
+        dense = np.zeros((len(_OFFSETS) * d * d, k * nv))
     rows_, cols_ = np.divmod(idx, d)
     kk = np.broadcast_to(np.arange(k)[:, None], (k, n))
     keys, cols, vals = [], [], []
@@ -195,9 +203,16 @@ def _quadratic_form(idx: np.ndarray, wt: np.ndarray, weights: np.ndarray, d: int
                     for v in range(nv):
                         w = coef[hit] * weights[p_h, v]
                         keep = w != 0
-                        keys.append((o * d * d + anchor[hit])[keep])
-                        cols.append((kk[hit] * nv + v)[keep])
-                        vals.append(w[keep])
+                        key, col = (o * d * d + anchor[hit])[keep], (kk[hit] * nv + v)[keep]
+                        if dense is not None:
+                            np.add.at(dense, (key, col), w[keep])
+                        else:
+                            keys.append(key)
+                            cols.append(col)
+                            vals.append(w[keep])
+    if dense is not None:
+        support = np.nonzero(np.abs(dense).sum(1) > 0)[0]
+        return support, dense[support].astype(np.float32)
     if not keys:
         return np.zeros(0, np.int64), np.zeros((0, k * nv), np.float32)
     keys, cols, vals = np.concatenate(keys), np.concatenate(cols), np.concatenate(vals)
