@@ -269,7 +269,7 @@ class ApproxMapper(Mapper):
     Measured at 360 rotations + flip on 2-core CPU, one thread (benchmarks/RESULTS.md, "Approximate
     matching, surrogate search"): ``surrogate`` evaluates 19 of 90 base rotations and finds the
     exact best neuron for 99.3-99.5 % of images (built-in sky 32 and 64 px, structured sources),
-    2-6x faster than exact search; ``bisect`` evaluates 14 and finds it for 94-97 % (27 with
+    2.2-3.2x faster than exact search; ``bisect`` evaluates 14 and finds it for 94-97 % (27 with
     ``coarse=15, refine=2``: 98.8-99.7 %).
 
     Every reported distance is the exact region distance of the reported transformation (the same
