@@ -341,7 +341,7 @@ class DistanceEngine:
             blocks = self._idx_cache[key] = list(zip(blocked_layout(u, f // (u * u), ks), cb[:-1], cb[1:]))
         nq = len(self.pairing()["pairs"])
         out = None
-        # CPU: images in chunks whose products and sums stay in cache (~4 MiB of output each);
+        # CPU: images in chunks whose products and sums stay in cache (_CHUNK_BYTES of output each);
         # every row of every product is the same computation in any chunk, so the result is too
         step = b if r.device.type != "cpu" else max(1, min(b, _CHUNK_BYTES // max(nq * k * n * 4, 1)))
         for i0 in range(0, b, step):
@@ -529,29 +529,38 @@ class TieResolver:
         cnt_n = (dmin <= gmin + tol).view(b, -1).sum(dim=1)
         return torch.nonzero((cnt > n) | (cnt_n > 1)).flatten()
 
+    def _split(self, tt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Base rotation ``b`` and dihedral variant ``q = 4 f + j`` of transformations ``tt``."""
+        numrot = self._exact.numrot
+        k = max(numrot // 4, 1)
+        s = torch.remainder(tt, numrot)
+        q = 4 * torch.div(tt, numrot, rounding_mode="floor") + torch.div(s, k, rounding_mode="floor")
+        return torch.remainder(s, k), q
+
+    def _exact_values(self, base, which, q, nn_, weights) -> torch.Tensor:
+        """PINK-exact squared distances of candidates: variant ``q`` of base window ``which`` (rows
+        of ``base (U, C, u*u)``) against neurons ``nn_``; a variant reads its region pixels from
+        its base rotation with one gather (a pixel permutation, bit for bit)."""
+        lo, hi = self.engine.window
+        mask_w = self.engine.mask[lo:hi, lo:hi]
+        c = base.shape[1]
+        pq = self._perms(base.device).index_select(0, q)  # (M, P)
+        xa = torch.gather(base.index_select(0, which), 2, pq.unsqueeze(1).expand(-1, c, -1)).reshape(len(pq), -1)
+        wa = weights.index_select(0, nn_)[..., lo:hi, lo:hi][..., mask_w].reshape(len(pq), -1)
+        return torch.from_numpy(_exact_sq(xa.cpu().numpy(), wa.cpu().numpy()))
+
     def _resolve_one(self, images, dsq, weights, rnorm, wnorm) -> torch.Tensor:
-        """:meth:`resolve` for one image in the fewest operations (the training step's case): its
-        candidate transformations selected bit-exactly at full size, once each."""
+        """:meth:`resolve` for one image in the fewest operations (the training step's case): the
+        window of each base rotation its candidates need, PINK-exact, once each
+        (:meth:`_windows_one`)."""
         near_t, involved = self._near(dsq, rnorm, wnorm)
         tt, nn_ = torch.nonzero(near_t[0] & involved[0].unsqueeze(0), as_tuple=True)
         if len(tt) == 0:
             return dsq
-        eng = self.engine
-        lo, hi = eng.window
-        mask_w = eng.mask[lo:hi, lo:hi]
-        tr = self._exact
-        k = max(tr.numrot // 4, 1)
-        s = torch.remainder(tt, tr.numrot)
-        q = 4 * torch.div(tt, tr.numrot, rounding_mode="floor") + torch.div(s, k, rounding_mode="floor")
-        # the window of the base rotations the candidates need, PINK-exact; a dihedral variant
-        # reads its region pixels from them with one gather (bit for bit, as in resolve)
-        pairs, which = torch.unique(torch.remainder(s, k), return_inverse=True)
+        b, q = self._split(tt)
+        pairs, which = torch.unique(b, return_inverse=True)
         base = self._windows_one(images[0], pairs)  # (U, C, u*u)
-        c = base.shape[1]
-        pq = self._perms(images.device).index_select(0, q)  # (M, P)
-        xa = torch.gather(base.index_select(0, which), 2, pq.unsqueeze(1).expand(-1, c, -1)).reshape(len(pq), -1)
-        wa = weights.index_select(0, nn_)[..., lo:hi, lo:hi][..., mask_w].reshape(len(nn_), -1)
-        dsq[0, tt, nn_] = torch.from_numpy(_exact_sq(xa.cpu().numpy(), wa.cpu().numpy())).to(dsq.device)
+        dsq[0, tt, nn_] = self._exact_values(base, which, q, nn_, weights).to(dsq.device)
         return dsq
 
     @torch.no_grad()
@@ -574,30 +583,20 @@ class TieResolver:
         rows, near_t, involved = rows[keep], near_t[keep], involved[keep]
         if len(rows) == 0:
             return dsq
-        eng = self.engine
-        lo, hi = eng.window
-        mask_w = eng.mask[lo:hi, lo:hi]
         tr = self._exact
         k = max(tr.numrot // 4, 1)
-        perms = self._perms(images.device)
         for r0 in range(0, len(rows), _TIE_ROWS):
             rws = rows[r0:r0 + _TIE_ROWS]
             rr, tt, nn_ = torch.nonzero(near_t[r0:r0 + _TIE_ROWS] & involved[r0:r0 + _TIE_ROWS].unsqueeze(1),
                                         as_tuple=True)
-            f, s = torch.div(tt, tr.numrot, rounding_mode="floor"), torch.remainder(tt, tr.numrot)
-            q = 4 * f + torch.div(s, k, rounding_mode="floor")
+            b, q = self._split(tt)
             # only the base rotations some candidate needs, PINK-exact, over the window
-            pairs, which = torch.unique(rr * k + torch.remainder(s, k), return_inverse=True)
-            base = _exact_windows(tr, images[rws], pairs, k, eng.window)  # (U, C, u*u)
-            c = base.shape[1]
+            pairs, which = torch.unique(rr * k + b, return_inverse=True)
+            base = _exact_windows(tr, images[rws], pairs, k, self.engine.window)  # (U, C, u*u)
             for m0 in range(0, len(tt), _TIE_CHUNK):
                 sl = slice(m0, m0 + _TIE_CHUNK)
-                x = base.index_select(0, which[sl])  # (M, C, u*u)
-                pq = perms.index_select(0, q[sl])  # (M, P)
-                xa = torch.gather(x, 2, pq.unsqueeze(1).expand(-1, c, -1)).reshape(len(pq), -1)
-                wa = weights.index_select(0, nn_[sl])[..., lo:hi, lo:hi][..., mask_w].reshape(len(pq), -1)
-                vals = _exact_sq(xa.cpu().numpy(), wa.cpu().numpy())
-                dsq[rws[rr[sl]], tt[sl], nn_[sl]] = torch.from_numpy(vals).to(dsq.device)
+                vals = self._exact_values(base, which[sl], q[sl], nn_[sl], weights)
+                dsq[rws[rr[sl]], tt[sl], nn_[sl]] = vals.to(dsq.device)
         return dsq
 
 
