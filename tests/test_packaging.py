@@ -87,3 +87,17 @@ def test_installed_wheel_trains_and_maps_from_an_empty_folder(wheel, tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and p.stderr.startswith(f"somtorch.map: error: {work / 'map'} already holds a mapping;")
     assert _sh([venv / "bin" / "somtorch-pink", "--version"], cwd=work, env=env).stdout.startswith("somtorch-pink 0.1.0")
+    # the approximate search (surrogate) from the installed copy
+    _sh([venv / "bin" / "somtorch-map", "run_dir=run", "numrot=40", "matching=approximate", "plots=false",
+         "hydra.run.dir=map_fast"], cwd=work, env=env)
+    assert (work / "map_fast" / "mapping.bin").is_file()
+    # the drop-in in PINK's reproduction mode from a zero SOM (every step has exact ties): the tie
+    # rule compiles its C loop into the cache folder when a compiler is there (numpy otherwise)
+    _sh([py, "-c", "import torch; from somtorch.io import write_images; "
+         "write_images('x.bin', torch.rand(10, 1, 16, 16, generator=torch.Generator().manual_seed(0)))"],
+        cwd=work, env=env)
+    _sh([venv / "bin" / "somtorch-pink", "--train", "x.bin", "som.bin", "--som-width", "2", "--som-height", "2",
+         "-n", "8", "--init", "zero", "--num-iter", "1"], cwd=work, env=env)
+    assert (work / "som.bin").is_file()
+    if shutil.which("cc") or shutil.which("gcc"):
+        assert list((tmp_path / "cache" / "native").glob("pinksq-*.so"))
