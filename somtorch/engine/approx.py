@@ -1,36 +1,27 @@
-"""Fast approximate matching: a coarse-to-fine search over rotations, exact for every neuron.
+"""Fast approximate matching: a guided search over rotations, exact for every neuron.
 
 Exact search (:class:`~somtorch.engine.mapping.Mapper`) interpolates all ``k = numrot / 4`` base
 rotations of an image, gets the other transformations as exact quarter turns and flips of them,
-and multiplies all of them with all neurons; both halves cost about ``k`` per image (on a 2-core
-CPU about half of the time goes to the interpolation at 360 rotations). :class:`ApproxMapper`
-evaluates a small, image-dependent subset of the base rotations instead. Its default search
-(``search="surrogate"``) evaluates evenly spaced base rotations, then estimates the distance of
-every other transformation from the image's exact region norm at every angle
-(:mod:`somtorch.engine.surrogate`, no interpolation) and the cross term interpolated in angle,
-and evaluates the best-estimated base rotations exactly. The first method (``search="bisect"``)
-brackets the best rotation so far in halving steps:
+and multiplies all of them with all neurons; both halves cost about ``k`` per image.
+:class:`ApproxMapper` evaluates a small, image-dependent subset of the base rotations instead,
+chosen by one of three searches (``search``):
 
-1. **coarse**: ``coarse`` evenly spaced base rotations (with their eight quarter-turn/
-   flip variants each) for every neuron;
-2. **refine**: ``stages`` halving steps; at each, the best base rotation found so far for each of
-   the ``refine`` best neurons is bracketed by the rotations half the current spacing away.
+* ``"surrogate"`` (default): evenly spaced base rotations exactly, then the distance of every
+  other transformation estimated from the image's exact region norm at every angle
+  (:mod:`somtorch.engine.surrogate`, no interpolation) and the cross term interpolated in angle;
+  the best-estimated base rotations are evaluated exactly;
+* ``"polar"``: no exact first pass; the estimate is the exact norm, the exact cross term of the
+  few pixels near the centre and a polar-FFT cross term for the rest
+  (:mod:`somtorch.engine.polarsearch`), for the neurons a rotation-invariant polar bound ranks
+  best; the best-estimated base rotations are evaluated exactly;
+* ``"bisect"`` (the first method): brackets the best rotation so far in halving steps, optionally
+  seeded by the polar FFT estimate (:class:`PolarMatcher`; measured not to pay).
 
 :class:`BaseSubsetEngine` evaluates a subset with the exact engine's own pieces (the
 transformer's sampling grids, the flip-parity features and
 :meth:`~somtorch.engine.distance.DistanceEngine.sq_distances_fast`), so every reported distance
 is the exact distance of the reported transformation; the approximation is only in *which*
 transformations are searched.
-
-Optionally (``seeds > 0``) the first pass also gets the estimated best angles of the ``seeds``
-best neurons of a **polar FFT estimate** (:class:`PolarMatcher`): images and neurons resampled on
-a polar grid about their centres, where a rotation is a circular shift along the angle axis, the
-squared region distance written as angular cross-correlations, one batched product per angular
-frequency for every neuron and both flips, and an inverse FFT over all ``numrot`` angles.
-Measured on the built-in sky sample it does not pay: bilinear interpolation smooths an image by
-an amount that depends on the angle (none at quarter turns), and for compact sources that
-smoothing, not the source's structure, decides which exact angle is best, which the smooth polar
-model cannot see (benchmarks/RESULTS.md, notebook 06).
 
 :func:`matching_agreement` compares a mapper with exact search on the same SOM and images
 (best-neuron agreement, best-angle error, distance errors, throughput, in one run).
@@ -39,21 +30,17 @@ Convention
 ----------
 As in :mod:`somtorch.engine.mapping`: distances are Euclidean region distances and
 ``transform_index`` is PINK's ``t`` (``flip = t // numrot``, ``angle = (t % numrot) * step``, the
-neuron matching ``flipud**flip(rotate_cw(image, angle))``). Polar angle ``theta`` is measured from
-the column axis towards the row axis (clockwise on screen with row 0 at the top), so a clockwise
-rotation by ``a`` maps ``X(rho, theta)`` to ``X(rho, theta - a)`` and the flip after it maps it to
-``X(rho, -theta - a)``. Centres are ``(d-1)/2`` (images) and ``(nd-1)/2`` (neurons), PINK's.
+neuron matching ``flipud**flip(rotate_cw(image, angle))``); polar angles as in
+:mod:`somtorch.engine.polar`.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
+from somtorch.engine.agreement import matching_agreement
 from somtorch.engine.mapping import Mapper, MappingResult
 from somtorch.engine.polar import PolarMatcher
 from somtorch.engine.som import RotationInvariantSOM
@@ -205,7 +192,7 @@ def _update_best(best, tbest, dsq, t):
 
 
 #: search strategies of :class:`ApproxMapper` and their default ``(coarse, refine)``
-SEARCHES = {"surrogate": (15, 4), "bisect": (6, 1)}
+SEARCHES = {"surrogate": (15, 4), "polar": (0, 3), "bisect": (6, 1)}
 
 
 @dataclass(frozen=True)
@@ -222,6 +209,7 @@ class ApproxOptions:
     max_frequency: int | None = None
     search: str = "surrogate"
     neurons: int = 8
+    inner_radius: float = 4.0
 
     def __post_init__(self):
         if self.search not in SEARCHES:
@@ -229,15 +217,20 @@ class ApproxOptions:
         for name, default in zip(("coarse", "refine"), SEARCHES[self.search]):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
-        if self.search == "surrogate" and self.seeds:
-            raise ConfigError(None, "approx.seeds", self.seeds, "0 with search='surrogate' (polar seeds "
+        if self.search != "bisect" and self.seeds:
+            raise ConfigError(None, "approx.seeds", self.seeds, f"0 with search={self.search!r} (polar seeds "
                               "belong to search='bisect')")
-        for name, lo in (("coarse", 1), ("refine", 0), ("seeds", 0), ("neurons", 1)):
+        polar = self.search == "polar"
+        for name, lo in (("coarse", 0 if polar else 1), ("refine", 0), ("seeds", 0), ("neurons", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < lo:
                 raise ConfigError(None, f"approx.{name}", v, f"an integer >= {lo}")
         if self.stages is not None and (int(self.stages) != self.stages or self.stages < 0):
             raise ConfigError(None, "approx.stages", self.stages, "an integer >= 0 or null (automatic)")
+        if polar and self.coarse + self.refine < 1:
+            raise ConfigError(None, "approx.refine", self.refine, ">= 1 when coarse is 0 (search='polar')")
+        if not (isinstance(self.inner_radius, (int, float)) and self.inner_radius >= 0):
+            raise ConfigError(None, "approx.inner_radius", self.inner_radius, "a number >= 0")
 
 
 class ApproxMapper(Mapper):
@@ -245,7 +238,7 @@ class ApproxMapper(Mapper):
 
     The search is coarse to fine over the ``k = numrot / 4`` base rotations (each one brings its
     eight quarter-turn/flip variants, evaluated exactly for *every* neuron by
-    :class:`BaseSubsetEngine`). Two strategies (``search``):
+    :class:`BaseSubsetEngine`). Three strategies (``search``):
 
     * ``"surrogate"`` (default; ``coarse=15, refine=4``):
 
@@ -257,6 +250,12 @@ class ApproxMapper(Mapper):
          the cross term interpolated linearly in angle from step 1
          (:func:`~somtorch.engine.surrogate.surrogate_bases`);
       3. the ``refine`` base rotations with the lowest estimates, evaluated exactly.
+
+    * ``"polar"`` (``coarse=0, refine=3``): the ``refine`` base rotations with the lowest estimate
+      of :class:`~somtorch.engine.polarsearch.PolarSurrogate` (exact norms, exact cross term of
+      the pixels within ``inner_radius`` of the centre, polar-FFT cross term of the others, for
+      the ``neurons`` best neurons of a rotation-invariant polar bound), plus ``coarse`` evenly
+      spaced ones, evaluated exactly in one pass.
 
     * ``"bisect"`` (the first method; ``coarse=6, refine=1``):
 
@@ -270,7 +269,9 @@ class ApproxMapper(Mapper):
     matching, surrogate search"): ``surrogate`` evaluates 19 of 90 base rotations and finds the
     exact best neuron for 99.3-99.5 % of images (built-in sky 32 and 64 px, structured sources),
     2.2-3.2x faster than exact search; ``bisect`` evaluates 14 and finds it for 94-97 % (27 with
-    ``coarse=15, refine=2``: 98.8-99.7 %).
+    ``coarse=15, refine=2``: 98.8-99.7 %). ``polar`` evaluates 3 and is several times faster
+    still; it finds the exact best neuron as often as ``surrogate`` on the sky, less often on
+    sharp structured sources (section "polar search" there).
 
     Every reported distance is the exact region distance of the reported transformation (the same
     value the exact mapper computes for it); what is approximate is that the best transformation
@@ -289,10 +290,11 @@ class ApproxMapper(Mapper):
         by every factor and each neuron keeps its best; :attr:`last_scale_index` /
         :meth:`map`'s result carry the chosen factor per neuron.
     batch_size, memory_budget, progress : as :class:`~somtorch.engine.mapping.Mapper`.
-    search : {"surrogate", "bisect"}
+    search : {"surrogate", "polar", "bisect"}
     neurons : int
-        Surrogate search: the best neurons (after the coarse pass) whose estimates rank the base
-        rotations.
+        Surrogate and polar searches: the best neurons whose estimates rank the base rotations.
+    inner_radius : float
+        Polar search: radius (neuron pixels) of the central disc whose cross term is exact.
 
     Notes
     -----
@@ -309,16 +311,16 @@ class ApproxMapper(Mapper):
                  stages: int | None = None, seeds: int = 0, n_angles: int | None = None, n_radii: int | None = None,
                  max_frequency: int | None = None, scales=None, batch_size: int | None = None,
                  memory_budget: int = 512 << 20, progress: bool = False, search: str = "surrogate",
-                 neurons: int = 8):
+                 neurons: int = 8, inner_radius: float = 4.0):
         super().__init__(som, batch_size=batch_size, memory_budget=memory_budget, progress=progress)
         from somtorch.engine.scale import check_scales
 
         self.options = ApproxOptions(coarse, refine, stages, seeds, n_angles, n_radii, max_frequency, search,
-                                     neurons)
+                                     neurons, inner_radius)
         self.scales = check_scales(scales)
         self.subset = BaseSubsetEngine(som)
         self.polar = PolarMatcher(som, n_angles, n_radii, max_frequency=max_frequency) if seeds else None
-        self._norms = None
+        self._norms = self._guide = None
 
     @property
     def schedule(self) -> list[int]:
@@ -338,7 +340,7 @@ class ApproxMapper(Mapper):
     def base_rotations_per_image(self) -> int:
         """Base rotations evaluated per image (and zoom factor); the exact search evaluates ``k``."""
         opt, k = self.options, self.subset.k
-        if opt.search == "surrogate":
+        if opt.search != "bisect":
             return min(k, opt.coarse + opt.refine)
         return min(k, min(opt.coarse, k) + opt.seeds + 2 * opt.refine * len(self.schedule))
 
@@ -347,8 +349,12 @@ class ApproxMapper(Mapper):
         m = self.base_rotations_per_image()
         c = som.geometry.channels
         u = self.subset.u
-        per_stage = max(self.options.coarse, (1 if self.options.search == "surrogate" else 2) * self.options.refine, 1)
+        opt = self.options
+        per_stage = max(opt.coarse, (1 if opt.search == "surrogate" else 2) * opt.refine, 1)
         est = 0
+        if opt.search == "polar":  # all at once; the polar spectra and ranking values of every neuron
+            per_stage = max(opt.coarse + opt.refine, 1)
+            est = som.num_neurons * 2 * (4 * 64 + 36) * 4 * 2
         if self.polar is not None:
             p = self.polar
             est = (2 if p.flip else 1) * som.num_neurons * (p.n_eval + p.numrot + 4 * p.n_freq) * 4 * 2
@@ -363,7 +369,8 @@ class ApproxMapper(Mapper):
         b = int(max(1, min(256, self.memory_budget // max(self.bytes_per_image(), 1))))
         if self.som.device.type == "cpu":
             opt, sub = self.options, self.subset
-            widest = max(min(opt.coarse, sub.k) + opt.seeds, 2 * opt.refine, 1)
+            widest = max(min(opt.coarse, sub.k) + opt.seeds + (opt.refine if opt.search == "polar" else 0),
+                         2 * opt.refine, 1)
             feat = widest * self.som.engine.pairing()["sides"] * self.som.geometry.channels * sub.u * sub.u * 4
             b = min(b, max(16, (8 << 20) // max(feat, 1)))
         return b
@@ -396,6 +403,8 @@ class ApproxMapper(Mapper):
         if getattr(self, "_neurons", (None,))[0] != key:
             self._neurons = (key, som.engine.neuron_parity(w))
         neurons = self._neurons[1]
+        if opt.search == "polar":
+            return self._polar_pass(x, neurons)
         m1 = min(opt.coarse, k)
         coarse = torch.round(torch.arange(m1, dtype=torch.float64) * (k / m1)).long().to(dev)
         sel = coarse.unsqueeze(0).expand(b, m1)
@@ -433,6 +442,29 @@ class ApproxMapper(Mapper):
                               opt.refine, opt.neurons)
         dsq, t = sub.sq_distances(x, sel, neurons)
         return _update_best(best, tbest, dsq, t)
+
+    def _polar_pass(self, x, neurons):
+        """``search="polar"``: ``coarse`` evenly spaced base rotations and the ``refine`` ones with the
+        lowest polar surrogate (:class:`~somtorch.engine.polarsearch.PolarSurrogate`), evaluated
+        exactly in one pass (every base rotation when that is at least as many)."""
+        from somtorch.engine.distance import first_min
+        from somtorch.engine.polarsearch import PolarSurrogate
+
+        sub, opt = self.subset, self.options
+        k, b, dev = sub.k, x.shape[0], x.device
+        m1 = min(opt.coarse, k)
+        coarse = torch.round(torch.arange(m1, dtype=torch.float64) * (k / max(m1, 1))).long().to(dev)
+        if m1 + opt.refine >= k or 4 * k != sub.numrot:
+            sel = torch.arange(k, device=dev).expand(b, k)
+        else:
+            if self._guide is None:
+                self._guide = PolarSurrogate(self.som, opt.inner_radius, n_angles=opt.n_angles, n_radii=opt.n_radii,
+                                             max_frequency=opt.max_frequency)
+            est = self._guide.estimate(x, opt.refine, opt.neurons, coarse)
+            sel = torch.cat([coarse.expand(b, m1), est], dim=1).sort(dim=1).values if m1 else est
+        dsq, t = sub.sq_distances(x, sel, neurons)
+        best, arg = first_min(dsq, 1)
+        return best, torch.gather(t, 1, arg)
 
     @torch.no_grad()
     def iter_batches(self, data, rows=None):
@@ -509,82 +541,3 @@ def make_mapper(som: RotationInvariantSOM, matching: str = "exact", scales=None,
     if scales:
         return ScaleMapper(som, scales=scales, **kwargs)
     return Mapper(som, **kwargs)
-
-
-def _timed_map(mapper, images, warmup: int) -> tuple[MappingResult, float]:
-    if warmup:
-        mapper.map(images[:warmup])
-    if images.device.type == "cuda":
-        torch.cuda.synchronize(images.device)
-    t0 = time.perf_counter()
-    res = mapper.map(images)
-    if images.device.type == "cuda":
-        torch.cuda.synchronize(images.device)
-    return res, time.perf_counter() - t0
-
-
-@torch.no_grad()
-def matching_agreement(som: RotationInvariantSOM, images, mapper=None, reference: MappingResult | None = None,
-                       warmup: int = 8, **options) -> dict:
-    """Compare a mapper (default ``ApproxMapper(som, **options)``) with exact search.
-
-    Both map the same ``images`` (a tensor ``(n, C, d, d)``) onto the same SOM in this call, timed
-    alike after ``warmup`` images each (pass ``reference``, an exact :class:`MappingResult` of the
-    same images, to skip the exact run; its throughput is then not reported).
-
-    Returns
-    -------
-    dict
-        * ``bmu_agreement``: fraction of images whose best-matching neuron is the exact one;
-        * ``transform_agreement``: fraction whose transformation at the exact best neuron is the
-          exact one; ``flip_agreement`` likewise for the flip;
-        * ``angle_error_deg_median/p95/max``: circular angle difference at the exact best neuron
-          (images with the same flip there);
-        * ``bmu_distance_within_1pc``, ``bmu_distance_rel_error_median/max``: reported best
-          distance vs the exact best distance, ``(d - d_exact) / d_exact`` (>= 0 up to float
-          rounding: every reported distance is an exact distance of some transformation);
-        * ``distance_rel_error_median/p95/max``: the same over every (image, neuron);
-        * ``exact_images_per_s``, ``images_per_s``, ``speedup``; ``n_images``, ``numrot``.
-    """
-    from somtorch.geometry.transforms import index_to_flip_angle
-
-    x = som.check_images(images)
-    mapper = mapper if mapper is not None else ApproxMapper(som, **options)
-    warm = min(int(warmup), len(x))
-    out: dict = {"n_images": int(len(x)), "numrot": som.geometry.numrot}
-    if reference is None:
-        reference, te = _timed_map(Mapper(som), x, warm)
-        out["exact_images_per_s"] = len(x) / te
-    res, ta = _timed_map(mapper, x, warm)
-    out["images_per_s"] = len(x) / ta
-    if "exact_images_per_s" in out:
-        out["speedup"] = out["images_per_s"] / out["exact_images_per_s"]
-    rows = torch.arange(len(x))
-    d_ref, d = reference.distances.double(), res.distances.double()
-    bmu_ref, bmu = d_ref.argmin(1), d.argmin(1)
-    t_ref, t = reference.transform_index[rows, bmu_ref], res.transform_index[rows, bmu_ref]
-    numrot = som.geometry.numrot
-    f_ref, a_ref = index_to_flip_angle(t_ref, numrot)
-    f, a = index_to_flip_angle(t, numrot)
-    same = f == f_ref
-    da = torch.remainder(a.double() - a_ref.double() + math.pi, 2 * math.pi) - math.pi
-    da = da.abs()[same] * (180.0 / math.pi)
-    rel_b = (d[rows, bmu] - d_ref[rows, bmu_ref]) / d_ref[rows, bmu_ref].clamp_min(1e-30)
-    rel = ((d - d_ref) / d_ref.clamp_min(1e-30)).flatten()
-
-    def q(v, p):
-        return float(np.quantile(v.numpy(), p)) if len(v) else float("nan")
-
-    out.update(
-        bmu_agreement=float((bmu == bmu_ref).double().mean()),
-        transform_agreement=float((t == t_ref).double().mean()),
-        flip_agreement=float(same.double().mean()),
-        angle_error_deg_median=q(da, 0.5), angle_error_deg_p95=q(da, 0.95),
-        angle_error_deg_max=float(da.max()) if len(da) else float("nan"),
-        bmu_distance_within_1pc=float((rel_b.abs() <= 0.01).double().mean()),
-        bmu_distance_rel_error_median=q(rel_b, 0.5), bmu_distance_rel_error_max=float(rel_b.max()),
-        distance_rel_error_median=q(rel, 0.5), distance_rel_error_p95=q(rel, 0.95),
-        distance_rel_error_max=float(rel.max()),
-    )
-    return out
-

@@ -71,6 +71,9 @@ class PolarMatcher:
         Ring spacing in neuron pixels.
     max_frequency : int, optional
         Highest angular frequency kept (default ``n_angles // 2``): fewer is faster and smoother.
+    mask : torch.Tensor, optional
+        Boolean ``(nd, nd)`` region of the model (default: the SOM's distance region); the
+        polar search (:mod:`somtorch.engine.polarsearch`) models the region without its centre.
 
     Notes
     -----
@@ -79,14 +82,17 @@ class PolarMatcher:
     """
 
     def __init__(self, som: RotationInvariantSOM, n_angles: int | None = None, n_radii: int | None = None,
-                 radial_step: float = 1.0, max_frequency: int | None = None):
+                 radial_step: float = 1.0, max_frequency: int | None = None, mask: torch.Tensor | None = None):
         self.som = som
         g = som.geometry
         self.numrot = g.numrot
         self.flip = g.flip
-        mask = som.engine.mask
+        mask = som.engine.mask if mask is None else mask.bool()
+        if tuple(mask.shape) != tuple(som.engine.mask.shape):
+            raise ConfigError(None, "mask", tuple(mask.shape), f"shape {tuple(som.engine.mask.shape)}")
+        self.mask = mask
         nd = g.nd
-        idx = torch.nonzero(mask)
+        idx = torch.nonzero(som.engine.mask)  # the grid covers the whole region whatever the mask
         cn = (nd - 1) * 0.5
         r_max = float(((idx.double() - cn) ** 2).sum(1).sqrt().max()) + 0.7072
         if not radial_step > 0:
@@ -127,7 +133,7 @@ class PolarMatcher:
         dev, dt = weights.device, weights.dtype
         n, c = weights.shape[:2]
         dr, dc = self._dr.to(dev), self._dc.to(dev)
-        m = _sample(self.som.engine.mask.to(dev, dt)[None, None], dr, dc)[0, 0]  # (R, A) soft mask
+        m = _sample(self.mask.to(dev, dt)[None, None], dr, dc)[0, 0]  # (R, A) soft mask
         am = m * self._area.to(dev, dt)[:, None]  # area-weighted mask
         wp = _sample(weights, dr, dc)  # (N, C, R, A)
         v = self._spectrum(wp * am)  # (N, C, R, F)
