@@ -44,6 +44,8 @@ every variant's region contains it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -63,7 +65,8 @@ class PolarSurrogate:
     inner_radius : float
         Radius (neuron pixels, about the window centre) of the disc whose cross term is exact.
     n_angles, n_radii, max_frequency : polar grid (:class:`~somtorch.engine.polar.PolarMatcher`);
-        ``max_frequency`` defaults to 12 here (measured on the sky: as good as all frequencies, and
+        ``n_angles`` defaults to its default rounded up to a multiple of 4 (so that the estimate
+        of a quarter-turned image is the shifted estimate), ``max_frequency`` to 12 here (measured on the sky: as good as all frequencies, and
         cheaper).
     """
 
@@ -117,8 +120,10 @@ class PolarSurrogate:
         outer = eng.mask.clone()
         ri, ci = np.divmod(inner, u)
         outer[torch.from_numpy(ri + lo), torch.from_numpy(ci + lo)] = False
+        if n_angles is None:  # a multiple of 4: quarter turns of an image are shifts of its samples
+            n_angles = 4 * math.ceil(PolarMatcher(som).n_angles / 4)
         if max_frequency is None:  # measured: the outer model needs no more (benchmarks/RESULTS.md)
-            max_frequency = min(12, PolarMatcher(som, n_angles, n_radii).n_angles // 2)
+            max_frequency = min(12, int(n_angles) // 2)
         self.full = PolarMatcher(som, n_angles, n_radii, max_frequency=max_frequency)
         self.outer = PolarMatcher(som, self.full.n_angles, self.full.n_radii, max_frequency=max_frequency,
                                   mask=outer)
@@ -199,28 +204,34 @@ class PolarSurrogate:
         sup, s = smat
         return (images.reshape(b * c, d * d).index_select(1, sup) @ s).view(b, c * self.n_in, self.k)
 
-    def estimate(self, images: torch.Tensor, count: int, neurons: int,
-                 exclude: torch.Tensor | None = None) -> torch.Tensor:
-        """The ``count`` base rotations ``(B, count)`` (sorted) with the lowest surrogate distance
-        over the ``neurons`` best-ranked neurons, none of ``exclude (m,)``.
+    def polar_samples(self, images: torch.Tensor) -> torch.Tensor:
+        """Bilinear samples ``(B, C, n_radii, n_angles)`` of images on the polar grid."""
+        pm = self.full
+        return _sample(images, pm._dr.to(images.device), pm._dc.to(images.device))
 
-        The neurons are ranked by the rotation/flip-invariant ring-spectrum bound (polar
-        magnitudes); the surrogate of every transformation of each of them is the exact norm, the
-        exact inner cross term and the polar outer cross term (module docstring)."""
+    def rank(self, images: torch.Tensor, neurons: int, xp: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``neurons`` neurons ``(B, R)`` with the lowest rotation/flip-invariant ring-spectrum
+        bound (polar magnitudes), best first (``xp``: :meth:`polar_samples`, computed if omitted)."""
+        tab = self._neuron_tables(self.som.weight)
+        xp = self.polar_samples(images) if xp is None else xp
+        bound = tab["mag2"] - 2.0 * (self._magnitudes(xp) @ tab["mag"].T)  # (B, N), up to the image's constant
+        r = min(int(neurons), bound.shape[1])
+        return torch.topk(bound, r, dim=1, largest=False).indices
+
+    def cross_terms(self, images: torch.Tensor, top: torch.Tensor,
+                    xp: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The outer (polar FFT) and inner (exact) cross terms ``<T_t x, w>`` of neurons ``top
+        (B, R)`` at every transformation: ``(B, R, S, numrot)`` each, ``[.., f, a]`` for
+        ``t = f * numrot + a``."""
         w = self.som.weight
         tab = self._neuron_tables(w)
-        b = images.shape[0]
+        b, r = top.shape
         dev, dt = images.device, images.dtype
-        n, k, numrot, nf = w.shape[0], self.k, self.numrot, self.nf
+        n, numrot, nf = w.shape[0], self.numrot, self.nf
         pm = self.full
-        xp = _sample(images, pm._dr.to(dev), pm._dc.to(dev))  # (B, C, R, A)
-        # 1. the neurons: lowest invariant bound |X| - |W| (one product for all neurons)
-        mag = self._magnitudes(xp)
-        bound = tab["mag2"] - 2.0 * (mag @ tab["mag"].T)  # (B, N), up to the image's constant
-        r = min(int(neurons), n)
-        top = torch.topk(bound, r, dim=1, largest=False).indices  # (B, R)
-        # 2. outer cross term of every angle and flip of those neurons (polar FFT model): the
-        # spectra of all neurons in one product per frequency, then those of the R
+        xp = self.polar_samples(images) if xp is None else xp  # (B, C, R, A)
+        # outer: the polar FFT model at every angle and flip; the spectra of all neurons in one
+        # product per frequency, then those of the R
         xs = pm._spectrum(xp)  # (B, C, R, F)
         nfr = pm.n_freq
         lhs = torch.cat([xs.real, xs.imag], dim=0).permute(3, 0, 1, 2).reshape(nfr, 2 * b, -1)
@@ -233,21 +244,46 @@ class PolarSurrogate:
         torch.matmul(torch.cat([xr_vr + xi_vi, xr_vi - xi_vr], dim=2), basis[0], out=cross[:, :, 0])
         if nf > 1:
             torch.matmul(torch.cat([xr_vr - xi_vi, xr_vi + xi_vr], dim=2), basis[1], out=cross[:, :, 1])
-        # 3. exact inner cross term: inner pixels of all base rotations against every variant;
+        # inner, exact: the inner pixels of all base rotations against every variant;
         # rows (neuron, flip, quarter turn) and columns (base rotation) are (neuron, flip, angle)
         xin = self.inner_samples(images)  # (B, C*n_in, k)
         w_in = tab["w_in"][top].view(b, r * self.nq, -1)  # (B, R*nq, C*n_in)
-        cross += torch.bmm(w_in, xin).view(b, r, nf, numrot)
-        # 4. surrogate = norm - 2 cross + |w|^2; a base rotation's score is its lowest
+        return cross, torch.bmm(w_in, xin).view(b, r, nf, numrot)
+
+    def surrogate(self, images: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+        """Estimated squared distances ``(B, R, S, numrot)`` of neurons ``top (B, R)`` to every
+        transformation: exact norm - 2 (outer + inner cross term) + ``|w|^2``."""
+        outer, inner = self.cross_terms(images, top)
+        return self._add_norms(images, outer.add_(inner).mul_(-2.0).add_(self._wnorm(top)))
+
+    def _wnorm(self, top: torch.Tensor) -> torch.Tensor:
+        wn = self._neuron_tables(self.som.weight)["wnorm"]
+        return wn[top].view(top.shape[0], top.shape[1], 1, 1)
+
+    def _norms_by_angle(self, images: torch.Tensor) -> torch.Tensor:
+        """Exact region norms ``(B, S or 1, numrot)`` of every transformation."""
         norms = self.norms(images)  # (B, k, V)
-        a = torch.arange(numrot, device=dev)
+        b, k, numrot = images.shape[0], self.k, self.numrot
+        a = torch.arange(numrot, device=images.device)
         if norms.shape[2] > 1:
-            fi = torch.arange(nf, device=dev).view(-1, 1)
-            na = norms.reshape(b, -1)[:, ((a % k) * norms.shape[2]).view(1, -1) + fi * 4 + a // k]  # (B, S, numrot)
-        else:
-            na = norms[:, a % k, 0].unsqueeze(1)  # (B, 1, numrot)
-        sur = cross.mul_(-2.0).add_(torch.gather(tab["wnorm"].expand(b, n), 1, top).view(b, r, 1, 1))
-        score = (sur.amin(dim=1) + na).amin(dim=1).view(b, -1, k).amin(dim=1)  # (B, k)
+            fi = torch.arange(self.nf, device=images.device).view(-1, 1)
+            return norms.reshape(b, -1)[:, ((a % k) * norms.shape[2]).view(1, -1) + fi * 4 + a // k]
+        return norms[:, a % k, 0].unsqueeze(1)
+
+    def _add_norms(self, images, part):
+        return part.add_(self._norms_by_angle(images).unsqueeze(1))
+
+    def estimate(self, images: torch.Tensor, count: int, neurons: int,
+                 exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``count`` base rotations ``(B, count)`` (sorted) with the lowest :meth:`surrogate`
+        over the ``neurons`` best neurons of :meth:`rank`, none of ``exclude (m,)``."""
+        b, k = images.shape[0], self.k
+        xp = self.polar_samples(images)
+        top = self.rank(images, neurons, xp)
+        outer, inner = self.cross_terms(images, top, xp)
+        part = outer.add_(inner).mul_(-2.0).add_(self._wnorm(top))  # the neuron-dependent part
+        # a base rotation's score: its lowest estimate over the neurons, flips and quarter turns
+        score = (part.amin(dim=1) + self._norms_by_angle(images)).amin(dim=1).view(b, -1, k).amin(dim=1)
         if exclude is not None and len(exclude):
             score[:, exclude] = float("inf")
         count = min(int(count), k - (len(exclude) if exclude is not None else 0))
