@@ -143,8 +143,8 @@ class TrainConfig:
 class ApproxConfig:
     """``approx`` of ``somtorch.map`` (``matching: approximate``; :class:`somtorch.engine.ApproxMapper`)."""
 
-    coarse: Optional[int] = None   # default by search: surrogate 15, bisect 6
-    refine: Optional[int] = None   # default by search: surrogate 4, bisect 1
+    coarse: Optional[int] = None   # default by search: surrogate 15, polar 0, bisect 6
+    refine: Optional[int] = None   # default by search: surrogate 4, polar 3, bisect 1
     stages: Optional[int] = None
     seeds: int = 0
     search: str = "surrogate"
@@ -243,7 +243,7 @@ _CHOICES = {
     "runtime.mode": ("online", "batch"),
     "runtime.compile": ("auto", "on", "off"),
     "matching": ("exact", "approximate"),
-    "search": ("surrogate", "bisect"),
+    "search": ("surrogate", "polar", "bisect"),
 }
 
 
@@ -428,7 +428,9 @@ def validate_map(cfg) -> None:
     ap = cfg.get("approx")
     if ap is not None:
         _choice(ap, "approx.", "search")
-        _int(ap, "approx.", "coarse", optional=True, what="an integer >= 1 or null (default of the search)")
+        polar = _g(ap, "search") == "polar"
+        _int(ap, "approx.", "coarse", lo=0 if polar else 1, optional=True,
+             what=f"an integer >= {0 if polar else 1} or null (default of the search)")
         _int(ap, "approx.", "refine", lo=0, optional=True, what="an integer >= 0 or null (default of the search)")
         _int(ap, "approx.", "neurons", optional=True)
         _int(ap, "approx.", "seeds", lo=0)
