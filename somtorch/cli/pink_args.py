@@ -184,8 +184,10 @@ def usage(prog: str = "somtorch-pink") -> str:
     --no-overwrite                        Refuse to replace existing output files.
     --metrics <csv>                       Training: quality metrics at each progress step to a CSV file.
     --fast                                Mapping: approximate matching, a guided coarse-to-fine search over the
-                                          rotations (somtorch.engine.ApproxMapper); distances are exact for
-                                          the transformations found, which may miss the exact best one.
+                                          rotations (somtorch.engine.ApproxMapper, its default "surrogate"
+                                          search; somtorch.map also offers approx.search=polar|bisect);
+                                          distances are exact for the transformations found, which may miss
+                                          the exact best one.
     --scales <f1,f2,...>                  Mapping: also search these zoom factors (e.g. 1,0.8,1.25); the
                                           factors go to <transform or mapping file>.scale.npy (not PINK).
 """
