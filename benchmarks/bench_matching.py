@@ -10,6 +10,9 @@ Every case maps the same images onto the same SOM with every mode, in one proces
 * ``approx-bisect``: the first search (``search="bisect"``, coarse 6, refine 1: 14 of 90);
 * ``approx-fine``: bisect, coarse 15, refine 2 (27 of 90);
 * ``approx-polar``: bisect plus 2 polar-FFT seed angles (:class:`somtorch.engine.polar.PolarMatcher`);
+* ``polar``: the polar search (``search="polar"``: no exact first pass; exact norms, exact inner
+  cross term, polar-FFT outer cross term, then 3 of 90 base rotations exact,
+  :mod:`somtorch.engine.polarsearch`); ``polar-r2``: the same with 2; ``polar-r5``: with 5;
 * ``exact+scales`` / ``approx+scales``: the same with the five default zoom factors
   (0.8 ... 1.25, :func:`somtorch.engine.scale_factors`), compared with ``exact+scales``.
 
@@ -122,6 +125,9 @@ MODES = {
     "approx-bisect": ("approximate", {"search": "bisect"}, False),
     "approx-fine": ("approximate", {"search": "bisect", "coarse": 15, "refine": 2}, False),
     "approx-polar": ("approximate", {"search": "bisect", "seeds": 2}, False),
+    "polar": ("approximate", {"search": "polar"}, False),
+    "polar-r2": ("approximate", {"search": "polar", "refine": 2}, False),
+    "polar-r5": ("approximate", {"search": "polar", "refine": 5}, False),
     "exact+scales": ("exact", {}, True),
     "approx+scales": ("approximate", {}, True),
 }
