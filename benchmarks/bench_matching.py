@@ -12,7 +12,7 @@ Every case maps the same images onto the same SOM with every mode, in one proces
 * ``approx-polar``: bisect plus 2 polar-FFT seed angles (:class:`somtorch.engine.polar.PolarMatcher`);
 * ``polar``: the polar search (``search="polar"``: no exact first pass; exact norms, exact inner
   cross term, polar-FFT outer cross term, then 3 of 90 base rotations exact,
-  :mod:`somtorch.engine.polarsearch`); ``polar-r2``: the same with 2; ``polar-r5``: with 5;
+  :mod:`somtorch.engine.polarsearch`); ``polar-r2``: the same with 2; ``polar-r5``: with 5; ``polar-n6``: 6 neurons estimated (not 8);
 * ``exact+scales`` / ``approx+scales``: the same with the five default zoom factors
   (0.8 ... 1.25, :func:`somtorch.engine.scale_factors`), compared with ``exact+scales``.
 
@@ -128,6 +128,7 @@ MODES = {
     "polar": ("approximate", {"search": "polar"}, False),
     "polar-r2": ("approximate", {"search": "polar", "refine": 2}, False),
     "polar-r5": ("approximate", {"search": "polar", "refine": 5}, False),
+    "polar-n6": ("approximate", {"search": "polar", "neurons": 6}, False),
     "exact+scales": ("exact", {}, True),
     "approx+scales": ("approximate", {}, True),
 }

@@ -223,6 +223,11 @@ class PolarSurrogate:
         """The outer (polar FFT) and inner (exact) cross terms ``<T_t x, w>`` of neurons ``top
         (B, R)`` at every transformation: ``(B, R, S, numrot)`` each, ``[.., f, a]`` for
         ``t = f * numrot + a``."""
+        outer, inner = self._cross(images, top, xp)
+        return torch.stack(outer, dim=2), inner
+
+    def _cross(self, images, top, xp=None):
+        """:meth:`cross_terms` as ``([outer of each flip (B, R, numrot)], inner)``."""
         w = self.som.weight
         tab = self._neuron_tables(w)
         b, r = top.shape
@@ -236,18 +241,18 @@ class PolarSurrogate:
         nfr = pm.n_freq
         lhs = torch.cat([xs.real, xs.imag], dim=0).permute(3, 0, 1, 2).reshape(nfr, 2 * b, -1)
         prod = torch.bmm(lhs, tab["v"]).view(nfr, 2, b, 2, n)  # (F, Re/Im X, B, Re/Im V, N)
-        g = prod.permute(2, 4, 0, 1, 3)[torch.arange(b, device=dev).unsqueeze(1), top]  # (B, R, F, 2, 2)
-        xr_vr, xr_vi, xi_vr, xi_vi = g[..., 0, 0], g[..., 0, 1], g[..., 1, 0], g[..., 1, 1]  # (B, R, F)
+        g = torch.gather(prod, 4, top.view(1, 1, b, 1, r).expand(nfr, 2, b, 2, r))  # (F, 2, B, 2, R)
+        g = g.permute(2, 4, 1, 3, 0)  # (B, R, Re/Im X, Re/Im V, F)
+        xr_vr, xr_vi, xi_vr, xi_vi = g[:, :, 0, 0], g[:, :, 0, 1], g[:, :, 1, 0], g[:, :, 1, 1]  # (B, R, F)
         # V conj(X) (no flip) and V X (flip, read at -angle): [Re | Im] along the frequencies
         basis = self._basis(dev, dt)  # (S, 2F, numrot)
-        cross = images.new_empty((b, r, nf, numrot))
-        torch.matmul(torch.cat([xr_vr + xi_vi, xr_vi - xi_vr], dim=2), basis[0], out=cross[:, :, 0])
+        cross = [torch.cat([xr_vr + xi_vi, xr_vi - xi_vr], dim=2) @ basis[0]]  # (B, R, numrot)
         if nf > 1:
-            torch.matmul(torch.cat([xr_vr - xi_vi, xr_vi + xi_vr], dim=2), basis[1], out=cross[:, :, 1])
+            cross.append(torch.cat([xr_vr - xi_vi, xr_vi + xi_vr], dim=2) @ basis[1])
         # inner, exact: the inner pixels of all base rotations against every variant;
         # rows (neuron, flip, quarter turn) and columns (base rotation) are (neuron, flip, angle)
         xin = self.inner_samples(images)  # (B, C*n_in, k)
-        w_in = tab["w_in"][top].view(b, r * self.nq, -1)  # (B, R*nq, C*n_in)
+        w_in = tab["w_in"].index_select(0, top.reshape(-1)).view(b, r * self.nq, -1)  # (B, R*nq, C*n_in)
         return cross, torch.bmm(w_in, xin).view(b, r, nf, numrot)
 
     def surrogate(self, images: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
@@ -280,8 +285,10 @@ class PolarSurrogate:
         b, k = images.shape[0], self.k
         xp = self.polar_samples(images)
         top = self.rank(images, neurons, xp)
-        outer, inner = self.cross_terms(images, top, xp)
-        part = outer.add_(inner).mul_(-2.0).add_(self._wnorm(top))  # the neuron-dependent part
+        outer, part = self._cross(images, top, xp)
+        for f, o in enumerate(outer):
+            part[:, :, f] += o
+        part.mul_(-2.0).add_(self._wnorm(top))  # the neuron-dependent part of the surrogate
         # a base rotation's score: its lowest estimate over the neurons, flips and quarter turns
         score = (part.amin(dim=1) + self._norms_by_angle(images)).amin(dim=1).view(b, -1, k).amin(dim=1)
         if exclude is not None and len(exclude):
