@@ -148,7 +148,7 @@ class ApproxConfig:
     stages: Optional[int] = None
     seeds: int = 0
     search: str = "surrogate"
-    neurons: int = 8
+    neurons: Optional[int] = None  # default by search: surrogate 8, polar 6
 
 
 @dataclass

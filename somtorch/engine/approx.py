@@ -191,14 +191,14 @@ def _update_best(best, tbest, dsq, t):
     return torch.where(better, cur, best), torch.where(better, tc, tbest)
 
 
-#: search strategies of :class:`ApproxMapper` and their default ``(coarse, refine)``
-SEARCHES = {"surrogate": (15, 4), "polar": (0, 3), "bisect": (6, 1)}
+#: search strategies of :class:`ApproxMapper` and their default ``(coarse, refine, neurons)``
+SEARCHES = {"surrogate": (15, 4, 8), "polar": (0, 3, 6), "bisect": (6, 1, 8)}
 
 
 @dataclass(frozen=True)
 class ApproxOptions:
-    """Settings of :class:`ApproxMapper` (see its docstring); ``coarse`` and ``refine`` default
-    by ``search`` (:data:`SEARCHES`)."""
+    """Settings of :class:`ApproxMapper` (see its docstring); ``coarse``, ``refine`` and
+    ``neurons`` default by ``search`` (:data:`SEARCHES`)."""
 
     coarse: int | None = None
     refine: int | None = None
@@ -208,13 +208,13 @@ class ApproxOptions:
     n_radii: int | None = None
     max_frequency: int | None = None
     search: str = "surrogate"
-    neurons: int = 8
+    neurons: int | None = None
     inner_radius: float = 4.0
 
     def __post_init__(self):
         if self.search not in SEARCHES:
             raise ConfigError(None, "approx.search", self.search, " or ".join(repr(k) for k in SEARCHES))
-        for name, default in zip(("coarse", "refine"), SEARCHES[self.search]):
+        for name, default in zip(("coarse", "refine", "neurons"), SEARCHES[self.search]):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
         if self.search != "bisect" and self.seeds:
@@ -251,7 +251,7 @@ class ApproxMapper(Mapper):
          (:func:`~somtorch.engine.surrogate.surrogate_bases`);
       3. the ``refine`` base rotations with the lowest estimates, evaluated exactly.
 
-    * ``"polar"`` (``coarse=0, refine=3``): the ``refine`` base rotations with the lowest estimate
+    * ``"polar"`` (``coarse=0, refine=3, neurons=6``): the ``refine`` base rotations with the lowest estimate
       of :class:`~somtorch.engine.polarsearch.PolarSurrogate` (exact norms, exact cross term of
       the pixels within ``inner_radius`` of the centre, polar-FFT cross term of the others, for
       the ``neurons`` best neurons of a rotation-invariant polar bound), plus ``coarse`` evenly
@@ -291,8 +291,9 @@ class ApproxMapper(Mapper):
         :meth:`map`'s result carry the chosen factor per neuron.
     batch_size, memory_budget, progress : as :class:`~somtorch.engine.mapping.Mapper`.
     search : {"surrogate", "polar", "bisect"}
-    neurons : int
-        Surrogate and polar searches: the best neurons whose estimates rank the base rotations.
+    neurons : int, optional
+        Surrogate and polar searches: the best neurons whose estimates rank the base rotations
+        (default: surrogate 8, polar 6).
     inner_radius : float
         Polar search: radius (neuron pixels) of the central disc whose cross term is exact.
 
@@ -311,7 +312,7 @@ class ApproxMapper(Mapper):
                  stages: int | None = None, seeds: int = 0, n_angles: int | None = None, n_radii: int | None = None,
                  max_frequency: int | None = None, scales=None, batch_size: int | None = None,
                  memory_budget: int = 512 << 20, progress: bool = False, search: str = "surrogate",
-                 neurons: int = 8, inner_radius: float = 4.0):
+                 neurons: int | None = None, inner_radius: float = 4.0):
         super().__init__(som, batch_size=batch_size, memory_budget=memory_budget, progress=progress)
         from somtorch.engine.scale import check_scales
 
