@@ -370,8 +370,10 @@ class ApproxMapper(Mapper):
         b = int(max(1, min(256, self.memory_budget // max(self.bytes_per_image(), 1))))
         if self.som.device.type == "cpu":
             opt, sub = self.options, self.subset
-            widest = max(min(opt.coarse, sub.k) + opt.seeds + (opt.refine if opt.search == "polar" else 0),
-                         2 * opt.refine, 1)
+            if opt.search == "polar":  # one exact pass over the coarse and refined base rotations
+                widest = max(min(opt.coarse + opt.refine, sub.k), 1)
+            else:
+                widest = max(min(opt.coarse, sub.k) + opt.seeds, 2 * opt.refine, 1)
             feat = widest * self.som.engine.pairing()["sides"] * self.som.geometry.channels * sub.u * sub.u * 4
             b = min(b, max(16, (8 << 20) // max(feat, 1)))
         return b
