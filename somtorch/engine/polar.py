@@ -1,4 +1,4 @@
-"""Polar FFT estimate of every neuron's best rotation/flip (seeds of :class:`~somtorch.engine.approx.ApproxMapper`).
+"""Polar FFT estimate of every neuron's distance at every rotation/flip (bisect seeds; the polar search's outer term).
 
 Images and neurons are resampled (bilinear) on a polar grid about their centres: ``n_radii``
 rings ``rho_i = (i + 1/2) * radial_step`` and ``n_angles`` equally spaced angles. A rotation of
