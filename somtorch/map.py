@@ -27,7 +27,8 @@ Outputs in the Hydra run folder: ``mapping.bin`` and ``transform.bin`` (PINK for
 distance, flip, angle), ``bmu_counts.png`` (best-match counts per neuron) and ``map_summary.json``.
 
 ``matching=approximate`` maps with :class:`somtorch.engine.ApproxMapper` (a coarse-to-fine search
-over the rotations; options ``approx.search/coarse/refine/neurons/stages/seeds``); ``scales=[1.0,0.8,1.25]``
+over the rotations; options ``approx.search`` (``surrogate``, ``polar``, ``bisect``) and
+``approx.coarse/refine/neurons/stages/seeds``); ``scales=[1.0,0.8,1.25]``
 also searches zoom factors (:mod:`somtorch.engine.scale`; one process, no resume) and writes
 ``transform.bin.scale.npy`` (float32 ``(n_images, N)``) and a ``scale`` column in ``bmu.csv``.
 """
