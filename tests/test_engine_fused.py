@@ -11,6 +11,13 @@ from somtorch.errors import ConfigError
 from somtorch.geometry import Lattice
 
 
+@pytest.fixture(autouse=True)
+def _without_native_loop(monkeypatch):
+    """The compiled C update (engine._native) takes precedence where it is available; these tests
+    are about the torch.compile form, the fallback when it is not."""
+    monkeypatch.setenv("SOMTORCH_NATIVE", "0")
+
+
 def _train(compile_mode, side, numrot, d=12, c=1, n=30, shape="quadratic", batch=None):
     geo = SOMGeometry(d, channels=c, numrot=numrot, distance_shape=shape)
     som = RotationInvariantSOM(Lattice("cartesian", (side, side)), geo, init="random", seed=4)

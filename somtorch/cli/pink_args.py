@@ -173,10 +173,10 @@ def usage(prog: str = "somtorch-pink") -> str:
     --tie-break <pink|none>               pink (default): near-ties of the fast arithmetic re-evaluated with PINK's
                                           exact arithmetic, so ties resolve as in PINK; none: faster (up to ~2x at
                                           360 rotations, where near-ties are frequent), ties resolve by float32 rounding.
-    --compile <auto|on|off>               Training on CPU: PINK's neuron update as one compiled loop (torch.compile;
-                                          bit-identical results, ~2x faster update; costs a few seconds once).
-                                          auto (default): only for long jobs; on: always; off: never. Used where
-                                          the SOM has more neurons than the transformations searched.
+    --compile <auto|on|off>               Training on CPU without a C compiler (or SOMTORCH_NATIVE=0; otherwise the
+                                          update already runs as a compiled C loop): PINK's neuron update compiled
+                                          with torch.compile (bit-identical, ~2x faster update; a few seconds once).
+                                          auto (default): only for long jobs; on: always; off: never.
     --device <string>                     torch device (cpu, cuda, cuda:1, ...); overrides --cuda-off.
     --batch-size <int>                    Images processed together (speed/memory only; same result).
     --overwrite                           Replace existing outputs (the default, as in PINK; outputs are

@@ -14,7 +14,11 @@ image. Three implementations give the same update with different trade-offs:
   the number of rotations. Nothing on the way needs the host except the best neuron's index on
   CPU (which picks the update rows); on CUDA the step runs without host synchronisation (the
   neighbourhood row is gathered on the device and every neuron is updated, non-moving ones with
-  factor 0, which leaves them bit-identical).
+  factor 0, which leaves them bit-identical). On CPU, everything after the GEMM is two compiled
+  C loops (:mod:`somtorch.engine._native`): the minima, best neuron and near-tie test in one, PINK's
+  update read straight from the bank's rows with the window and norm refresh in the other -- the
+  eager operations' roundings, bit for bit (with the loops, the neuron norms are their fixed-order
+  double sum rounded once, also in :meth:`DenseStep.refresh`).
 * :class:`ParityStep` (large problems, e.g. 64x64 images at 360 rotations, where the full bank
   of one image is ~24 MB): flip-parity GEMMs (:mod:`somtorch.engine.parity`, 4x fewer
   multiply-adds) and only the needed base rotations sampled per image
@@ -198,6 +202,20 @@ class DenseStep(OnlineStep):
             self.fused = FusedUpdate(self.w, factors)
         self._slots: list = [{}, {}]
         self.dbuf = self.w.new_empty((self._t, n))
+        # PINK's update and the window refresh as one compiled C loop (engine._native): reads
+        # every weight once instead of a gather and four passes; bit-identical (tested)
+        self.native = False
+        if not self.cuda and self.w.dtype == torch.float32 and self.w.is_contiguous():
+            from somtorch.engine import _native
+
+            self.native = _native.update_available()
+        if self.native:
+            self._mask_c = None if self.full else mask.contiguous()
+            self._fac_rows = factors.to(torch.float32).contiguous()
+            self._whole_rows = torch.arange(self._t * c * self.w.shape[-1]).view(self._t, -1)
+            self._dmin = self.w.new_empty(n)
+            self._tb = torch.empty(n, dtype=torch.int64)
+            self._near = torch.zeros(1, dtype=torch.int64)
         self.refresh()
 
     def refresh(self) -> None:
@@ -205,7 +223,12 @@ class DenseStep(OnlineStep):
             self.wf.copy_(self.wwin)
         else:
             torch.mul(self.wwin, self.mask, out=self.wf)
-        torch.linalg.vecdot(self.wf2, self.wf2, out=self.wnorm)
+        if getattr(self, "native", False):  # the norms' arithmetic of the compiled update
+            from somtorch.engine._native import window_norms
+
+            window_norms(self.wf, self.wnorm)
+        else:
+            torch.linalg.vecdot(self.wf2, self.wf2, out=self.wnorm)
 
     def _tables(self) -> None:
         """Row tables of the bank (see :meth:`prepare`), built once.
@@ -294,9 +317,13 @@ class DenseStep(OnlineStep):
             torch.index_select(bank.view(b * per, nd), 0, self._flat_index("rows", b, per),
                                out=st["src"].view(b * t * c * nd, nd))
             st["_fused_src"] = (bufs["src"].view(-1, c * nd * nd), self._ident, t)
+            if self.native:
+                st["_native_src"] = (bufs["src"], self._whole_rows, t * c * nd)
         else:
             st["src"] = bank.view(b, per, nd)
             st["_fused_src"] = (bufs["bank"].view(-1, nd), self._rows, per)
+            if self.native:
+                st["_native_src"] = (bufs["bank"], self._rows, per)
         # the GEMM operand (B, T, C*u*u): each searched dihedral variant of the base rotations'
         # windows (the window is centred, so transposes and reversals commute with it), one
         # strided copy per variant -- 3-4x faster than gathering its short rows
@@ -395,6 +422,8 @@ class DenseStep(OnlineStep):
         return self._step(b)
 
     def _step(self, b: int):
+        if self.native:
+            return self._step_native(b)
         d = self._distances(b)
         dmin, tb = torch.min(d, dim=0)  # lowest transformation index among equal minima
         if self.ties and self._near_ties(d, dmin, self.rmax[b], self.wnorm):
@@ -416,6 +445,30 @@ class DenseStep(OnlineStep):
         else:
             self._update(best, tb, lambda t: src_b.index_select(0, table.index_select(0, t).view(-1)).view(-1, *shape))
         self.refresh()
+        return best
+
+
+    def _step_native(self, b: int) -> int:
+        """:meth:`_step` on CPU with the compiled loops (:mod:`somtorch.engine._native`): the GEMM,
+        then one C pass for the neuron norms, the minima and the near-tie test, and one for PINK's
+        update with the window and its norms -- the same operations and roundings as the eager
+        step (tested bit-identical), in 3-4 calls instead of ~15."""
+        from somtorch.engine._native import best_match_one, pink_update
+
+        d = torch.addmm(self.rcol[b], self.xf[b], self.wf2.T, alpha=-2.0, out=self.dbuf)
+        tol = -1.0
+        if self.ties:  # OnlineStep._near_ties' band, in float32 as there
+            tol = float((np.float32(float(self.rmax[b])) + self.wnorm.numpy().max()) * (2.0 * TIE_RTOL))
+        best = best_match_one(d, self.wnorm, tol, self._dmin, self._tb, self._near)
+        tb = self._tb
+        if self._near[0]:
+            d = self.eng.resolve_ties(self.images[b:b + 1], d.unsqueeze(0), self.w, self.rnorm[b:b + 1],
+                                      self.wnorm)[0]
+            dmin, tb = torch.min(d, dim=0)
+            best = int(torch.argmin(dmin))
+        src, table, per = self._native_src
+        pink_update(self.w, src, table, tb, self._fac_rows[best], b * per, self.wf, self._mask_c, self.lo,
+                    self.wnorm)
         return best
 
 

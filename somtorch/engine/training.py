@@ -148,7 +148,9 @@ class Trainer:
         update rule and the selected transformations are the same; distances differ only in
         float32 rounding (near-ties are re-evaluated exactly with ``tie_break="pink"``).
     compile : {"auto", "on", "off"}
-        The dense step's neuron update as one compiled loop on CPU (:mod:`somtorch.engine.fused`;
+        Where the compiled C loops of :mod:`somtorch.engine._native` are unavailable (no C
+        compiler, ``SOMTORCH_NATIVE=0``; otherwise they run the dense step's update), the dense
+        step's neuron update as one ``torch.compile`` loop on CPU (:mod:`somtorch.engine.fused`;
         bit-identical, so results never depend on it). ``"auto"`` (default) compiles for jobs
         large enough to repay the few seconds compilation takes
         (:data:`~somtorch.engine.fused.AUTO_MIN_ELEMENTS` weight updates).

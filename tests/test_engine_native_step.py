@@ -1,0 +1,162 @@
+"""The compiled online step (:mod:`somtorch.engine._native`: ``pink_update``, ``best_match_one``,
+``window_norms``) against independent references, and the dense step with and without it.
+
+* ``pink_update`` is PINK's ``c <- c - (c - x) * f`` bit for bit (checked against the three
+  float32 torch operations), reads each neuron's best transformation through the row table, leaves
+  factor-0 neurons and neurons outside its range untouched, and writes the window (times the
+  mask) and its norm (float64 reference, float32 rounding);
+* ``best_match_one`` completes the distances as ``max(d + |w|^2, 0)``, finds every neuron's first
+  minimum, the first best neuron, and flags near-ties exactly as ``OnlineStep._near_ties``;
+* training with the compiled step gives the eager step's weights, update counts and best matches,
+  every bit, for PINK's and the native geometry, both tie rules, both gather layouts, circular
+  and quadratic regions, two channels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from somtorch.engine import Neighbourhood, RotationInvariantSOM, SOMGeometry, Trainer, _native
+from somtorch.engine.distance import TIE_RTOL
+from somtorch.engine.online import DenseStep, OnlineStep
+from somtorch.geometry import Lattice
+
+pytestmark = pytest.mark.skipif(not _native.update_available(), reason="no C compiler for the compiled loops")
+
+
+def _update_case(seed, n=7, c=2, nd=9, t=5, lo=2, u=5, masked=True):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, c, nd, nd, generator=g)
+    src = torch.randn(3 + t * c * nd, nd, generator=g)  # 3 rows of another image first
+    perm = torch.randperm(t * c * nd, generator=g)
+    table = perm.view(t, c * nd).contiguous()  # any row order, as the bank's reversed rows
+    tb = torch.randint(0, t, (n,), generator=g)
+    fac = torch.rand(n, generator=g) * 0.5
+    fac[1] = 0.0  # PINK skips factor 0
+    fac[4] = 1e-40  # subnormal factor: computed, not flushed
+    mask = (torch.rand(u, u, generator=g) > 0.3).float() if masked else None
+    return w, src, table, tb, fac, mask, lo, u
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_pink_update_is_pinks_rule_bit_for_bit(masked):
+    w, src, table, tb, fac, mask, lo, u = _update_case(3, masked=masked)
+    n, c, nd, _ = w.shape
+    ref = w.clone()
+    for i in range(n):  # the eager rule: three float32 operations, each rounded
+        if fac[i] == 0:
+            continue
+        x = src[3 + table[tb[i]]].view(c, nd, nd)
+        ref[i] = ref[i] - (ref[i] - x) * fac[i]
+    wf = torch.full((n, c, u, u), -7.0)
+    wnorm = torch.full((n,), -1.0)
+    got = w.clone()
+    assert _native.pink_update(got, src, table, tb, fac, 3, wf, mask, lo, wnorm)
+    assert torch.equal(got, ref)
+    assert torch.equal(got[1], w[1])  # factor 0: untouched
+    assert not torch.equal(got[4], w[4]) or torch.equal(ref[4], w[4])
+    win = ref[:, :, lo:lo + u, lo:lo + u] * (mask if mask is not None else 1.0)
+    moved = fac != 0
+    assert torch.equal(wf[moved], win[moved])
+    assert torch.all(wf[~moved] == -7.0) and torch.all(wnorm[~moved] == -1.0)
+    exact = win.double().flatten(1).square().sum(1).float()
+    assert torch.equal(wnorm[moved], exact[moved])  # double lanes, rounded once: the exact norm here
+    out = torch.empty(n)
+    _native.window_norms(wf.contiguous(), out)
+    assert torch.equal(out[moved], wnorm[moved])
+
+
+def test_pink_update_neuron_ranges_split_the_work():
+    w, src, table, tb, fac, mask, lo, u = _update_case(5)
+    n = w.shape[0]
+    a, b = w.clone(), w.clone()
+    wfa, wfb = torch.zeros(n, 2, u, u), torch.zeros(n, 2, u, u)
+    na, nb = torch.zeros(n), torch.zeros(n)
+    _native.pink_update(a, src, table, tb, fac, 3, wfa, mask, lo, na)
+    _native.pink_update(b, src, table, tb, fac, 3, wfb, mask, lo, nb, neurons=(0, 3))
+    assert torch.equal(b[3:], w[3:])  # outside the range: untouched
+    _native.pink_update(b, src, table, tb, fac, 3, wfb, mask, lo, nb, neurons=(3, n))
+    assert torch.equal(a, b) and torch.equal(wfa, wfb) and torch.equal(na, nb)
+
+
+def test_best_match_one_against_torch():
+    g = torch.Generator().manual_seed(11)
+    t, n = 12, 9
+    part = torch.rand(t, n, generator=g) * 5.0 - 1.0  # rcol - 2 x.w: may be negative
+    wnorm = torch.rand(n, generator=g) * 2.0 + 1.0
+    part[5, 2] = -100.0  # clamps to 0
+    part[7, 3] = part[2, 3] = -50.0  # equal minima: the first transformation wins
+    d = part.clone()
+    dmin, tb, near = torch.empty(n), torch.empty(n, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
+    best = _native.best_match_one(d, wnorm, -1.0, dmin, tb, near)
+    ref = (part + wnorm).clamp_min(0)
+    assert torch.equal(d, ref)
+    rmin, rtb = torch.min(ref, dim=0)
+    assert torch.equal(dmin, rmin) and torch.equal(tb, rtb)
+    assert tb[3] == 2
+    assert best == int(torch.argmin(rmin)) == 2  # d[5, 2] = 0 and d[7, 3] = 0: the first neuron
+    assert near[0] == 0  # tol < 0: not tested
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_near_tie_flag_is_online_steps(seed):
+    g = torch.Generator().manual_seed(seed)
+    t, n = 16, 10
+    d0 = torch.rand(t, n, generator=g) * 50 + 10
+    if seed % 2:  # a planted near-tie between two transformations of one neuron
+        r = int(d0[:, 4].argmin())
+        d0[(r + 1) % t, 4] = d0[r, 4] * (1 + 2e-7)
+    if seed % 3 == 0:  # two best neurons with the same minimum
+        d0[:, 1] -= 9.5
+        d0[:, 7] = d0[:, 1]
+    wnorm = torch.zeros(n)
+    rmax = torch.tensor(60.0)
+    tol = float((np.float32(float(rmax)) + wnorm.numpy().max()) * (2.0 * TIE_RTOL))
+    d = d0.clone()
+    dmin, tb, near = torch.empty(n), torch.empty(n, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
+    _native.best_match_one(d, wnorm, tol, dmin, tb, near)
+    expect = OnlineStep._near_ties(d0, d0.min(dim=0).values, rmax, wnorm)
+    assert bool(near[0]) == expect
+    if seed % 2 or seed % 3 == 0:
+        assert expect  # the planted ties are seen
+
+
+def _train(native, geo, side, n=24, c=1, tie="pink", seed=2, monkeypatch=None):
+    monkeypatch.setenv("SOMTORCH_NATIVE", "1" if native else "0")
+    som = RotationInvariantSOM(Lattice("cartesian", (side, side)), geo, init="random", seed=seed, rng="pink",
+                               tie_break=tie)
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.rand(n, c, geo.image_dim, geo.image_dim, generator=g)
+    imgs[::5] = imgs[::5].rot90(1, (-2, -1))  # quarter-turned copies: exact ties in the search
+    hist = []
+    t = Trainer(som, Neighbourhood("gaussian", 1.1, 0.2), num_iter=2, shuffle=True, metrics_sample=0, step="dense",
+                batch_size=7)
+    t.fit(imgs)
+    hist.append(som.update_count.clone())
+    return som.weight.detach().clone(), hist
+
+
+@pytest.mark.parametrize("case", [
+    dict(d=12, numrot=4, side=5, conv="pink", shape="circular", tie="pink"),  # whole transformations, masked
+    dict(d=12, numrot=8, side=2, conv="native", shape="circular", tie="none"),  # bank rows
+    dict(d=10, numrot=8, side=3, conv="pink", shape="quadratic", tie="pink", c=2),  # two channels, full window
+    dict(d=11, numrot=36, side=2, conv="native", shape="quadratic", tie="pink"),  # odd side
+])
+def test_dense_training_with_the_compiled_step_is_bit_identical(case, monkeypatch):
+    geo = SOMGeometry(case["d"], channels=case.get("c", 1), numrot=case["numrot"], convention=case["conv"],
+                      distance_shape=case["shape"])
+    kw = dict(c=case.get("c", 1), tie=case["tie"], monkeypatch=monkeypatch)
+    wa, ha = _train(True, geo, case["side"], **kw)
+    wb, hb = _train(False, geo, case["side"], **kw)
+    assert torch.equal(wa, wb)
+    assert all(torch.equal(x, y) for x, y in zip(ha, hb))
+    assert not torch.equal(wa, _train(True, geo, case["side"], seed=3, **kw)[0])  # the comparison can fail
+
+
+def test_dense_step_uses_the_compiled_loop_unless_disabled(monkeypatch):
+    som = RotationInvariantSOM(Lattice("cartesian", (2, 2)), SOMGeometry(8, numrot=4), init="random")
+    assert DenseStep(som, som.factors(Neighbourhood())).native
+    monkeypatch.setenv("SOMTORCH_NATIVE", "0")
+    assert not DenseStep(som, som.factors(Neighbourhood())).native
