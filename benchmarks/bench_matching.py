@@ -11,8 +11,9 @@ Every case maps the same images onto the same SOM with every mode, in one proces
 * ``approx-fine``: bisect, coarse 15, refine 2 (27 of 90);
 * ``approx-polar``: bisect plus 2 polar-FFT seed angles (:class:`somtorch.engine.polar.PolarMatcher`);
 * ``polar``: the polar search (``search="polar"``: no exact first pass; exact norms, exact inner
-  cross term, polar-FFT outer cross term, then 3 of 90 base rotations exact,
-  :mod:`somtorch.engine.polarsearch`); ``polar-r2``: the same with 2; ``polar-r5``: with 5; ``polar-n6``: 6 neurons estimated (not 8);
+  cross term, polar-FFT outer cross term for the 6 best neurons of an invariant bound, then 5 of
+  90 base rotations exact in two passes, :mod:`somtorch.engine.polarsearch`); ``polar-r3``: 3
+  (2 + 1); ``polar-r2``: 2 (1 + 1);
 * ``exact+scales`` / ``approx+scales``: the same with the five default zoom factors
   (0.8 ... 1.25, :func:`somtorch.engine.scale_factors`), compared with ``exact+scales``.
 
@@ -126,9 +127,8 @@ MODES = {
     "approx-fine": ("approximate", {"search": "bisect", "coarse": 15, "refine": 2}, False),
     "approx-polar": ("approximate", {"search": "bisect", "seeds": 2}, False),
     "polar": ("approximate", {"search": "polar"}, False),
+    "polar-r3": ("approximate", {"search": "polar", "refine": 3}, False),
     "polar-r2": ("approximate", {"search": "polar", "refine": 2}, False),
-    "polar-r5": ("approximate", {"search": "polar", "refine": 5}, False),
-    "polar-n6": ("approximate", {"search": "polar", "neurons": 6}, False),
     "exact+scales": ("exact", {}, True),
     "approx+scales": ("approximate", {}, True),
 }

@@ -144,7 +144,7 @@ class ApproxConfig:
     """``approx`` of ``somtorch.map`` (``matching: approximate``; :class:`somtorch.engine.ApproxMapper`)."""
 
     coarse: Optional[int] = None   # default by search: surrogate 15, polar 0, bisect 6
-    refine: Optional[int] = None   # default by search: surrogate 4, polar 3, bisect 1
+    refine: Optional[int] = None   # default by search: surrogate 4, polar 5, bisect 1
     stages: Optional[int] = None
     seeds: int = 0
     search: str = "surrogate"

@@ -192,7 +192,7 @@ def _update_best(best, tbest, dsq, t):
 
 
 #: search strategies of :class:`ApproxMapper` and their default ``(coarse, refine, neurons)``
-SEARCHES = {"surrogate": (15, 4, 8), "polar": (0, 3, 6), "bisect": (6, 1, 8)}
+SEARCHES = {"surrogate": (15, 4, 8), "polar": (0, 5, 6), "bisect": (6, 1, 8)}
 
 
 @dataclass(frozen=True)
@@ -251,11 +251,13 @@ class ApproxMapper(Mapper):
          (:func:`~somtorch.engine.surrogate.surrogate_bases`);
       3. the ``refine`` base rotations with the lowest estimates, evaluated exactly.
 
-    * ``"polar"`` (``coarse=0, refine=3, neurons=6``): the ``refine`` base rotations with the lowest estimate
-      of :class:`~somtorch.engine.polarsearch.PolarSurrogate` (exact norms, exact cross term of
-      the pixels within ``inner_radius`` of the centre, polar-FFT cross term of the others, for
-      the ``neurons`` best neurons of a rotation-invariant polar bound), plus ``coarse`` evenly
-      spaced ones, evaluated exactly in one pass.
+    * ``"polar"`` (``coarse=0, refine=5, neurons=6``): no exact first pass; the estimate of
+      :class:`~somtorch.engine.polarsearch.PolarSurrogate` (exact norms, exact cross term of the
+      pixels within ``inner_radius`` of the centre, polar-FFT cross term of the others, for the
+      ``neurons`` best neurons of a rotation-invariant polar bound) picks ``refine`` base
+      rotations, evaluated exactly in two passes: ``refine - refine // 2`` spread over the best
+      neurons (plus ``coarse`` evenly spaced ones), then ``refine // 2`` for the exact best
+      neuron so far.
 
     * ``"bisect"`` (the first method; ``coarse=6, refine=1``):
 
@@ -353,9 +355,11 @@ class ApproxMapper(Mapper):
         opt = self.options
         per_stage = max(opt.coarse, (1 if opt.search == "surrogate" else 2) * opt.refine, 1)
         est = 0
-        if opt.search == "polar":  # all at once; the polar spectra and ranking values of every neuron
-            per_stage = max(opt.coarse + opt.refine, 1)
-            est = som.num_neurons * 2 * (4 * 64 + 36) * 4 * 2
+        if opt.search == "polar":  # two exact passes; the surrogate's tables (inner samples, norms'
+            # pixel products, every transformation of the estimated neurons, the polar spectra)
+            per_stage = max(opt.coarse + opt.refine - opt.refine // 2, opt.refine // 2, 1)
+            d, numrot = som.geometry.image_dim, som.geometry.numrot
+            est = 8 * (4 * opt.neurons * numrot + 64 * c * self.subset.k + 5 * c * d * d + 128 * som.num_neurons)
         if self.polar is not None:
             p = self.polar
             est = (2 if p.flip else 1) * som.num_neurons * (p.n_eval + p.numrot + 4 * p.n_freq) * 4 * 2
@@ -370,8 +374,8 @@ class ApproxMapper(Mapper):
         b = int(max(1, min(256, self.memory_budget // max(self.bytes_per_image(), 1))))
         if self.som.device.type == "cpu":
             opt, sub = self.options, self.subset
-            if opt.search == "polar":  # one exact pass over the coarse and refined base rotations
-                widest = max(min(opt.coarse + opt.refine, sub.k), 1)
+            if opt.search == "polar":  # the first exact pass: coarse and the spread refined ones
+                widest = max(min(opt.coarse + opt.refine - opt.refine // 2, sub.k), 1)
             else:
                 widest = max(min(opt.coarse, sub.k) + opt.seeds, 2 * opt.refine, 1)
             feat = widest * self.som.engine.pairing()["sides"] * self.som.geometry.channels * sub.u * sub.u * 4
@@ -447,27 +451,44 @@ class ApproxMapper(Mapper):
         return _update_best(best, tbest, dsq, t)
 
     def _polar_pass(self, x, neurons):
-        """``search="polar"``: ``coarse`` evenly spaced base rotations and the ``refine`` ones with the
-        lowest polar surrogate (:class:`~somtorch.engine.polarsearch.PolarSurrogate`), evaluated
-        exactly in one pass (every base rotation when that is at least as many)."""
+        """``search="polar"``: two exact passes guided by the polar surrogate
+        (:class:`~somtorch.engine.polarsearch.PolarSurrogate`, per-neuron base scores ``(B, R, k)``):
+        ``coarse`` evenly spaced base rotations and ``refine - refine // 2`` spread over the best
+        neurons (each one's best), then the ``refine // 2`` best of the exact best neuron so far
+        (or, when it is not among the estimated ones, the best over them); every base rotation
+        when that is at least as many."""
         from somtorch.engine.distance import first_min
-        from somtorch.engine.polarsearch import PolarSurrogate
+        from somtorch.engine.polarsearch import PolarSurrogate, spread_bases
 
         sub, opt = self.subset, self.options
         k, b, dev = sub.k, x.shape[0], x.device
         m1 = min(opt.coarse, k)
         coarse = torch.round(torch.arange(m1, dtype=torch.float64) * (k / max(m1, 1))).long().to(dev)
         if m1 + opt.refine >= k or 4 * k != sub.numrot:
-            sel = torch.arange(k, device=dev).expand(b, k)
-        else:
-            if self._guide is None:
-                self._guide = PolarSurrogate(self.som, opt.inner_radius, n_angles=opt.n_angles, n_radii=opt.n_radii,
-                                             max_frequency=opt.max_frequency)
-            est = self._guide.estimate(x, opt.refine, opt.neurons, coarse)
-            sel = torch.cat([coarse.expand(b, m1), est], dim=1).sort(dim=1).values if m1 else est
-        dsq, t = sub.sq_distances(x, sel, neurons)
+            dsq, t = sub.sq_distances(x, torch.arange(k, device=dev).expand(b, k), neurons)
+            best, arg = first_min(dsq, 1)
+            return best, torch.gather(t, 1, arg)
+        if self._guide is None:
+            self._guide = PolarSurrogate(self.som, opt.inner_radius, n_angles=opt.n_angles, n_radii=opt.n_radii,
+                                         max_frequency=opt.max_frequency)
+        scores, top = self._guide.base_scores(x, opt.neurons)  # (B, R, k), (B, R)
+        first = opt.refine - opt.refine // 2
+        sel = coarse.expand(b, m1)
+        if first:
+            sel = torch.cat([sel, spread_bases(scores, first, sel)], dim=1)
+        dsq, t = sub.sq_distances(x, sel.sort(dim=1).values, neurons)
         best, arg = first_min(dsq, 1)
-        return best, torch.gather(t, 1, arg)
+        tbest = torch.gather(t, 1, arg)
+        if opt.refine // 2:
+            # the exact best neuron's own scores (the best over the estimated neurons if it is not one)
+            hit = top == best.argmin(dim=1, keepdim=True)  # (B, R)
+            own = (scores * hit.unsqueeze(-1)).sum(1)
+            row = torch.where(hit.any(1, keepdim=True), own, scores.amin(dim=1))
+            row.scatter_(1, sel, float("inf"))
+            nxt = torch.topk(row, min(opt.refine // 2, k - sel.shape[1]), dim=1, largest=False).indices
+            dsq, t = sub.sq_distances(x, nxt.sort(dim=1).values, neurons)
+            best, tbest = _update_best(best, tbest, dsq, t)
+        return best, tbest
 
     @torch.no_grad()
     def iter_batches(self, data, rows=None):

@@ -31,10 +31,12 @@ region pixels exact, i.e. nearly the exact search's work (benchmarks/RESULTS.md)
 Only the ``neurons`` best neurons get the surrogate at every angle: they are ranked by a
 rotation- and flip-invariant bound, the distance between the magnitudes of the images' and
 neurons' angular spectra ring by ring (one product for all neurons; it held the exact best neuron
-among its 8 best for 99-100 % of images in all three benchmark cases). The ``refine`` base
-rotations with the lowest surrogate over those neurons (with their eight variants each) are then
-evaluated **exactly** for every neuron (:class:`~somtorch.engine.approx.BaseSubsetEngine`), so
-every reported distance is the exact distance of the reported transformation.
+among its 8 best for 99-100 % of images in all three benchmark cases). The base rotations the
+surrogate ranks best (with their eight variants each) are then evaluated **exactly** for every
+neuron (:class:`~somtorch.engine.approx.BaseSubsetEngine`), in two passes
+(:meth:`~somtorch.engine.approx.ApproxMapper._polar_pass`): first the best one of each of the best
+neurons in turn (:func:`spread_bases`), then the next best ones of the exact best neuron so far.
+Every reported distance is the exact distance of the reported transformation.
 
 Convention
 ----------
@@ -55,7 +57,7 @@ import torch
 from somtorch.engine.polar import PolarMatcher, _sample
 from somtorch.errors import ConfigError
 
-__all__ = ["PolarSurrogate"]
+__all__ = ["PolarSurrogate", "spread_bases"]
 
 
 class PolarSurrogate:
@@ -281,20 +283,46 @@ class PolarSurrogate:
     def _add_norms(self, images, part):
         return part.add_(self._norms_by_angle(images).unsqueeze(1))
 
-    def estimate(self, images: torch.Tensor, count: int, neurons: int,
-                 exclude: torch.Tensor | None = None) -> torch.Tensor:
-        """The ``count`` base rotations ``(B, count)`` (sorted) with the lowest :meth:`surrogate`
-        over the ``neurons`` best neurons of :meth:`rank`, none of ``exclude (m,)``."""
+    def base_scores(self, images: torch.Tensor, neurons: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every base rotation's surrogate for each of the ``neurons`` best neurons of :meth:`rank`:
+        its lowest estimate over the flips and quarter turns, ``(B, R, k)``, and those neurons
+        ``(B, R)``."""
         b, k = images.shape[0], self.k
         xp = self.polar_samples(images)
         top = self.rank(images, neurons, xp)
         outer, part = self._cross(images, top, xp)
         for f, o in enumerate(outer):
             part[:, :, f] += o
-        part.mul_(-2.0).add_(self._wnorm(top))  # the neuron-dependent part of the surrogate
-        # a base rotation's score: its lowest estimate over the neurons, flips and quarter turns
-        score = (part.amin(dim=1) + self._norms_by_angle(images)).amin(dim=1).view(b, -1, k).amin(dim=1)
+        part.mul_(-2.0).add_(self._wnorm(top)).add_(self._norms_by_angle(images).unsqueeze(1))
+        return part.view(b, top.shape[1], -1, k).amin(dim=2), top
+
+    def estimate(self, images: torch.Tensor, count: int, neurons: int,
+                 exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``count`` base rotations ``(B, count)`` (sorted) with the lowest :meth:`surrogate`
+        over the ``neurons`` best neurons of :meth:`rank`, none of ``exclude (m,)``."""
+        k = self.k
+        score = self.base_scores(images, neurons)[0].amin(dim=1)  # (B, k): best over the neurons
         if exclude is not None and len(exclude):
             score[:, exclude] = float("inf")
         count = min(int(count), k - (len(exclude) if exclude is not None else 0))
         return torch.topk(score, count, dim=1, largest=False).indices.sort(dim=1).values
+
+
+def spread_bases(scores: torch.Tensor, count: int, taken: torch.Tensor | None = None) -> torch.Tensor:
+    """``count`` distinct base rotations ``(B, count)``: the best one (lowest score) of each neuron in
+    turn, neurons ordered by their lowest score, none of ``taken (B, m)``; ``scores (B, R, k)``.
+
+    Measured (benchmarks/RESULTS.md): spreading the first exact pass over the best neurons finds
+    the exact best neuron more often on sharp sources than the globally lowest scores do."""
+    scores = scores.clone()
+    b, r, k = scores.shape
+    if taken is not None and taken.numel():
+        scores.scatter_(2, taken.unsqueeze(1).expand(b, r, taken.shape[1]), float("inf"))
+    order = scores.amin(dim=2).argsort(dim=1)  # (B, R)
+    out = []
+    for i in range(min(int(count), k)):
+        row = torch.gather(scores, 1, order[:, i % r].view(b, 1, 1).expand(b, 1, k))[:, 0]  # (B, k)
+        pick = row.argmin(dim=1)
+        out.append(pick)
+        scores.scatter_(2, pick.view(b, 1, 1).expand(b, r, 1), float("inf"))
+    return torch.stack(out, dim=1)
