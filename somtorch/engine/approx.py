@@ -271,9 +271,10 @@ class ApproxMapper(Mapper):
     matching, surrogate search"): ``surrogate`` evaluates 19 of 90 base rotations and finds the
     exact best neuron for 99.3-99.5 % of images (built-in sky 32 and 64 px, structured sources),
     2.2-3.2x faster than exact search; ``bisect`` evaluates 14 and finds it for 94-97 % (27 with
-    ``coarse=15, refine=2``: 98.8-99.7 %). ``polar`` evaluates 3: 5.6-6.4x exact at 98.8 %
-    (sky 32 px), 8.3-10.5x at 99.5 % (sky 64 px), but 3.4-7x at only 92 % on the sharp structured
-    sources (section "polar search" there).
+    ``coarse=15, refine=2``: 98.8-99.7 %). ``polar`` evaluates 5 (no exact first pass): 5.7x
+    exact at 99.5 % (sky 32 px), 6.7x at 100 % (sky 64 px), but 4.1x at only 96.7 % on the sharp
+    structured sources (section "polar search" there; ``refine=3``: 7.0x / 7.8x / 4.8x at 99.3 /
+    99.5 / 96.3 %).
 
     Every reported distance is the exact region distance of the reported transformation (the same
     value the exact mapper computes for it); what is approximate is that the best transformation
