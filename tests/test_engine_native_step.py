@@ -26,37 +26,47 @@ from somtorch.geometry import Lattice
 pytestmark = pytest.mark.skipif(not _native.update_available(), reason="no C compiler for the compiled loops")
 
 
-def _update_case(seed, n=7, c=2, nd=9, t=5, lo=2, u=5, masked=True):
+def _update_case(seed, n=7, c=2, nd=9, k=3, lo=2, u=5, masked=True):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(n, c, nd, nd, generator=g)
-    src = torch.randn(3 + t * c * nd, nd, generator=g)  # 3 rows of another image first
-    perm = torch.randperm(t * c * nd, generator=g)
-    table = perm.view(t, c * nd).contiguous()  # any row order, as the bank's reversed rows
-    tb = torch.randint(0, t, (n,), generator=g)
+    base = torch.randn(k, c, nd, nd, generator=g)
+    variants = torch.tensor([[i, side, rr, cr] for i in range(k) for side in (0, 1) for rr in (0, 1) for cr in (0, 1)])
+    tb = torch.randint(0, len(variants), (n,), generator=g)
+    tb[:4] = torch.tensor([1, 2, 4, 7])  # column reversal, row reversal, transpose, all three
     fac = torch.rand(n, generator=g) * 0.5
-    fac[1] = 0.0  # PINK skips factor 0
-    fac[4] = 1e-40  # subnormal factor: computed, not flushed
+    fac[5] = 0.0  # PINK skips factor 0
+    fac[6] = 1e-40  # subnormal factor: computed, not flushed
     mask = (torch.rand(u, u, generator=g) > 0.3).float() if masked else None
-    return w, src, table, tb, fac, mask, lo, u
+    return w, base, variants, tb, fac, mask, lo, u
+
+
+def _variant(base, v):
+    x = base[int(v[0])]
+    if v[1]:
+        x = x.transpose(-1, -2)
+    if v[2]:
+        x = x.flip(-2)
+    if v[3]:
+        x = x.flip(-1)
+    return x
 
 
 @pytest.mark.parametrize("masked", [True, False])
 def test_pink_update_is_pinks_rule_bit_for_bit(masked):
-    w, src, table, tb, fac, mask, lo, u = _update_case(3, masked=masked)
+    w, base, variants, tb, fac, mask, lo, u = _update_case(3, masked=masked)
     n, c, nd, _ = w.shape
     ref = w.clone()
     for i in range(n):  # the eager rule: three float32 operations, each rounded
         if fac[i] == 0:
             continue
-        x = src[3 + table[tb[i]]].view(c, nd, nd)
+        x = _variant(base, variants[tb[i]])
         ref[i] = ref[i] - (ref[i] - x) * fac[i]
     wf = torch.full((n, c, u, u), -7.0)
     wnorm = torch.full((n,), -1.0)
     got = w.clone()
-    assert _native.pink_update(got, src, table, tb, fac, 3, wf, mask, lo, wnorm)
+    assert _native.pink_update(got, base, variants, tb, fac, wf, mask, lo, wnorm)
     assert torch.equal(got, ref)
-    assert torch.equal(got[1], w[1])  # factor 0: untouched
-    assert not torch.equal(got[4], w[4]) or torch.equal(ref[4], w[4])
+    assert torch.equal(got[5], w[5])  # factor 0: untouched
     win = ref[:, :, lo:lo + u, lo:lo + u] * (mask if mask is not None else 1.0)
     moved = fac != 0
     assert torch.equal(wf[moved], win[moved])
@@ -69,15 +79,15 @@ def test_pink_update_is_pinks_rule_bit_for_bit(masked):
 
 
 def test_pink_update_neuron_ranges_split_the_work():
-    w, src, table, tb, fac, mask, lo, u = _update_case(5)
+    w, base, variants, tb, fac, mask, lo, u = _update_case(5)
     n = w.shape[0]
     a, b = w.clone(), w.clone()
     wfa, wfb = torch.zeros(n, 2, u, u), torch.zeros(n, 2, u, u)
     na, nb = torch.zeros(n), torch.zeros(n)
-    _native.pink_update(a, src, table, tb, fac, 3, wfa, mask, lo, na)
-    _native.pink_update(b, src, table, tb, fac, 3, wfb, mask, lo, nb, neurons=(0, 3))
+    _native.pink_update(a, base, variants, tb, fac, wfa, mask, lo, na)
+    _native.pink_update(b, base, variants, tb, fac, wfb, mask, lo, nb, neurons=(0, 3))
     assert torch.equal(b[3:], w[3:])  # outside the range: untouched
-    _native.pink_update(b, src, table, tb, fac, 3, wfb, mask, lo, nb, neurons=(3, n))
+    _native.pink_update(b, base, variants, tb, fac, wfb, mask, lo, nb, neurons=(3, n))
     assert torch.equal(a, b) and torch.equal(wfa, wfb) and torch.equal(na, nb)
 
 

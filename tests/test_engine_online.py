@@ -22,7 +22,11 @@ def _som(d=12, c=1, numrot=8, flip=True, shape="quadratic", side=3, seed=1, **kw
     (1, True, 1, "quadratic"), (1, False, 1, "circular"), (4, True, 2, "quadratic"), (4, False, 1, "quadratic"),
     (8, True, 1, "circular"), (12, True, 2, "circular"), (36, False, 1, "quadratic"),
 ])
-def test_dense_bank_rows_are_the_transformations_bit_for_bit(numrot, flip, c, shape):
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_dense_bank_rows_are_the_transformations_bit_for_bit(numrot, flip, c, shape, native, monkeypatch):
+    """The update's sources are the transformations: the bank's rows (eager) or the base rotations
+    with the variant table (compiled loop: base rotation, transpose, row and column reversal)."""
+    monkeypatch.setenv("SOMTORCH_NATIVE", native)
     som = _som(d=11, c=c, numrot=numrot, flip=flip, shape=shape)
     imgs = torch.rand(3, c, 11, 11, generator=torch.Generator().manual_seed(numrot))
     st = DenseStep(som, som.factors(Neighbourhood()))
@@ -31,7 +35,14 @@ def test_dense_bank_rows_are_the_transformations_bit_for_bit(numrot, flip, c, sh
     lo, hi = som.engine.window
     mask = som.engine.mask[lo:hi, lo:hi]
     for b in range(3):
-        got = st.src[b] if st.whole else st.src[b].index_select(0, st._rows.view(-1)).view_as(ref[b])
+        if st.native:
+            got = []
+            for i, side, rr, cr in st._variants.tolist():
+                x = st.base[b, i].transpose(-1, -2) if side else st.base[b, i]
+                got.append(x.flip([dim for dim, on in ((-2, rr), (-1, cr)) if on]))
+            got = torch.stack(got)
+        else:
+            got = st.src[b] if st.whole else st.src[b].index_select(0, st._rows.view(-1)).view_as(ref[b])
         assert torch.equal(got, ref[b])
         win = ref[b][..., lo:hi, lo:hi]
         assert torch.equal(st.xf[b], win.reshape(som.num_transforms, -1))

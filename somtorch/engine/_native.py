@@ -14,10 +14,13 @@ and without unsafe math, so nothing is fused or reassociated), bit-identical to 
 
 The second loop, :func:`pink_update`, is one image's online update of every neuron (spec §5.1,
 ``c <- c - (c - x) * f``: three float32 operations per weight, each rounded, neurons with factor 0
-untouched) with each neuron's best transformation read straight from the rows of the trainer's
-transformation bank, and the neurons' distance window (times the region mask) written in the same
-pass. Eagerly that is a row gather and four memory passes over all neurons per image (~200 us at
-40x40 / 10x10 SOM / 8 rotations, most of a training step); the loop reads every weight once.
+untouched) with each neuron's best transformation read straight from the image's base rotations
+(a transpose and row/column reversals are index arithmetic: no transformation bank is built), and
+the neurons' distance window (times the region mask) and its norm written in the same pass.
+Eagerly that is building the bank, a row gather and four memory passes over all neurons per image
+(~300 us at 40x40 / 10x10 SOM / 8 rotations, most of a training step); the loop reads every weight
+once. A third loop, :func:`best_match_one`, completes one image's distances and finds its best
+match and whether PINK's tie rules could decide it.
 
 Without a working compiler, or with ``SOMTORCH_NATIVE=0``, :func:`pink_sq` and :func:`pink_update`
 return None / False and the caller uses numpy or torch (logged once): results never depend on it.
@@ -79,40 +82,64 @@ void somtorch_window_norms(const float *v, int64_t n, int64_t len, float *out)
         out[i] = window_norm(v + i * len, len);
 }
 
-/* somtorch: PINK's online update of neurons i0..i1-1 of r rows of nd floats each (rows = channels x nd).
-   Neuron i moves towards its best transformation tb[i], whose r rows are
-   src + (off + table[tb[i] * r + j]) * nd, by fac[i] (skipped when 0, as PINK does):
-   c = c - (c - x) * f, each operation rounded to float. The window rows lo..lo+u-1, columns
-   lo..lo+u-1 of every channel of every moved neuron are written to wf (n, r / nd, u, u), times
-   mask (u, u) unless mask is NULL, and their squared norm to wnorm[i] (window_norm). */
-void somtorch_pink_update(float *w, const float *src, const int64_t *table, const int64_t *tb, const float *fac,
-                          int64_t i0, int64_t i1, int64_t r, int64_t nd, int64_t off, float *wf, const float *mask, int64_t lo,
+/* somtorch: PINK's online update of neurons i0..i1-1 (ch channels of nd x nd floats each) from one
+   image's base rotations base (k, ch, nd, nd). Neuron i moves towards its best transformation
+   tb[i], the dihedral variant vt[4 tb[i] ..] = (base rotation, transpose, reverse rows, reverse
+   columns) -- transposed first, then rows and columns reversed -- by fac[i] (skipped when 0, as
+   PINK does): c = c - (c - x) * f, each operation rounded to float. The window rows and columns
+   lo..lo+u-1 of every channel of every moved neuron are written to wf (n, ch, u, u), times mask
+   (u, u) unless mask is NULL, and their squared norm to wnorm[i] (window_norm). */
+void somtorch_pink_update(float *w, const float *base, const int64_t *vt, const int64_t *tb, const float *fac,
+                          int64_t i0, int64_t i1, int64_t ch, int64_t nd, float *wf, const float *mask, int64_t lo,
                           int64_t u, float *wnorm)
 {
-    const int64_t ch = r / nd;
+    float xrow[nd > 0 ? nd : 1];
     for (int64_t i = i0; i < i1; ++i) {
         const float f = fac[i];
         if (f == 0.0f)
             continue;
-        const int64_t *rows = table + tb[i] * r;
-        for (int64_t j = 0; j < r; ++j) {
-            float *restrict c = w + (i * r + j) * nd;
-            const float *restrict x = src + (off + rows[j]) * nd;
-            for (int64_t p = 0; p < nd; ++p) {
-                float d = c[p] - x[p];
-                float e = d * f;
-                c[p] = c[p] - e;
-            }
-            int64_t row = j % nd;
-            if (wf && row >= lo && row < lo + u) {
-                float *restrict o = wf + ((i * ch + j / nd) * u + (row - lo)) * u;
-                if (mask) {
-                    const float *restrict m = mask + (row - lo) * u;
-                    for (int64_t p = 0; p < u; ++p)
-                        o[p] = c[lo + p] * m[p];
+        const int64_t *v = vt + 4 * tb[i];
+        const int64_t side = v[1], rrev = v[2], crev = v[3];
+        for (int64_t c = 0; c < ch; ++c) {
+            const float *b = base + (v[0] * ch + c) * nd * nd;
+            for (int64_t r = 0; r < nd; ++r) {
+                const int64_t rr = rrev ? nd - 1 - r : r;
+                const float *restrict x;
+                if (!side) {
+                    const float *s = b + rr * nd;
+                    if (crev) {
+                        for (int64_t p = 0; p < nd; ++p)
+                            xrow[p] = s[nd - 1 - p];
+                        x = xrow;
+                    } else {
+                        x = s;
+                    }
                 } else {
-                    for (int64_t p = 0; p < u; ++p)
-                        o[p] = c[lo + p];
+                    if (crev) {
+                        for (int64_t p = 0; p < nd; ++p)
+                            xrow[p] = b[(nd - 1 - p) * nd + rr];
+                    } else {
+                        for (int64_t p = 0; p < nd; ++p)
+                            xrow[p] = b[p * nd + rr];
+                    }
+                    x = xrow;
+                }
+                float *restrict cw = w + ((i * ch + c) * nd + r) * nd;
+                for (int64_t p = 0; p < nd; ++p) {
+                    float d = cw[p] - x[p];
+                    float e = d * f;
+                    cw[p] = cw[p] - e;
+                }
+                if (wf && r >= lo && r < lo + u) {
+                    float *restrict o = wf + ((i * ch + c) * u + (r - lo)) * u;
+                    if (mask) {
+                        const float *restrict m = mask + (r - lo) * u;
+                        for (int64_t p = 0; p < u; ++p)
+                            o[p] = cw[lo + p] * m[p];
+                    } else {
+                        for (int64_t p = 0; p < u; ++p)
+                            o[p] = cw[lo + p];
+                    }
                 }
             }
         }
@@ -204,7 +231,7 @@ def _build() -> ctypes.CDLL:
     fn.restype = None
     vp, cl = ctypes.c_void_p, ctypes.c_int64
     up = dll.somtorch_pink_update
-    up.argtypes = [vp, vp, vp, vp, vp, cl, cl, cl, cl, cl, vp, vp, cl, cl, vp]
+    up.argtypes = [vp, vp, vp, vp, vp, cl, cl, cl, cl, vp, vp, cl, cl, vp]
     up.restype = None
     bm = dll.somtorch_best
     bm.argtypes = [vp, cl, cl, vp, ctypes.c_float, vp, vp, vp]
@@ -251,7 +278,7 @@ def update_available() -> bool:
     return native_enabled() and _function("update") is not None
 
 
-def pink_update(w, src, table, tb, fac, off: int, wf=None, mask=None, lo: int = 0, wnorm=None,
+def pink_update(w, base, variants, tb, fac, wf=None, mask=None, lo: int = 0, wnorm=None,
                 neurons: tuple[int, int] | None = None) -> bool:
     """PINK's online update of every neuron in one pass (see module); False when unavailable.
 
@@ -259,10 +286,11 @@ def pink_update(w, src, table, tb, fac, off: int, wf=None, mask=None, lo: int = 
     ----------
     w : Tensor ``(N, C, nd, nd)`` float32, contiguous (CPU)
         The neurons, updated in place.
-    src : Tensor float32, contiguous
-        The transformation rows: ``nd`` floats each.
-    table : Tensor ``(T, C*nd)`` int64, contiguous
-        Row ``j`` of transformation ``t`` is ``src`` row ``off + table[t, j]``.
+    base : Tensor ``(k, C, nd, nd)`` float32, contiguous
+        One image's base rotations (:meth:`~somtorch.geometry.PinkTransformer.base_rotations`).
+    variants : Tensor ``(T, 4)`` int64, contiguous
+        Transformation ``t`` is base rotation ``variants[t, 0]``, transposed if ``variants[t, 1]``,
+        then rows reversed if ``variants[t, 2]`` and columns reversed if ``variants[t, 3]``.
     tb : Tensor ``(N,)`` int64
         Every neuron's best transformation.
     fac : Tensor ``(N,)`` float32
@@ -283,7 +311,7 @@ def pink_update(w, src, table, tb, fac, off: int, wf=None, mask=None, lo: int = 
     n, c, nd, _ = w.shape
     i0, i1 = neurons if neurons is not None else (0, n)
     u = wf.shape[-1] if wf is not None else 0
-    fn(w.data_ptr(), src.data_ptr(), table.data_ptr(), tb.data_ptr(), fac.data_ptr(), i0, i1, c * nd, nd, off,
+    fn(w.data_ptr(), base.data_ptr(), variants.data_ptr(), tb.data_ptr(), fac.data_ptr(), i0, i1, c, nd,
        wf.data_ptr() if wf is not None else None, mask.data_ptr() if mask is not None else None, lo, u,
        wnorm.data_ptr() if wnorm is not None else None)
     return True

@@ -212,7 +212,6 @@ class DenseStep(OnlineStep):
         if self.native:
             self._mask_c = None if self.full else mask.contiguous()
             self._fac_rows = factors.to(torch.float32).contiguous()
-            self._whole_rows = torch.arange(self._t * c * self.w.shape[-1]).view(self._t, -1)
             self._dmin = self.w.new_empty(n)
             self._tb = torch.empty(n, dtype=torch.int64)
             self._near = torch.zeros(1, dtype=torch.int64)
@@ -254,6 +253,9 @@ class DenseStep(OnlineStep):
 
         order = [(side, g, i) for side, g in pairs for i in range(k)]  # t = q * k + i
         self._rows = torch.stack([rows_of(s_, g, i, nd) for s_, g, i in order]).to(self.device)  # (T, C*nd)
+        # the same transformations for the compiled update: (base rotation, transpose, reverse
+        # rows, reverse columns)
+        self._variants = torch.tensor([[i, side, g & 1, (g >> 1) & 1] for side, g, i in order], dtype=torch.int64)
         # region norms: per base rotation and searched variant q (PINK order), t = q * k + i
         self._nq = len(pairs)
         self._t = len(order)
@@ -292,43 +294,18 @@ class DenseStep(OnlineStep):
         st: dict = {"images": images}
         base = self.eng.transformer.base_rotations(images)  # (B, k, C, nd, nd)
         b, k, c, nd, _ = base.shape
-        shape = (b, len(self._cvs), k, c, nd, nd)
-        if bufs.get("bank") is None or bufs["bank"].shape[0] < b:
-            # reused (no page faults per batch) and sized for the largest batch, so the fused
-            # update always sees the same shapes (no recompilation for a short last batch)
-            bufs["bank"] = base.new_empty(shape)
-            bufs["src"] = bufs["xf"] = None
-        bmax = bufs["bank"].shape[0]
-        bank = bufs["bank"][:b]
-        for n, (side, cr) in enumerate(self._cvs):
-            src = base if side == 0 else base.transpose(-2, -1)
-            bank[:, n].copy_(torch.flip(src, dims=(-1,)) if cr else src)
-        per = len(self._cvs) * k * c * nd  # bank rows per image
-        # the per-image gather's source: whole transformations (B, T, C, nd, nd) when there are
-        # fewer of them than neurons (one batched row gather here, N whole copies per image),
-        # else the bank's rows (N * C * nd rows gathered per image)
-        st["whole"] = self._t < self.w.shape[0]
+        if self.native:  # the compiled update reads the base rotations directly: no bank
+            st["base"] = base.contiguous()
+        else:
+            self._prepare_bank(st, bufs, base)
         lo, hi = self.lo, self.hi
         u, t = hi - lo, self._t
-        if st["whole"]:
-            if bufs["src"] is None:
-                bufs["src"] = base.new_empty((bmax, t, c, nd, nd))
-            st["src"] = bufs["src"][:b]
-            torch.index_select(bank.view(b * per, nd), 0, self._flat_index("rows", b, per),
-                               out=st["src"].view(b * t * c * nd, nd))
-            st["_fused_src"] = (bufs["src"].view(-1, c * nd * nd), self._ident, t)
-            if self.native:
-                st["_native_src"] = (bufs["src"], self._whole_rows, t * c * nd)
-        else:
-            st["src"] = bank.view(b, per, nd)
-            st["_fused_src"] = (bufs["bank"].view(-1, nd), self._rows, per)
-            if self.native:
-                st["_native_src"] = (bufs["bank"], self._rows, per)
+        bmax = max(b, bufs["xf"].shape[0] if bufs.get("xf") is not None else 0)
         # the GEMM operand (B, T, C*u*u): each searched dihedral variant of the base rotations'
         # windows (the window is centred, so transposes and reversals commute with it), one
         # strided copy per variant -- 3-4x faster than gathering its short rows
         basew = base[..., lo:hi, lo:hi]
-        if bufs["xf"] is None:
+        if bufs.get("xf") is None or bufs["xf"].shape[0] < b:
             bufs["xf"] = base.new_empty((bmax, self._nq, k, c, u, u))
         xf = bufs["xf"][:b]
         for q, (side, g) in enumerate(self.eng.pairing()["pairs"]):
@@ -341,6 +318,38 @@ class DenseStep(OnlineStep):
         if self.ties:
             st["rmax"] = st["rnorm"].amax(dim=1)
         return st
+
+    def _prepare_bank(self, st: dict, bufs: dict, base: torch.Tensor) -> None:
+        """The eager update's sources (without the compiled loops): the transformation bank and,
+        where there are fewer transformations than neurons, the whole transformations."""
+        b, k, c, nd, _ = base.shape
+        shape = (b, len(self._cvs), k, c, nd, nd)
+        if bufs.get("bank") is None or bufs["bank"].shape[0] < b:
+            # reused (no page faults per batch) and sized for the largest batch, so the fused
+            # update always sees the same shapes (no recompilation for a short last batch)
+            bufs["bank"] = base.new_empty(shape)
+            bufs["src"] = None
+        bmax = bufs["bank"].shape[0]
+        bank = bufs["bank"][:b]
+        for n, (side, cr) in enumerate(self._cvs):
+            src = base if side == 0 else base.transpose(-2, -1)
+            bank[:, n].copy_(torch.flip(src, dims=(-1,)) if cr else src)
+        per = len(self._cvs) * k * c * nd  # bank rows per image
+        # the per-image gather's source: whole transformations (B, T, C, nd, nd) when there are
+        # fewer of them than neurons (one batched row gather here, N whole copies per image),
+        # else the bank's rows (N * C * nd rows gathered per image)
+        st["whole"] = self._t < self.w.shape[0]
+        t = self._t
+        if st["whole"]:
+            if bufs["src"] is None:
+                bufs["src"] = base.new_empty((bmax, t, c, nd, nd))
+            st["src"] = bufs["src"][:b]
+            torch.index_select(bank.view(b * per, nd), 0, self._flat_index("rows", b, per),
+                               out=st["src"].view(b * t * c * nd, nd))
+            st["_fused_src"] = (bufs["src"].view(-1, c * nd * nd), self._ident, t)
+        else:
+            st["src"] = bank.view(b, per, nd)
+            st["_fused_src"] = (bufs["bank"].view(-1, nd), self._rows, per)
 
     def install(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -466,8 +475,7 @@ class DenseStep(OnlineStep):
                                       self.wnorm)[0]
             dmin, tb = torch.min(d, dim=0)
             best = int(torch.argmin(dmin))
-        src, table, per = self._native_src
-        pink_update(self.w, src, table, tb, self._fac_rows[best], b * per, self.wf, self._mask_c, self.lo,
+        pink_update(self.w, self.base[b], self._variants, tb, self._fac_rows[best], self.wf, self._mask_c, self.lo,
                     self.wnorm)
         return best
 
