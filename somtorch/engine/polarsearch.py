@@ -71,8 +71,8 @@ class PolarSurrogate:
         Radius (neuron pixels, about the window centre) of the disc whose cross term is exact.
     n_angles, n_radii, max_frequency : polar grid (:class:`~somtorch.engine.polar.PolarMatcher`);
         ``n_angles`` defaults to its default rounded up to a multiple of 4 (so that the estimate
-        of a quarter-turned image is the shifted estimate), ``max_frequency`` to 12 here (measured on the sky: as good as all frequencies, and
-        cheaper).
+        of a quarter-turned image is the shifted estimate), ``max_frequency`` to 12 here
+        (measured on the sky: as good as all frequencies, and cheaper).
     """
 
     def __init__(self, som, inner_radius: float = 4.0, n_angles: int | None = None,
@@ -121,7 +121,8 @@ class PolarSurrogate:
         np.add.at(smat, (inv, pp * self.k + kk), wt[wt != 0])
         self._sup = torch.from_numpy(sup if len(sup) else np.zeros(1, np.int64))
         self._smat = torch.from_numpy(smat.astype(np.float32))
-        # polar models: the whole region (ranking) and the region without the inner disc
+        # polar grids: the whole region (the invariant ranking's samples) and, as the outer
+        # model's mask, the region without the inner disc
         outer = eng.mask.clone()
         ri, ci = np.divmod(inner, u)
         outer[torch.from_numpy(ri + lo), torch.from_numpy(ci + lo)] = False
