@@ -170,3 +170,19 @@ def test_dense_step_uses_the_compiled_loop_unless_disabled(monkeypatch):
     assert DenseStep(som, som.factors(Neighbourhood())).native
     monkeypatch.setenv("SOMTORCH_NATIVE", "0")
     assert not DenseStep(som, som.factors(Neighbourhood())).native
+
+
+@pytest.mark.parametrize("numrot, c, shape, tie", [(36, 1, "circular", "pink"), (12, 2, "quadratic", "none")])
+def test_parity_training_with_the_compiled_update_is_bit_identical(numrot, c, shape, tie, monkeypatch):
+    """The parity step (large problems) samples the needed base rotations and the compiled loop
+    reads each neuron's transformation from them: the eager update's weights, every bit."""
+    geo = SOMGeometry(13, channels=c, numrot=numrot, convention="pink", distance_shape=shape)
+    out = []
+    for native in ("1", "0"):
+        monkeypatch.setenv("SOMTORCH_NATIVE", native)
+        som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), geo, init="random", seed=5, rng="pink", tie_break=tie)
+        imgs = torch.rand(20, c, 13, 13, generator=torch.Generator().manual_seed(7))
+        t = Trainer(som, Neighbourhood("gaussian", 1.1, 0.2, 1.5), num_iter=2, metrics_sample=0, step="parity")
+        t.fit(imgs)
+        out.append((som.weight.detach().clone(), som.update_count.clone()))
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])

@@ -624,6 +624,13 @@ def test_select_bit_identical_to_forward(exact, interp, numrot, flip, channels, 
         sets.append(torch.tensor([1, k + 1, 2 * k + 1, 1, 0, k]))  # base 1 plain and transposed
     for t in sets:
         assert torch.equal(tr.select(x[0], t), full[t]), t
+        bases, v = tr.select_sources(x[0], t)  # the same, unassembled (the compiled update's input)
+        assert len(bases) == len(set((t % numrot % k).tolist()))  # each needed base rotation once
+        got = []
+        for e, side, rr, cr in v.tolist():
+            z = bases[e].transpose(-1, -2) if side else bases[e]
+            got.append(z.flip([dim for dim, on in ((-2, rr), (-1, cr)) if on]))
+        assert torch.equal(torch.stack(got), full[t]), t
 
 
 def test_dihedral_split_definition():

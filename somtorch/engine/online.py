@@ -485,10 +485,34 @@ class ParityStep(OnlineStep):
 
     def __init__(self, som, factors: torch.Tensor):
         super().__init__(som, factors)
+        # PINK's update as the compiled C loop (engine._native) on CPU, reading each neuron's
+        # transformation from the few full-size base rotations sampled (bit-identical, tested)
+        self.native = False
+        if not self.cuda and self.w.dtype == torch.float32 and self.w.is_contiguous():
+            from somtorch.engine import _native
+
+            self.native = _native.update_available()
+            self._fac_rows = factors.to(torch.float32).contiguous()
+            self._each = torch.arange(factors.shape[0], dtype=torch.int64)
         self.refresh()
 
     def refresh(self) -> None:
         self.wv, self.wnorm = self.eng.neuron_parity(self.w)
+
+    def _select_and_update(self, b: int, dsq: torch.Tensor) -> int:
+        if not self.native:
+            return super()._select_and_update(b, dsq)
+        from somtorch.engine._native import pink_update
+
+        _, tb, best = best_match(dsq)
+        best = int(best[0])
+        if self._sel[best] is not None and len(self._sel[best]) == 0:
+            return best
+        bases, variants = self.eng.transformer.select_sources(self.images[b], tb[0])
+        if not pink_update(self.w, bases, variants, self._each, self._fac_rows[best]):
+            self.native = False
+            self._update(best, tb[0], lambda rows: self.eng.transformer.select(self.images[b], rows))
+        return best
 
     def prepare_state(self, images: torch.Tensor, slot: int = 0) -> dict:
         xr, rnorm = self.eng.base_features(images)

@@ -544,6 +544,21 @@ class PinkTransformer(nn.Module):
         out = bank.view(nb * c * nd, nd).index_select(0, torch.from_numpy(ridx).to(dev))
         return out.view(len(tn), c, nd, nd)
 
+    def select_sources(self, images: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`select` assembles, unassembled: the full-size base rotations that the transforms
+        ``t (M,)`` of ONE image ``(C, d, d)`` need, ``(K, C, nd, nd)``, and per transform the int64
+        row ``(entry, transpose, reverse rows, reverse columns)``, ``(M, 4)``: ``X_{t[m]}`` is
+        entry ``v[0]``, transposed if ``v[1]``, then its rows reversed if ``v[2]`` and its columns
+        if ``v[3]`` (bit-identical to :meth:`select`; read this way by the compiled update of
+        :mod:`somtorch.engine._native`)."""
+        tn = t.detach().cpu().numpy().astype(np.int64)
+        f, s = np.divmod(tn, self.numrot)
+        j, i = np.divmod(s, self._k)
+        side, g = _SPLIT[j + 4 * f].T
+        bases, inv = np.unique(i, return_inverse=True)
+        variants = np.stack([inv.reshape(-1), side, g & 1, (g >> 1) & 1], axis=1)
+        return self._base_full(images, bases.tolist()).contiguous(), torch.from_numpy(np.ascontiguousarray(variants))
+
     def _grid_bank(self, device, dtype):
         """Full-size grids of rotations 1..k-1, then the same grids transposed (rows <-> columns)."""
         key = ("bank", str(device), dtype)
