@@ -100,14 +100,14 @@ def test_best_match_one_against_torch():
     part[7, 3] = part[2, 3] = -50.0  # equal minima: the first transformation wins
     d = part.clone()
     dmin, tb, near = torch.empty(n), torch.empty(n, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
-    best = _native.best_match_one(d, wnorm, -1.0, dmin, tb, near)
+    best = _native.best_match_one(d, wnorm, 0.0, -1.0, dmin, tb, near)
     ref = (part + wnorm).clamp_min(0)
     assert torch.equal(d, ref)
     rmin, rtb = torch.min(ref, dim=0)
     assert torch.equal(dmin, rmin) and torch.equal(tb, rtb)
     assert tb[3] == 2
     assert best == int(torch.argmin(rmin)) == 2  # d[5, 2] = 0 and d[7, 3] = 0: the first neuron
-    assert near[0] == 0  # tol < 0: not tested
+    assert near[0] == 0  # rtol < 0: not tested
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -123,10 +123,9 @@ def test_near_tie_flag_is_online_steps(seed):
         d0[:, 7] = d0[:, 1]
     wnorm = torch.zeros(n)
     rmax = torch.tensor(60.0)
-    tol = float((np.float32(float(rmax)) + wnorm.numpy().max()) * (2.0 * TIE_RTOL))
     d = d0.clone()
     dmin, tb, near = torch.empty(n), torch.empty(n, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
-    _native.best_match_one(d, wnorm, tol, dmin, tb, near)
+    _native.best_match_one(d, wnorm, float(rmax), float(np.float32(2.0 * TIE_RTOL)), dmin, tb, near)
     expect = OnlineStep._near_ties(d0, d0.min(dim=0).values, rmax, wnorm)
     assert bool(near[0]) == expect
     if seed % 2 or seed % 3 == 0:

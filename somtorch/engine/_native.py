@@ -151,10 +151,12 @@ void somtorch_pink_update(float *w, const float *base, const int64_t *vt, const 
 /* somtorch: the best match of one image from its distances d (t rows of n neurons) without the
    neuron norms: d[k, i] = max(d[k, i] + wnorm[i], 0) in place (float32, as torch's add_ and
    clamp_min_), every neuron's lowest distance dmin[i] and its first transformation tb[i], and the
-   first neuron with the lowest; returns it. With tol >= 0, *near is 1 when more than n + 1
-   entries lie within tol of their neuron's minimum or neurons within tol of the best (PINK's tie
-   rules could pick differently: somtorch.engine.online.OnlineStep._near_ties). */
-int64_t somtorch_best(float *d, int64_t t, int64_t n, const float *wnorm, float tol, float *dmin, int64_t *tb, int64_t *near)
+   first neuron with the lowest; returns it. With rtol >= 0, *near is 1 when more than n + 1
+   entries lie within tol = (rmax + max wnorm) * rtol of their neuron's minimum or neurons within
+   tol of the best (PINK's tie rules could pick differently:
+   somtorch.engine.online.OnlineStep._near_ties, the same float32 operations). */
+int64_t somtorch_best(float *d, int64_t t, int64_t n, const float *wnorm, float rmax, float rtol, float *dmin,
+                      int64_t *tb, int64_t *near)
 {
     for (int64_t i = 0; i < n; ++i) {
         dmin[i] = INFINITY;
@@ -178,7 +180,12 @@ int64_t somtorch_best(float *d, int64_t t, int64_t n, const float *wnorm, float 
         if (dmin[i] < dmin[best])
             best = i;
     *near = 0;
-    if (tol >= 0.0f) {
+    if (rtol >= 0.0f) {
+        float wmax = wnorm[0];
+        for (int64_t i = 1; i < n; ++i)
+            if (wnorm[i] > wmax)
+                wmax = wnorm[i];
+        const float tol = (rmax + wmax) * rtol;
         int64_t cnt = 0;
         for (int64_t k = 0; k < t; ++k)
             for (int64_t i = 0; i < n; ++i)
@@ -234,7 +241,7 @@ def _build() -> ctypes.CDLL:
     up.argtypes = [vp, vp, vp, vp, vp, cl, cl, cl, cl, vp, vp, cl, cl, vp]
     up.restype = None
     bm = dll.somtorch_best
-    bm.argtypes = [vp, cl, cl, vp, ctypes.c_float, vp, vp, vp]
+    bm.argtypes = [vp, cl, cl, vp, ctypes.c_float, ctypes.c_float, vp, vp, vp]
     bm.restype = cl
     nm = dll.somtorch_window_norms
     nm.argtypes = [vp, cl, cl, vp]
@@ -325,11 +332,20 @@ def window_norms(wf, out) -> None:
     _function("norms")(wf.data_ptr(), n, wf.numel() // max(n, 1), out.data_ptr())
 
 
-def best_match_one(d, wnorm, tol: float, dmin, tb, near) -> int:
+def best_match_one(d, wnorm, rmax: float, rtol: float, dmin, tb, near) -> int:
     """One image's best match from ``d (T, N)`` float32 (the GEMM's part, without the neuron norms;
     completed in place: ``max(d + wnorm, 0)``), filling ``dmin (N,)``, ``tb (N,)`` int64 and
-    ``near (1,)`` int64 (PINK's tie rules could decide, see the C source; only when ``tol >= 0``);
-    returns the best neuron. Requires :func:`update_available`."""
+    ``near (1,)`` int64 (PINK's tie rules could decide: the band ``(rmax + max(wnorm)) * rtol``,
+    tested only when ``rtol >= 0``; see the C source); returns the best neuron. Requires
+    :func:`update_available`."""
     t, n = d.shape
-    return _function("best")(d.data_ptr(), t, n, wnorm.data_ptr(), tol, dmin.data_ptr(), tb.data_ptr(),
+    return _function("best")(d.data_ptr(), t, n, wnorm.data_ptr(), rmax, rtol, dmin.data_ptr(), tb.data_ptr(),
                              near.data_ptr())
+
+
+def functions() -> dict | None:
+    """The compiled functions by name (``update``, ``best``, ``norms``; see the C source), for
+    callers that bind their pointer arguments once; None when unavailable."""
+    if not update_available():
+        return None
+    return {name: _function(name) for name in ("update", "best", "norms")}

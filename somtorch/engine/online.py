@@ -215,6 +215,7 @@ class DenseStep(OnlineStep):
             self._dmin = self.w.new_empty(n)
             self._tb = torch.empty(n, dtype=torch.int64)
             self._near = torch.zeros(1, dtype=torch.int64)
+            self._bind_native()
         self.refresh()
 
     def refresh(self) -> None:
@@ -361,6 +362,16 @@ class DenseStep(OnlineStep):
         self.__dict__.update(state)
         if self.graphs:
             self._to_static()
+        if self.native:
+            self._install_native()
+
+    @property
+    def serial_steps(self) -> bool:
+        """Do the per-image steps run faster on one thread (the trainer then sets one thread for
+        them and every thread for preparing batches)? Yes with the compiled loops on CPU: one
+        small GEMM and two single-threaded loops per image, which idle OpenMP workers spinning
+        after each GEMM would slow down."""
+        return self.native
 
     @property
     def prefetch_pays(self) -> bool:
@@ -467,23 +478,48 @@ class DenseStep(OnlineStep):
         """:meth:`_step` on CPU with the compiled loops (:mod:`somtorch.engine._native`): the GEMM,
         then one C pass for the neuron norms, the minima and the near-tie test, and one for PINK's
         update with the window and its norms -- the same operations and roundings as the eager
-        step (tested bit-identical), in 3-4 calls instead of ~15."""
-        from somtorch.engine._native import best_match_one, pink_update
-
-        d = torch.addmm(self.rcol[b], self.xf[b], self.wf2.T, alpha=-2.0, out=self.dbuf)
-        tol = -1.0
-        if self.ties:  # OnlineStep._near_ties' band, in float32 as there
-            tol = float((np.float32(float(self.rmax[b])) + self.wnorm.numpy().max()) * (2.0 * TIE_RTOL))
-        best = best_match_one(d, self.wnorm, tol, self._dmin, self._tb, self._near)
-        tb = self._tb
+        step (tested bit-identical), in three calls instead of ~15, their pointer arguments bound
+        once per batch (:meth:`_bind_native`)."""
+        xf_b, rcol_b, base_b, rmax_b = self._per_image[b]
+        d = torch.addmm(rcol_b, xf_b, self._wf2t, alpha=-2.0, out=self.dbuf)
+        best = self._c_best(*self._best_args[0], rmax_b, *self._best_args[1])
         if self._near[0]:
             d = self.eng.resolve_ties(self.images[b:b + 1], d.unsqueeze(0), self.w, self.rnorm[b:b + 1],
                                       self.wnorm)[0]
             dmin, tb = torch.min(d, dim=0)
             best = int(torch.argmin(dmin))
-        pink_update(self.w, self.base[b], self._variants, tb, self._fac_rows[best], self.wf, self._mask_c, self.lo,
-                    self.wnorm)
+            from somtorch.engine._native import pink_update
+
+            pink_update(self.w, self.base[b], self._variants, tb, self._fac_rows[best], self.wf, self._mask_c,
+                        self.lo, self.wnorm)
+            return best
+        self._c_update(self._w_ptr, base_b, *self._update_args[0], self._fac_ptrs[best], *self._update_args[1])
         return best
+
+    def _bind_native(self) -> None:
+        """Bind the compiled loops' constant pointer arguments (neurons, buffers, tables) once."""
+        from somtorch.engine._native import functions
+
+        fns = functions()
+        self._c_update, self._c_best = fns["update"], fns["best"]
+        n, c, nd = self.w.shape[0], self.w.shape[1], self.w.shape[-1]
+        u = self.wf.shape[-1]
+        self._w_ptr = self.w.data_ptr()
+        self._wf2t = self.wf2.T
+        self._fac_ptrs = [self._fac_rows[i].data_ptr() for i in range(n)]
+        mask = self._mask_c.data_ptr() if self._mask_c is not None else None
+        self._update_args = ((self._variants.data_ptr(), self._tb.data_ptr()),
+                             (0, n, c, nd, self.wf.data_ptr(), mask, self.lo, u, self.wnorm.data_ptr()))
+        rtol = float(np.float32(2.0 * TIE_RTOL)) if self.ties else -1.0
+        self._best_args = ((self.dbuf.data_ptr(), self._t, n, self.wnorm.data_ptr()),
+                           (rtol, self._dmin.data_ptr(), self._tb.data_ptr(), self._near.data_ptr()))
+
+    def _install_native(self) -> None:
+        """Per-image views and pointers of the installed batch (see :meth:`_step_native`)."""
+        rmax = self.rmax.tolist() if self.ties else [0.0] * len(self.xf)
+        per = self.base[0].numel() * self.base.element_size() if len(self.base) else 0
+        p0 = self.base.data_ptr()
+        self._per_image = [(self.xf[b], self.rcol[b], p0 + b * per, rmax[b]) for b in range(len(self.xf))]
 
 
 class ParityStep(OnlineStep):
