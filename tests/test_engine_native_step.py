@@ -185,3 +185,32 @@ def test_parity_training_with_the_compiled_update_is_bit_identical(numrot, c, sh
         t.fit(imgs)
         out.append((som.weight.detach().clone(), som.update_count.clone()))
     assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+
+
+def test_serial_steps_restore_the_thread_count_and_change_nothing(monkeypatch):
+    """The dense step with the compiled loops trains on one thread (batches prepared on all): the
+    caller's thread count is restored, also when training stops early, and the result equals a
+    one-thread run's."""
+    geo = SOMGeometry(12, numrot=8, convention="pink")
+    imgs = torch.rand(30, 1, 12, 12, generator=torch.Generator().manual_seed(4))
+    old = torch.get_num_threads()
+    out = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            som = RotationInvariantSOM(Lattice("cartesian", (5, 5)), geo, init="random", seed=2, rng="pink")
+            t = Trainer(som, Neighbourhood("gaussian", 1.1, 0.2), metrics_sample=0, step="dense", batch_size=8)
+            assert DenseStep(som, som.factors(Neighbourhood())).serial_steps
+            t.fit(imgs)
+            assert torch.get_num_threads() == threads
+            out.append(som.weight.detach().clone())
+        torch.set_num_threads(2)
+        som = RotationInvariantSOM(Lattice("cartesian", (5, 5)), geo, init="random", seed=2, rng="pink")
+        t = Trainer(som, Neighbourhood("gaussian", 1.1, 0.2), metrics_sample=0, step="dense", batch_size=8)
+        t.stop_after = 11  # stopped inside a batch, as by a signal
+        with pytest.raises(KeyboardInterrupt):
+            t.fit(imgs)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(out[0], out[1])
