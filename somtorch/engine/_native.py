@@ -76,6 +76,18 @@ static float window_norm(const float *restrict v, int64_t len)
     return (float)(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
 }
 
+/* one row of a neuron's window: o = c (times the mask row m unless m is NULL) */
+static void window_row(float *restrict o, const float *restrict c, const float *restrict m, int64_t u)
+{
+    if (m) {
+        for (int64_t p = 0; p < u; ++p)
+            o[p] = c[p] * m[p];
+    } else {
+        for (int64_t p = 0; p < u; ++p)
+            o[p] = c[p];
+    }
+}
+
 void somtorch_window_norms(const float *v, int64_t n, int64_t len, float *out)
 {
     for (int64_t i = 0; i < n; ++i)
@@ -105,15 +117,20 @@ void somtorch_pink_update(float *w, const float *base, const int64_t *vt, const 
             for (int64_t r = 0; r < nd; ++r) {
                 const int64_t rr = rrev ? nd - 1 - r : r;
                 const float *restrict x;
-                if (!side) {
-                    const float *s = b + rr * nd;
-                    if (crev) {
-                        for (int64_t p = 0; p < nd; ++p)
-                            xrow[p] = s[nd - 1 - p];
-                        x = xrow;
-                    } else {
-                        x = s;
+                if (!side && crev) {  /* a reversed row, read backwards in the update itself */
+                    const float *restrict s = b + rr * nd + (nd - 1);
+                    float *restrict cw = w + ((i * ch + c) * nd + r) * nd;
+                    for (int64_t p = 0; p < nd; ++p) {
+                        float d = cw[p] - s[-p];
+                        float e = d * f;
+                        cw[p] = cw[p] - e;
                     }
+                    if (wf && r >= lo && r < lo + u)
+                        window_row(wf + ((i * ch + c) * u + (r - lo)) * u, cw + lo, mask ? mask + (r - lo) * u : 0, u);
+                    continue;
+                }
+                if (!side) {
+                    x = b + rr * nd;
                 } else {
                     if (crev) {
                         for (int64_t p = 0; p < nd; ++p)
@@ -130,17 +147,8 @@ void somtorch_pink_update(float *w, const float *base, const int64_t *vt, const 
                     float e = d * f;
                     cw[p] = cw[p] - e;
                 }
-                if (wf && r >= lo && r < lo + u) {
-                    float *restrict o = wf + ((i * ch + c) * u + (r - lo)) * u;
-                    if (mask) {
-                        const float *restrict m = mask + (r - lo) * u;
-                        for (int64_t p = 0; p < u; ++p)
-                            o[p] = cw[lo + p] * m[p];
-                    } else {
-                        for (int64_t p = 0; p < u; ++p)
-                            o[p] = cw[lo + p];
-                    }
-                }
+                if (wf && r >= lo && r < lo + u)
+                    window_row(wf + ((i * ch + c) * u + (r - lo)) * u, cw + lo, mask ? mask + (r - lo) * u : 0, u);
             }
         }
         if (wf && wnorm)
