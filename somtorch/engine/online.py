@@ -16,9 +16,11 @@ image. Three implementations give the same update with different trade-offs:
   neighbourhood row is gathered on the device and every neuron is updated, non-moving ones with
   factor 0, which leaves them bit-identical). On CPU, everything after the GEMM is two compiled
   C loops (:mod:`somtorch.engine._native`): the minima, best neuron and near-tie test in one, PINK's
-  update read straight from the bank's rows with the window and norm refresh in the other -- the
-  eager operations' roundings, bit for bit (with the loops, the neuron norms are their fixed-order
-  double sum rounded once, also in :meth:`DenseStep.refresh`).
+  update in the other, with each neuron's transformation read straight from the image's base
+  rotations (transposes appended once per batch, reversals as index arithmetic: no bank is built)
+  and the window and norm refresh in the same pass -- the eager operations' roundings, bit for
+  bit (with the loops, the neuron norms are their fixed-order double sum rounded once, also in
+  :meth:`DenseStep.refresh`). Those steps run on one thread (:attr:`DenseStep.serial_steps`).
 * :class:`ParityStep` (large problems, e.g. 64x64 images at 360 rotations, where the full bank
   of one image is ~24 MB): flip-parity GEMMs (:mod:`somtorch.engine.parity`, 4x fewer
   multiply-adds) and only the needed base rotations sampled per image
@@ -155,7 +157,7 @@ class OnlineStep:
 
 
 class DenseStep(OnlineStep):
-    """Full transformation bank per batch; one GEMM, one min, one gather per image (see module).
+    """Every transformation of a batch at once; one GEMM and an update per image (see module).
 
     Parameters
     ----------
