@@ -1,6 +1,7 @@
 """Test helpers shipped with the package (importable by downstream projects too).
 
 ``run_if`` follows Lightning's ``RunIf``: one marker that skips a test with a readable reason.
+``run_module`` runs a command-line program in-process, as ``python -m somtorch.<module>`` would.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-__all__ = ["run_if", "available_devices"]
+__all__ = ["run_if", "available_devices", "run_module"]
 
 
 def run_if(*, cuda: bool = False, min_cuda_gpus: int = 0, bf16_cuda: bool = False):
@@ -33,3 +34,28 @@ def run_if(*, cuda: bool = False, min_cuda_gpus: int = 0, bf16_cuda: bool = Fals
 def available_devices() -> list[str]:
     """Devices to parametrise device-agnostic tests over: always 'cpu', plus 'cuda' when present."""
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def run_module(module: str, argv: list) -> int:
+    """Run ``python -m somtorch.<module> argv...`` in this process; returns the exit status.
+
+    ``sys.argv`` is restored afterwards; ``SystemExit`` becomes its status (Hydra's ``main``
+    exits through it).
+
+    Examples
+    --------
+    >>> run_module("map", ["--help"])  # doctest: +SKIP
+    0
+    """
+    import importlib
+    import sys
+
+    mod = importlib.import_module(f"somtorch.{module}")
+    old = sys.argv[:]
+    sys.argv = [f"somtorch.{module}"] + [str(a) for a in argv]
+    try:
+        return mod.main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    finally:
+        sys.argv = old

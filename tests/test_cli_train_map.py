@@ -28,27 +28,13 @@ import torch
 
 from somtorch.engine import Mapper, Neighbourhood, RotationInvariantSOM, Trainer
 from somtorch.io import read_mapping, read_som, read_transforms, write_images
+from somtorch.testing import run_module
 
 REPO = Path(__file__).resolve().parents[1]
 
 # a tiny schedule: 2x2 SOM, 10x10 images, numrot 4 then 8, one iteration each, no plots
 TINY = ["som=small", "som.shape=[2,2]", "runtime=cpu", "metrics_sample=5", "plots=false",
         "schedule.stages.stage1.num_iter=1", "schedule.stages.stage2.num_iter=1"]
-
-
-def _run(module: str, argv: list[str]) -> int:
-    """Run ``python -m somtorch.<module> argv...`` in-process; returns the exit status."""
-    import importlib
-
-    mod = importlib.import_module(f"somtorch.{module}")
-    old = sys.argv[:]
-    sys.argv = [f"somtorch.{module}"] + [str(a) for a in argv]
-    try:
-        return mod.main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    finally:
-        sys.argv = old
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +56,13 @@ def images(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference_run(images, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("ref") / "run"
-    assert _run("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}"]) == 0
+    assert run_module("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}"]) == 0
     return run
 
 
 def test_single_stage_writes_every_output(images, tmp_path, capsys):
     run = tmp_path / "run"
-    rc = _run("train", ["+stage=demo", "stage.numrot=4", "stage.num_iter=1", "stage.inter_store=keep",
+    rc = run_module("train", ["+stage=demo", "stage.numrot=4", "stage.num_iter=1", "stage.inter_store=keep",
                         "som=small", "som.shape=[2,2]", "runtime=cpu", "metrics_sample=4",
                         "data=file", f"data.path={images}", f"hydra.run.dir={run}"])
     assert rc == 0
@@ -128,7 +114,7 @@ def test_schedule_stage2_starts_from_stage1(reference_run, images):
 def test_map_writes_the_python_api_result(reference_run, images, tmp_path):
     out = tmp_path / "map"
     som_file = reference_run / "stage2" / "som.bin"
-    rc = _run("map", [f"som={som_file}", "data=file", f"data.path={images}", "runtime=cpu",
+    rc = run_module("map", [f"som={som_file}", "data=file", f"data.path={images}", "runtime=cpu",
                       "batch_size=3", "plots=false", f"hydra.run.dir={out}"])
     assert rc == 0
     cfg = json.loads((reference_run / "stage2" / "som_config.json").read_text())
@@ -147,7 +133,7 @@ def test_map_writes_the_python_api_result(reference_run, images, tmp_path):
     assert sum(summ["counts"]) == 10 and summ["counts"] == np.bincount(bmu["bmu"], minlength=4).tolist()
     # run_dir= (the run's final SOM) and data=trained (the images it was trained on) give the same
     out2 = tmp_path / "map2"
-    assert _run("map", [f"run_dir={reference_run}", "plots=false", f"hydra.run.dir={out2}"]) == 0
+    assert run_module("map", [f"run_dir={reference_run}", "plots=false", f"hydra.run.dir={out2}"]) == 0
     assert (out2 / "mapping.bin").read_bytes() == (out / "mapping.bin").read_bytes()
 
 
@@ -161,7 +147,7 @@ def test_interrupt_and_resume(reference_run, images, tmp_path, capsys):
     """``resume=<run folder>`` continues with the run's saved config and never rewrites it."""
     run = tmp_path / "run"
     base = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}"]
-    assert _run("train", base + ["stop_after_images=4", "stop_stage=stage2"]) == 130
+    assert run_module("train", base + ["stop_after_images=4", "stop_stage=stage2"]) == 130
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted"
     assert [s["status"] for s in summary["stages"]] == ["done", "interrupted"]
@@ -170,7 +156,7 @@ def test_interrupt_and_resume(reference_run, images, tmp_path, capsys):
     assert b"stop_after_images=4" in saved["overrides.yaml"]
     capsys.readouterr()
     # only the run folder: the schedule, SOM, data and stop options come from the saved config
-    assert _run("train", [f"resume={run}"]) == 0
+    assert run_module("train", [f"resume={run}"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(run / "stage2" / "som.bin")
     for stage in ("stage1", "stage2"):
         assert (run / stage / "som.bin").read_bytes() == (reference_run / stage / "som.bin").read_bytes()
@@ -185,23 +171,23 @@ def test_interrupt_and_resume(reference_run, images, tmp_path, capsys):
 def test_resume_refuses_changes_and_accepts_the_original_command(images, tmp_path, capsys):
     run = tmp_path / "run"
     base = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}"]
-    assert _run("train", base + ["stop_after_images=3"]) == 130
+    assert run_module("train", base + ["stop_after_images=3"]) == 130
     before = _tree(run)
     capsys.readouterr()
     # another sigma would not continue the same run: refused, nothing touched
-    assert _run("train", [f"resume={run}", "schedule.stages.stage1.sigma=0.5"]) == 1
+    assert run_module("train", [f"resume={run}", "schedule.stages.stage1.sigma=0.5"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("somtorch.train: error: field 'schedule.stages.stage1.sigma': found 0.5, expected 2.0")
     assert len(err.splitlines()) == 1 and _tree(run) == before
     # the original command with resume (older form: resume=true + hydra.run.dir) and options that
     # do not change the result
-    assert _run("train", base + ["resume=true", "runtime.threads=1", "runtime.batch_size=2"]) == 0
+    assert run_module("train", base + ["resume=true", "runtime.threads=1", "runtime.batch_size=2"]) == 0
     assert json.loads((run / "summary.json").read_text())["status"] == "done"
     ref = tmp_path / "ref"
-    assert _run("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={ref}"]) == 0
+    assert run_module("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={ref}"]) == 0
     assert (run / "stage2" / "som.bin").read_bytes() == (ref / "stage2" / "som.bin").read_bytes()
     # a folder that is not a run
-    assert _run("train", [f"resume={tmp_path / 'nothing'}"]) == 1
+    assert run_module("train", [f"resume={tmp_path / 'nothing'}"]) == 1
     assert "field 'resume'" in capsys.readouterr().err
 
 
@@ -211,7 +197,7 @@ def test_second_run_into_a_used_folder_is_refused_untouched(reference_run, image
     before = _tree(run)
     capsys.readouterr()
     for extra in ([], ["+stage=demo", "stage.numrot=4", "stage.num_iter=1"]):  # same or other stage names
-        rc = _run("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}", *extra])
+        rc = run_module("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}", *extra])
         assert rc == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err[0] == (f"somtorch.train: error: {run} already holds a training run; continue it with "
@@ -219,7 +205,7 @@ def test_second_run_into_a_used_folder_is_refused_untouched(reference_run, image
         assert len(err) <= 2 and "Traceback" not in "".join(err)
         assert _tree(run) == before
     # overwrite=true replaces the earlier run's outputs
-    rc = _run("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}", "overwrite=true",
+    rc = run_module("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}", "overwrite=true",
                                "+stage=demo", "stage.numrot=4", "stage.num_iter=1"])
     assert rc == 0
     assert sorted(p.name for p in run.iterdir()) == [".hydra", "demo", "summary.json", "train.log"]
@@ -229,15 +215,15 @@ def test_a_run_that_fails_before_it_starts_leaves_no_folder(images, tmp_path, ca
     bad = tmp_path / "not_images.bin"
     bad.write_bytes(b"this is not a PINK file" * 10)
     run = tmp_path / "run"
-    assert _run("train", TINY + ["data=file", f"data.path={bad}", f"hydra.run.dir={run}"]) == 1
+    assert run_module("train", TINY + ["data=file", f"data.path={bad}", f"hydra.run.dir={run}"]) == 1
     assert "not_images.bin" in capsys.readouterr().err and not run.exists()
     # a budget too small for the SOM: refused when the first stage is set up
-    assert _run("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}",
+    assert run_module("train", TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}",
                                  "runtime.memory_limit=1KiB"]) == 1
     assert "runtime.memory_limit" in capsys.readouterr().err and not run.exists()
     # an empty folder made beforehand is kept (empty)
     run.mkdir()
-    assert _run("train", TINY + ["data=file", f"data.path={bad}", f"hydra.run.dir={run}"]) == 1
+    assert run_module("train", TINY + ["data=file", f"data.path={bad}", f"hydra.run.dir={run}"]) == 1
     assert run.is_dir() and not any(run.iterdir())
 
 
@@ -267,7 +253,7 @@ def test_a_run_that_fails_before_it_starts_leaves_no_folder(images, tmp_path, ca
 def test_bad_config_is_one_clear_line(overrides, message, images, tmp_path, capsys):
     run = tmp_path / "run"
     argv = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={run}"] + overrides
-    assert _run("train", argv) == 1
+    assert run_module("train", argv) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("somtorch.train: error: ") and message in err, err[-2000:]
     assert len(err.splitlines()) == 1 and "Traceback" not in err and "???" not in err.replace(message, "")
@@ -279,21 +265,21 @@ def test_debug_switches_show_the_exception(images, tmp_path, monkeypatch):
 
     argv = TINY + ["data=file", f"data.path={images}", f"hydra.run.dir={tmp_path / 'r'}", "runtime.step_size=0"]
     with pytest.raises(ConfigError, match="runtime.step_size"):
-        _run("train", argv + ["debug=true"])
+        run_module("train", argv + ["debug=true"])
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ConfigError, match="runtime.step_size"):
-        _run("train", argv)
+        run_module("train", argv)
 
 
 def test_map_bad_config(tmp_path, images, capsys):
-    assert _run("map", [f"som={tmp_path / 'missing.bin'}", "data=file", f"data.path={images}",
+    assert run_module("map", [f"som={tmp_path / 'missing.bin'}", "data=file", f"data.path={images}",
                         f"hydra.run.dir={tmp_path / 'm'}"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("somtorch.map: error: ") and "an existing PINK SOM file" in err[0] and len(err) == 1
     assert not (tmp_path / "m").exists()  # failed before mapping: no folder left
     for bad, msg in ((["numrot=7"], "field 'numrot': found 7"), (["+colour=red"], "field 'colour': unknown option"),
                      (["runtime.batch_size=0"], "field 'runtime.batch_size': found 0")):
-        assert _run("map", [f"som={tmp_path / 'missing.bin'}", f"hydra.run.dir={tmp_path / 'm'}", *bad]) == 1
+        assert run_module("map", [f"som={tmp_path / 'missing.bin'}", f"hydra.run.dir={tmp_path / 'm'}", *bad]) == 1
         err = capsys.readouterr().err.strip()
         assert msg in err and len(err.splitlines()) == 1, err
 
@@ -301,7 +287,7 @@ def test_map_bad_config(tmp_path, images, capsys):
 def test_map_into_a_used_folder_is_refused_untouched(reference_run, tmp_path, capsys):
     out = tmp_path / "map"
     argv = [f"run_dir={reference_run}", "plots=false", f"hydra.run.dir={out}"]
-    assert _run("map", argv) == 0
+    assert run_module("map", argv) == 0
     assert (out / ".hydra" / "config.yaml").is_file() and (out / "map.log").is_file()
     import re
 
@@ -310,11 +296,11 @@ def test_map_into_a_used_folder_is_refused_untouched(reference_run, tmp_path, ca
     assert done.group(1) == f"{summ['metrics']['qe']:.4g}" and done.group(2) == f"{summ['metrics']['te']:.4g}"
     before = _tree(out)
     capsys.readouterr()
-    assert _run("map", argv) == 1
+    assert run_module("map", argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith(f"somtorch.map: error: {out} already holds a mapping;") and len(err) <= 2
     assert _tree(out) == before
-    assert _run("map", argv + ["overwrite=true"]) == 0
+    assert run_module("map", argv + ["overwrite=true"]) == 0
     assert (out / "mapping.bin").read_bytes() == before["mapping.bin"][0]
 
 
@@ -342,7 +328,7 @@ def test_without_a_terminal_progress_is_logged_with_formatted_figures(images, tm
     import re
 
     run = tmp_path / "run"
-    rc = _run("train", ["+stage=demo", "stage.numrot=4", "stage.num_iter=1", "stage.progress=2", "som=small",
+    rc = run_module("train", ["+stage=demo", "stage.numrot=4", "stage.num_iter=1", "stage.progress=2", "som=small",
                         "som.shape=[2,2]", "runtime=cpu", "metrics_sample=4", "plots=false", "data=file",
                         f"data.path={images}", f"hydra.run.dir={run}"])
     assert rc == 0
@@ -414,7 +400,7 @@ def test_map_after_a_full_disk_resumes_with_its_saved_config(reference_run, tmp_
 
     ref = tmp_path / "ref"
     base = [f"run_dir={reference_run}", "plots=false", "batch_size=2"]
-    assert _run("map", base + [f"hydra.run.dir={ref}"]) == 0
+    assert run_module("map", base + [f"hydra.run.dir={ref}"]) == 0
     real, count = os.pwrite, {"n": 0}
 
     def pwrite(fd, data, offset):
@@ -426,15 +412,15 @@ def test_map_after_a_full_disk_resumes_with_its_saved_config(reference_run, tmp_
     out = tmp_path / "out"
     monkeypatch.setattr(os, "pwrite", pwrite)
     capsys.readouterr()
-    assert _run("map", base + [f"hydra.run.dir={out}"]) == 1
+    assert run_module("map", base + [f"hydra.run.dir={out}"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith(f"somtorch.map: error: {out / 'mapping.bin'}: no space left on device") and len(err) == 2
     monkeypatch.setattr(os, "pwrite", real)
     assert not (out / "mapping.bin").exists() and (out / ".hydra" / "config.yaml").is_file()
     saved = (out / ".hydra" / "config.yaml").read_bytes()
-    assert _run("map", [f"resume={out}", "runtime.threads=1"]) == 0
+    assert run_module("map", [f"resume={out}", "runtime.threads=1"]) == 0
     for f in ("mapping.bin", "transform.bin", "bmu.csv"):
         assert (out / f).read_bytes() == (ref / f).read_bytes(), f
     assert (out / ".hydra" / "config.yaml").read_bytes() == saved
-    assert _run("map", [f"resume={out}", "numrot=4"]) == 1  # would change the result
+    assert run_module("map", [f"resume={out}", "numrot=4"]) == 1  # would change the result
     assert "field 'numrot': found 4" in capsys.readouterr().err

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -34,7 +33,7 @@ from somtorch.errors import ConfigError
 from somtorch.geometry import Lattice
 from somtorch.geometry.transforms import pad_or_crop
 from somtorch.io import read_mapping, read_transforms, write_images, write_som
-from somtorch.testing import run_if
+from somtorch.testing import run_if, run_module
 
 
 def _som(geo, shape=(3, 3), seed=0, **kw):
@@ -181,20 +180,6 @@ def test_files_stream_like_the_in_memory_result(tmp_path):
     assert torch.equal(r2.transform_index, res.transform_index)
 
 
-def _run(module: str, argv: list[str]) -> int:
-    import importlib
-
-    mod = importlib.import_module(f"somtorch.{module}")
-    old = sys.argv[:]
-    sys.argv = [f"somtorch.{module}"] + [str(a) for a in argv]
-    try:
-        return mod.main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    finally:
-        sys.argv = old
-
-
 @pytest.mark.parametrize("search", ["surrogate", "bisect"])
 def test_hydra_map_approximate_writes_the_python_api_result(tmp_path, search):
     geo = SOMGeometry(16, numrot=40)
@@ -204,7 +189,7 @@ def test_hydra_map_approximate_writes_the_python_api_result(tmp_path, search):
     x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(8))
     write_images(tmp_path / "x.bin", x)
     out = tmp_path / "map"
-    rc = _run("map", [f"som={tmp_path / 'som.bin'}", "data=file", f"data.path={tmp_path / 'x.bin'}",
+    rc = run_module("map", [f"som={tmp_path / 'som.bin'}", "data=file", f"data.path={tmp_path / 'x.bin'}",
                       "runtime=cpu", "plots=false", "matching=approximate", "approx.coarse=2",
                       "approx.refine=2", f"approx.search={search}", f"hydra.run.dir={out}"])
     assert rc == 0
@@ -224,7 +209,7 @@ def test_hydra_map_refuses_bad_matching_options(tmp_path, capsys, override, mess
     som.save_pink(tmp_path / "som.bin")
     x = torch.rand(2, 1, 16, 16)
     write_images(tmp_path / "x.bin", x)
-    rc = _run("map", [f"som={tmp_path / 'som.bin'}", "numrot=8", "data=file", f"data.path={tmp_path / 'x.bin'}",
+    rc = run_module("map", [f"som={tmp_path / 'som.bin'}", "numrot=8", "data=file", f"data.path={tmp_path / 'x.bin'}",
                       override, f"hydra.run.dir={tmp_path / 'out'}"])
     assert rc != 0
     assert message in capsys.readouterr().err

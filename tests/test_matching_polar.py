@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -38,6 +37,7 @@ from somtorch.geometry import Lattice
 from somtorch.geometry.regions import region_indices
 from somtorch.geometry.transforms import pad_or_crop
 from somtorch.io import write_images
+from somtorch.testing import run_module
 
 
 def _som(geo, shape=(2, 2), seed=0, **kw):
@@ -266,20 +266,6 @@ def test_options_are_checked():
         ApproxMapper(som, coarse=0)  # the surrogate search needs its exact first pass
 
 
-def _run(module: str, argv: list[str]) -> int:
-    import importlib
-
-    mod = importlib.import_module(f"somtorch.{module}")
-    old = sys.argv[:]
-    sys.argv = [f"somtorch.{module}"] + [str(a) for a in argv]
-    try:
-        return mod.main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    finally:
-        sys.argv = old
-
-
 def test_hydra_map_takes_the_polar_search(tmp_path):
     geo = SOMGeometry(16, numrot=40)
     som = _som(geo, shape=(2, 3), seed=7)
@@ -288,7 +274,7 @@ def test_hydra_map_takes_the_polar_search(tmp_path):
     x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(8))
     write_images(tmp_path / "x.bin", x)
     out = tmp_path / "map"
-    rc = _run("map", [f"som={tmp_path / 'som.bin'}", "data=file", f"data.path={tmp_path / 'x.bin'}",
+    rc = run_module("map", [f"som={tmp_path / 'som.bin'}", "data=file", f"data.path={tmp_path / 'x.bin'}",
                       "runtime=cpu", "plots=false", "matching=approximate", "approx.search=polar",
                       "approx.coarse=0", "approx.refine=2", f"hydra.run.dir={out}"])
     assert rc == 0

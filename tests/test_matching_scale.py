@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -34,6 +33,7 @@ from somtorch.engine.scale import check_scales, read_scales, scale_sidecar_path
 from somtorch.errors import ConfigError
 from somtorch.geometry import Lattice
 from somtorch.io import read_transforms, write_images
+from somtorch.testing import run_module
 
 # (row offset, col offset, sigma_major, sigma_minor, position angle rad, amplitude) in pixels
 SOURCES = {
@@ -151,20 +151,6 @@ def test_frames_with_scale_follow_the_source(som):
         np.testing.assert_allclose(np.array([(w * r).sum(), (w * c).sum()]) / w.sum(), p, atol=0.3)
 
 
-def _run(module: str, argv: list[str]) -> int:
-    import importlib
-
-    mod = importlib.import_module(f"somtorch.{module}")
-    old = sys.argv[:]
-    sys.argv = [f"somtorch.{module}"] + [str(a) for a in argv]
-    try:
-        return mod.main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    finally:
-        sys.argv = old
-
-
 def test_hydra_map_with_scales_writes_the_sidecar_and_bmu_column(som, tmp_path):
     import pandas as pd
 
@@ -173,7 +159,7 @@ def test_hydra_map_with_scales_writes_the_sidecar_and_bmu_column(som, tmp_path):
     x = torch.stack([render(n, 40, size=1 / 1.25, angle=0.5 + i) for i, n in enumerate(SOURCES)])
     write_images(tmp_path / "x.bin", x)
     out = tmp_path / "map"
-    rc = _run("map", [f"som={tmp_path / 'som.bin'}", "data=file", f"data.path={tmp_path / 'x.bin'}",
+    rc = run_module("map", [f"som={tmp_path / 'som.bin'}", "data=file", f"data.path={tmp_path / 'x.bin'}",
                       "runtime=cpu", "plots=false", "scales=[1.0,0.8,1.25]", f"hydra.run.dir={out}"])
     assert rc == 0
     bmu = pd.read_csv(out / "bmu.csv")
