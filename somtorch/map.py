@@ -35,6 +35,7 @@ also searches zoom factors (:mod:`somtorch.engine.scale`; one process, no resume
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -239,6 +240,12 @@ def _run_mapping(cfg, out_dir, overrides, existed, state: dict) -> dict:
                  + (f"; {env.world_size} ranks ({env.backend})" if env.distributed else ""))
     overwrite = bool(cfg.get("overwrite", False))
     mpath, tpath = out / "mapping.bin", out / "transform.bin"
+    done = out / "map_summary.json"
+    if (bool(cfg.get("resume", False)) and not overwrite and done.exists() and mpath.exists() and tpath.exists()
+            and not sd.mapping_in_progress(mpath)):
+        log.info(f"nothing to resume: {out} holds a finished mapping ({mpath.name}, {tpath.name}, {done.name}); "
+                 "pass overwrite=true to map again")
+        return json.loads(done.read_text())
     # each rank writes its shard's rows in place; resume=true maps only rows a crashed run missed
     state["started"] = True  # from here on partial outputs are kept for resume=true
     spath = out / "transform.bin.scale.npy" if scales else None

@@ -424,3 +424,8 @@ def test_map_after_a_full_disk_resumes_with_its_saved_config(reference_run, tmp_
     assert (out / ".hydra" / "config.yaml").read_bytes() == saved
     assert run_module("map", [f"resume={out}", "numrot=4"]) == 1  # would change the result
     assert "field 'numrot': found 4" in capsys.readouterr().err
+    # resuming the finished mapping again: nothing to do, said as such, and nothing rewritten
+    stamps = {f: (out / f).stat().st_mtime_ns for f in ("mapping.bin", "transform.bin", "map_summary.json")}
+    assert run_module("map", [f"resume={out}"]) == 0
+    assert "nothing to resume" in (out / "map.log").read_text()
+    assert {f: (out / f).stat().st_mtime_ns for f in stamps} == stamps

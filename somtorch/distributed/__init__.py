@@ -31,10 +31,16 @@ from somtorch.distributed.env import (
     is_distributed,
     shutdown,
 )
-from somtorch.distributed.mapping import map_to_files_sharded, row_runs, shard_rows
+from somtorch.distributed.mapping import (
+    map_to_files_sharded,
+    mapping_in_progress,
+    row_runs,
+    shard_rows,
+)
 from somtorch.distributed.training import fit_batch_distributed
 
 __all__ = ["DistEnv", "DistributedError", "all_reduce_flag", "all_reduce_sum_", "barrier",
            "broadcast_bytes", "broadcast_object",
-           "detect", "device_for", "init", "is_distributed", "shutdown", "map_to_files_sharded", "row_runs",
+           "detect", "device_for", "init", "is_distributed", "shutdown", "map_to_files_sharded", "mapping_in_progress",
+           "row_runs",
            "shard_rows", "fit_batch_distributed"]

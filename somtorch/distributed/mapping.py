@@ -102,6 +102,11 @@ def _disk_error(e: OSError, path, needed: int | None = None) -> OSError:
     return e
 
 
+def mapping_in_progress(mapping_path) -> bool:
+    """Does ``mapping_path`` belong to an unfinished mapping (its partial-run record exists)?"""
+    return os.path.exists(_manifest_path(mapping_path))
+
+
 def _manifest_path(mapping_path) -> str:
     d, name = os.path.split(os.path.abspath(os.fspath(mapping_path)))
     return os.path.join(d, f".{name}.partial.json")
