@@ -51,7 +51,7 @@ def test_notebook_runs_at_tiny_size(tmp_path, monkeypatch):
     out = tmp_path / "out" / "06_fast_matching"
     curve = pd.read_csv(out / "speed_accuracy.csv")
     assert list(curve.columns[:4]) == ["search", "coarse", "refine", "bases"]
-    assert set(curve["search"]) == {"bisect", "surrogate"}
+    assert set(curve["search"]) == {"bisect", "surrogate", "polar"}
     assert curve["bmu_agreement"].between(0, 1).all() and (curve["speedup"] > 0).all()
     assert (curve["bases"] >= curve["coarse"]).all() and (curve["bases"] <= 90).all()
     for png in ("speed_accuracy.png", "exact_vs_polar.png", "scale_match.png", "scale_speed.png"):
