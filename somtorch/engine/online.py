@@ -524,93 +524,6 @@ class DenseStep(OnlineStep):
         self._per_image = [(self.xf[b], self.rcol[b], p0 + b * per, rmax[b]) for b in range(len(self.xf))]
 
 
-class ParityStep(OnlineStep):
-    """Flip-parity distance GEMMs and per-image sampling of the needed base rotations."""
-
-    def __init__(self, som, factors: torch.Tensor):
-        super().__init__(som, factors)
-        # PINK's update as the compiled C loop (engine._native) on CPU, reading each neuron's
-        # transformation from the few full-size base rotations sampled (bit-identical, tested)
-        self.native = False
-        if not self.cuda and self.w.dtype == torch.float32 and self.w.is_contiguous():
-            from somtorch.engine import _native
-
-            self.native = _native.update_available()
-            self._fac_rows = factors.to(torch.float32).contiguous()
-            self._each = torch.arange(factors.shape[0], dtype=torch.int64)
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.wv, self.wnorm = self.eng.neuron_parity(self.w)
-
-    def _select_and_update(self, b: int, dsq: torch.Tensor) -> int:
-        if not self.native:
-            return super()._select_and_update(b, dsq)
-        from somtorch.engine._native import pink_update
-
-        _, tb, best = best_match(dsq)
-        best = int(best[0])
-        if self._sel[best] is not None and len(self._sel[best]) == 0:
-            return best
-        bases, variants = _rows_only(*self.eng.transformer.select_sources(self.images[b], tb[0]))
-        if not pink_update(self.w, bases, variants, self._each, self._fac_rows[best]):
-            self.native = False
-            self._update(best, tb[0], lambda rows: self.eng.transformer.select(self.images[b], rows))
-        return best
-
-    def prepare_state(self, images: torch.Tensor, slot: int = 0) -> dict:
-        xr, rnorm = self.eng.base_features(images)
-        return {"images": images, "xr": xr, "rnorm": rnorm, "rmax": rnorm.amax(dim=1)}
-
-    def step(self, b: int):
-        eng = self.eng
-        dsq = eng.sq_distances_fast(self.xr[b:b + 1], self.rnorm[b:b + 1], self.wv, self.wnorm)
-        if eng.tie_break == "pink" and self._near_ties(dsq[0], dsq[0].amin(dim=0), self.rmax[b], self.wnorm):
-            dsq = eng.resolve_ties(self.images[b:b + 1], dsq, self.w, self.rnorm[b:b + 1], self.wnorm)
-        best = self._select_and_update(b, dsq)
-        sel = self._sel[best]
-        if sel is None:
-            self.refresh()
-        elif len(sel):
-            eng.update_neuron_parity(self.wv, self.wnorm, sel, self.w.index_select(0, sel))
-        return best
-
-
-class ExactStep(OnlineStep):
-    """PINK's exact float arithmetic (``arithmetic="pink"``): slow, bit for bit."""
-
-    def __init__(self, som, factors: torch.Tensor):
-        super().__init__(som, factors)
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.wf = self.eng.neuron_features(self.w)
-
-    def prepare_state(self, images: torch.Tensor, slot: int = 0) -> dict:
-        return {"images": images, "xf": self.eng.image_features(images)}
-
-    def step(self, b: int):
-        best = self._select_and_update(b, self.eng.sq_distances(self.xf[b:b + 1], self.wf))
-        self.refresh()
-        return best
-
-
-def _rows_only(bases: torch.Tensor, variants: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sources for :func:`~somtorch.engine._native.pink_update` without transposed variants: the
-    transposes of the entries that are needed transposed appended as entries of their own (the
-    compiled loop then reads only rows, several times faster than reading columns)."""
-    side = variants[:, 1] != 0
-    if not bool(side.any()):
-        return bases, variants
-    need = torch.unique(variants[side, 0])
-    remap = torch.full((bases.shape[0],), -1, dtype=torch.int64)
-    remap[need] = bases.shape[0] + torch.arange(len(need))
-    variants = variants.clone()
-    variants[side, 0] = remap[variants[side, 0]]
-    variants[:, 1] = 0
-    return torch.cat([bases, bases[need].transpose(-1, -2)]), variants
-
-
 def step_kind(som, step: str = "auto") -> str:
     """``"exact"`` for ``arithmetic="pink"``, else ``step`` resolved: ``"auto"`` is ``"dense"`` when
     one image's full bank is at most :data:`DENSE_BANK_BYTES`, else ``"parity"``."""
@@ -629,6 +542,8 @@ def online_step(som, factors: torch.Tensor, step: str = "auto", fused: bool = Fa
     kind = step_kind(som, step)
     if kind == "dense":
         return DenseStep(som, factors, fused=fused)
+    from somtorch.engine.online_parity import ExactStep, ParityStep
+
     return {"exact": ExactStep, "parity": ParityStep}[kind](som, factors)
 
 
@@ -636,3 +551,8 @@ def dense_bank_bytes(som) -> int:
     """Bytes of one image's full transformation bank (``T * C * nd * nd`` float32)."""
     g = som.geometry
     return g.num_transforms * g.channels * g.nd * g.nd * 4
+
+
+# the steps for large problems and PINK's arithmetic live in their own module (they subclass
+# OnlineStep); re-exported here, where the step family is documented
+from somtorch.engine.online_parity import ExactStep, ParityStep  # noqa: E402
