@@ -1,7 +1,8 @@
 """Test helpers shipped with the package (importable by downstream projects too).
 
 ``run_if`` follows Lightning's ``RunIf``: one marker that skips a test with a readable reason.
-``run_module`` runs a command-line program in-process, as ``python -m somtorch.<module>`` would.
+``run_module`` runs a command-line program in-process, as ``python -m somtorch.<module>`` would;
+``random_som`` builds a small randomly initialised cartesian SOM for a geometry.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-__all__ = ["run_if", "available_devices", "run_module"]
+__all__ = ["run_if", "available_devices", "run_module", "random_som"]
 
 
 def run_if(*, cuda: bool = False, min_cuda_gpus: int = 0, bf16_cuda: bool = False):
@@ -59,3 +60,12 @@ def run_module(module: str, argv: list) -> int:
         return int(e.code or 0)
     finally:
         sys.argv = old
+
+
+def random_som(geometry, shape: tuple = (2, 2), seed: int = 0, **kw):
+    """A cartesian :class:`~somtorch.engine.RotationInvariantSOM` of ``shape`` with random neurons
+    (``init="random"``, ``seed``); ``kw`` go to the SOM (``arithmetic``, ``tie_break``, ...)."""
+    from somtorch.engine import RotationInvariantSOM
+    from somtorch.geometry import Lattice
+
+    return RotationInvariantSOM(Lattice("cartesian", shape), geometry, init="random", seed=seed, **kw)

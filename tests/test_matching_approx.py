@@ -20,6 +20,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from matching_cases import structured_case
 
 from somtorch.engine import (
     ApproxMapper,
@@ -31,13 +32,13 @@ from somtorch.engine import (
 from somtorch.engine.polar import PolarMatcher
 from somtorch.errors import ConfigError
 from somtorch.geometry import Lattice
-from somtorch.geometry.transforms import pad_or_crop
 from somtorch.io import read_mapping, read_transforms, write_images, write_som
-from somtorch.testing import run_if, run_module
+from somtorch.testing import random_som, run_if, run_module
 
 
-def _som(geo, shape=(3, 3), seed=0, **kw):
-    return RotationInvariantSOM(Lattice("cartesian", shape), geo, init="random", seed=seed, **kw)
+def _som(geo, shape=(3, 3), **kw):  # this file's default SOM: 3x3
+    return random_som(geo, shape, **kw)
+
 
 
 @pytest.mark.parametrize("geo,kw", [
@@ -90,17 +91,9 @@ def test_native_quarter_turns_and_flips_land_on_the_same_neuron_with_the_same_di
 def structured():
     """Preprocessed 32x32 radio images of structured sources with sidelobe artefacts; a 5x5 SOM whose
     neurons are 25 of them, and 60 other images to map."""
-    from somtorch.datasets import generate_sky, preprocess_cutouts, render_cutouts
-
-    sky = generate_sky(n_sources=120, seed=3, image_size=96,
-                       class_mix={"double": 0.3, "fr2": 0.2, "resolved": 0.2, "triple": 0.15, "fr1": 0.15})
-    cube = render_cutouts(sky, indices=np.arange(85), channels=("radio",), size=96)[:, 0]
-    imgs = torch.from_numpy(preprocess_cutouts(cube, snr=2.0, log=True, crop=None, image_size=32))[:, None]
-    classes = set(sky.catalogue.Morph_class.iloc[:85])
+    som, x, classes = structured_case()
     assert {"double", "fr2", "sidelobe"} <= classes
-    geo = SOMGeometry(32, numrot=360)
-    som = RotationInvariantSOM(Lattice("cartesian", (5, 5)), geo, init=pad_or_crop(imgs[:25], geo.nd))
-    return som, imgs[25:]
+    return som, x
 
 
 def test_agreement_with_exact_search_on_structured_images(structured):
@@ -180,8 +173,8 @@ def test_files_stream_like_the_in_memory_result(tmp_path):
     assert torch.equal(r2.transform_index, res.transform_index)
 
 
-@pytest.mark.parametrize("search", ["surrogate", "bisect"])
-def test_hydra_map_approximate_writes_the_python_api_result(tmp_path, search):
+@pytest.mark.parametrize("search, coarse", [("surrogate", 2), ("bisect", 2), ("polar", 0)])
+def test_hydra_map_approximate_writes_the_python_api_result(tmp_path, search, coarse):
     geo = SOMGeometry(16, numrot=40)
     som = _som(geo, shape=(2, 3), seed=7)
     som.save_pink(tmp_path / "som.bin")
@@ -190,11 +183,11 @@ def test_hydra_map_approximate_writes_the_python_api_result(tmp_path, search):
     write_images(tmp_path / "x.bin", x)
     out = tmp_path / "map"
     rc = run_module("map", [f"som={tmp_path / 'som.bin'}", "data=file", f"data.path={tmp_path / 'x.bin'}",
-                      "runtime=cpu", "plots=false", "matching=approximate", "approx.coarse=2",
+                      "runtime=cpu", "plots=false", "matching=approximate", f"approx.coarse={coarse}",
                       "approx.refine=2", f"approx.search={search}", f"hydra.run.dir={out}"])
     assert rc == 0
     loaded = RotationInvariantSOM.from_pink_file(tmp_path / "som.bin")
-    ApproxMapper(loaded, coarse=2, refine=2, search=search).map_to_files(x, tmp_path / "m.bin", tmp_path / "t.bin")
+    ApproxMapper(loaded, coarse=coarse, refine=2, search=search).map_to_files(x, tmp_path / "m.bin", tmp_path / "t.bin")
     assert (out / "mapping.bin").read_bytes() == (tmp_path / "m.bin").read_bytes()
     assert (out / "transform.bin").read_bytes() == (tmp_path / "t.bin").read_bytes()
     assert json.loads((out / "map_summary.json").read_text())["matching"] == "approximate"

@@ -18,11 +18,9 @@
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 import torch
+from matching_cases import blobs, structured_case, three_transformed_neurons
 
 from somtorch.engine import (
     ApproxMapper,
@@ -36,17 +34,7 @@ from somtorch.errors import ConfigError
 from somtorch.geometry import Lattice
 from somtorch.geometry.regions import region_indices
 from somtorch.geometry.transforms import pad_or_crop
-from somtorch.io import write_images
-from somtorch.testing import run_module
-
-
-def _som(geo, shape=(2, 2), seed=0, **kw):
-    return RotationInvariantSOM(Lattice("cartesian", shape), geo, init="random", seed=seed, **kw)
-
-
-def _blobs(d, centres):
-    yy, xx = torch.meshgrid(torch.arange(d) - (d - 1) / 2, torch.arange(d) - (d - 1) / 2, indexing="ij")
-    return sum(a * torch.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * s * s)) for r, c, a, s in centres)
+from somtorch.testing import random_som
 
 
 def _sky(n, g, d=32, spread=8):
@@ -56,7 +44,7 @@ def _sky(n, g, d=32, spread=8):
         c = [(float(r), float(cc), float(a), float(s)) for r, cc, a, s in
              zip(torch.rand(m, generator=g) * 2 * spread - spread, torch.rand(m, generator=g) * 2 * spread - spread,
                  0.3 + torch.rand(m, generator=g), 1 + 2 * torch.rand(m, generator=g))]
-        out.append(_blobs(d, c))
+        out.append(blobs(d, c))
     return torch.stack(out)[:, None]
 
 
@@ -92,7 +80,7 @@ def _to_bt(v):  # (B, R, S, numrot) -> (B, S * numrot, R): transformation index 
     (SOMGeometry(16, numrot=8), {"arithmetic": "pink"}),
 ])
 def test_inner_cross_term_is_the_exact_cross_term_of_those_pixels(geo, kw):
-    som = _som(geo, **kw)
+    som = random_som(geo, **kw)
     x = torch.rand(3, geo.channels, geo.image_dim, geo.image_dim, generator=torch.Generator().manual_seed(1))
     g = PolarSurrogate(som, inner_radius=3.0)
     assert g.n_in >= 4
@@ -133,7 +121,7 @@ def test_rotation_invariant_bound_ranks_a_rotated_copy_first():
     geo = SOMGeometry(32, numrot=360)
     g0 = torch.Generator().manual_seed(5)
     x = _sky(3, g0)
-    som0 = _som(geo, shape=(1, 3))
+    som0 = random_som(geo, shape=(1, 3))
     lo, hi = som0.engine.window
     feats = som0.engine.transformer(x, window=(lo, hi))  # (B, T, C, u, u)
     w = pad_or_crop(_sky(3, g0), geo.nd)  # decoys
@@ -146,18 +134,8 @@ def test_rotation_invariant_bound_ranks_a_rotated_copy_first():
 
 def test_polar_search_finds_a_transformation_at_any_angle():
     """Neuron i is transformation t_i of image i, at base rotations no coarse grid contains."""
-    geo = SOMGeometry(32, numrot=360)
-    eng_som = _som(geo, shape=(1, 3))
-    lo, hi = eng_som.engine.window
-    x = torch.stack([_blobs(32, [(5, 3, 1.0, 1.5), (-4, -6, 0.6, 2.0)]),
-                     _blobs(32, [(0, 8, 1.0, 2.0), (0, -8, 0.9, 2.0)]),
-                     _blobs(32, [(2, 0, 1.0, 3.0), (-7, 5, 0.3, 1.0)])])[:, None]
     ts = [360 + 2 * 90 + 41, 90 + 23, 360 + 77]
-    feats = eng_som.engine.transformer(x, window=(lo, hi))
-    w = torch.zeros(3, 1, geo.nd, geo.nd)
-    for i, t in enumerate(ts):
-        w[i, :, lo:hi, lo:hi] = feats[i, t]
-    som = RotationInvariantSOM(Lattice("cartesian", (1, 3)), geo, init=w)
+    som, x = three_transformed_neurons(ts)
     am = ApproxMapper(som, search="polar")
     assert am.options.coarse == 0 and am.options.refine == 5 and am.base_rotations_per_image() == 5
     res = am.map(x)
@@ -189,7 +167,7 @@ def test_quarter_turns_and_flips_land_on_the_same_neuron_with_the_same_distance(
 
 def test_reported_distances_are_exact_distances_of_reported_transforms():
     geo = SOMGeometry(24, numrot=80)
-    som = _som(geo, shape=(4, 4))
+    som = random_som(geo, shape=(4, 4))
     x = torch.rand(9, 1, 24, 24, generator=torch.Generator().manual_seed(2))
     for kw in ({}, {"coarse": 2, "refine": 2}):
         res = ApproxMapper(som, search="polar", **kw).map(x)
@@ -201,7 +179,7 @@ def test_reported_distances_are_exact_distances_of_reported_transforms():
 
 def test_covering_every_rotation_is_the_exact_mapper():
     geo = SOMGeometry(16, numrot=16)
-    som = _som(geo, shape=(2, 3))
+    som = random_som(geo, shape=(2, 3))
     x = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(6))
     ref = Mapper(som).map(x)
     res = ApproxMapper(som, search="polar", refine=4).map(x)  # k = 4: every base rotation
@@ -222,15 +200,8 @@ def test_agreement_with_exact_search_on_smooth_sources():
 
 @pytest.fixture(scope="module")
 def structured():
-    from somtorch.datasets import generate_sky, preprocess_cutouts, render_cutouts
-
-    sky = generate_sky(n_sources=120, seed=3, image_size=96,
-                       class_mix={"double": 0.3, "fr2": 0.2, "resolved": 0.2, "triple": 0.15, "fr1": 0.15})
-    cube = render_cutouts(sky, indices=np.arange(85), channels=("radio",), size=96)[:, 0]
-    imgs = torch.from_numpy(preprocess_cutouts(cube, snr=2.0, log=True, crop=None, image_size=32))[:, None]
-    geo = SOMGeometry(32, numrot=360)
-    som = RotationInvariantSOM(Lattice("cartesian", (5, 5)), geo, init=pad_or_crop(imgs[:25], geo.nd))
-    return som, imgs[25:]
+    som, x, _ = structured_case()
+    return som, x
 
 
 def test_agreement_with_exact_search_on_structured_images(structured):
@@ -258,27 +229,9 @@ def test_spread_bases_takes_each_best_neurons_best_distinct_base():
 
 
 def test_options_are_checked():
-    som = _som(SOMGeometry(12, numrot=40))
+    som = random_som(SOMGeometry(12, numrot=40))
     for kw in ({"coarse": 0, "refine": 0}, {"inner_radius": -1.0}, {"seeds": 2}, {"coarse": -1}):
         with pytest.raises(ConfigError):
             ApproxMapper(som, search="polar", **kw)
     with pytest.raises(ConfigError):
         ApproxMapper(som, coarse=0)  # the surrogate search needs its exact first pass
-
-
-def test_hydra_map_takes_the_polar_search(tmp_path):
-    geo = SOMGeometry(16, numrot=40)
-    som = _som(geo, shape=(2, 3), seed=7)
-    som.save_pink(tmp_path / "som.bin")
-    (tmp_path / "som_config.json").write_text(json.dumps(som.config_dict()))
-    x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(8))
-    write_images(tmp_path / "x.bin", x)
-    out = tmp_path / "map"
-    rc = run_module("map", [f"som={tmp_path / 'som.bin'}", "data=file", f"data.path={tmp_path / 'x.bin'}",
-                      "runtime=cpu", "plots=false", "matching=approximate", "approx.search=polar",
-                      "approx.coarse=0", "approx.refine=2", f"hydra.run.dir={out}"])
-    assert rc == 0
-    loaded = RotationInvariantSOM.from_pink_file(tmp_path / "som.bin")
-    ApproxMapper(loaded, coarse=0, refine=2, search="polar").map_to_files(x, tmp_path / "m.bin", tmp_path / "t.bin")
-    assert (out / "mapping.bin").read_bytes() == (tmp_path / "m.bin").read_bytes()
-    assert (out / "transform.bin").read_bytes() == (tmp_path / "t.bin").read_bytes()

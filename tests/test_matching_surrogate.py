@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from matching_cases import blobs, three_transformed_neurons
 
 from somtorch.engine import (
     ApproxMapper,
@@ -27,10 +28,7 @@ from somtorch.engine import (
 from somtorch.engine.surrogate import RotationNorms
 from somtorch.errors import ConfigError
 from somtorch.geometry import Lattice
-
-
-def _som(geo, shape=(2, 2), seed=0, **kw):
-    return RotationInvariantSOM(Lattice("cartesian", shape), geo, init="random", seed=seed, **kw)
+from somtorch.testing import random_som
 
 
 @pytest.mark.parametrize("geo,kw", [
@@ -44,7 +42,7 @@ def _som(geo, shape=(2, 2), seed=0, **kw):
     (SOMGeometry(32, numrot=360), {}),
 ])
 def test_rotation_norms_equal_the_interpolated_rotations_norms(geo, kw):
-    som = _som(geo, **kw)
+    som = random_som(geo, **kw)
     x = torch.rand(5, geo.channels, geo.image_dim, geo.image_dim, generator=torch.Generator().manual_seed(1))
     rn = RotationNorms(som)
     norms = rn(x)  # (B, k, V)
@@ -61,7 +59,7 @@ def test_rotation_norms_equal_the_interpolated_rotations_norms(geo, kw):
 def test_dense_and_sparse_assembly_of_the_norm_form_agree(monkeypatch):
     import somtorch.engine.surrogate as sur
 
-    som = _som(SOMGeometry(40, numrot=36, convention="pink"))  # asymmetric region: edge forms too
+    som = random_som(SOMGeometry(40, numrot=36, convention="pink"))  # asymmetric region: edge forms too
     x = torch.rand(3, 1, 40, 40, generator=torch.Generator().manual_seed(5))
     dense = RotationNorms(som)
     monkeypatch.setattr(sur, "_DENSE_BYTES", 0)
@@ -73,25 +71,10 @@ def test_dense_and_sparse_assembly_of_the_norm_form_agree(monkeypatch):
     torch.testing.assert_close(dense(x), sparse(x), rtol=1e-6, atol=1e-5)
 
 
-def _blobs(d, centres):
-    yy, xx = torch.meshgrid(torch.arange(d) - (d - 1) / 2, torch.arange(d) - (d - 1) / 2, indexing="ij")
-    return sum(a * torch.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * s * s)) for r, c, a, s in centres)
-
-
 def test_surrogate_finds_a_transformation_between_the_coarse_angles():
-    geo = SOMGeometry(32, numrot=360)
-    eng_som = _som(geo, shape=(1, 3))
-    lo, hi = eng_som.engine.window
-    x = torch.stack([_blobs(32, [(5, 3, 1.0, 1.5), (-4, -6, 0.6, 2.0)]),
-                     _blobs(32, [(0, 8, 1.0, 2.0), (0, -8, 0.9, 2.0)]),
-                     _blobs(32, [(2, 0, 1.0, 3.0), (-7, 5, 0.3, 1.0)])])[:, None]
     # neuron i is exactly transformation t_i of image i (base rotations 40, 23, 77: not multiples of 6)
     ts = [360 + 2 * 90 + 40, 90 + 23, 360 + 77]
-    feats = eng_som.engine.transformer(x, window=(lo, hi))  # (B, T, C, u, u)
-    w = torch.zeros(3, 1, geo.nd, geo.nd)
-    for i, t in enumerate(ts):
-        w[i, :, lo:hi, lo:hi] = feats[i, t]
-    som = RotationInvariantSOM(Lattice("cartesian", (1, 3)), geo, init=w)
+    som, x = three_transformed_neurons(ts)
     res = ApproxMapper(som).map(x)  # surrogate: 15 coarse base rotations (0, 6, ..., 84), then 4 chosen
     rows = torch.arange(3)
     assert res.bmu.tolist() == [0, 1, 2]
@@ -114,7 +97,7 @@ def test_surrogate_agrees_with_exact_search_on_smooth_sources():
             c = [(float(r), float(cc), float(a), float(s)) for r, cc, a, s in
                  zip(torch.rand(m, generator=g) * 16 - 8, torch.rand(m, generator=g) * 16 - 8,
                      0.3 + torch.rand(m, generator=g), 1 + 2 * torch.rand(m, generator=g))]
-            out.append(_blobs(32, c))
+            out.append(blobs(32, c))
         return torch.stack(out)[:, None]
 
     from somtorch.geometry.transforms import pad_or_crop
@@ -130,7 +113,7 @@ def test_surrogate_agrees_with_exact_search_on_smooth_sources():
 
 
 def test_search_options_are_checked():
-    som = _som(SOMGeometry(12, numrot=40))
+    som = random_som(SOMGeometry(12, numrot=40))
     for kw in ({"search": "fft"}, {"seeds": 1}, {"neurons": 0}, {"search": "surrogate", "refine": -1}):
         with pytest.raises(ConfigError):
             ApproxMapper(som, **kw)

@@ -83,6 +83,11 @@ class OnlineStep:
         self._fcol = [factors[i].view(-1, 1, 1, 1) for i in range(n)]
         self.images = None
 
+    #: Does preparing the next batch on a second thread pay (the trainer's prefetch)?
+    prefetch_pays: bool = False
+    #: Do the per-image steps run faster on one torch thread (see :attr:`DenseStep.serial_steps`)?
+    serial_steps: bool = False
+
     def prepare(self, images: torch.Tensor) -> None:
         """Compute everything about a batch of images that does not depend on the neurons."""
         self.install(self.prepare_state(images))
@@ -225,7 +230,7 @@ class DenseStep(OnlineStep):
             self.wf.copy_(self.wwin)
         else:
             torch.mul(self.wwin, self.mask, out=self.wf)
-        if getattr(self, "native", False):  # the norms' arithmetic of the compiled update
+        if self.native:  # the norms' arithmetic of the compiled update
             from somtorch.engine._native import window_norms
 
             window_norms(self.wf, self.wnorm)

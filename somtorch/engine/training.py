@@ -441,7 +441,7 @@ class Trainer:
             # 10x10 SOM, 8 rotations on 2 cores: 466 -> 271 us per step); batches are still
             # prepared on every thread
             threads = torch.get_num_threads()
-            serial = dev.type == "cpu" and threads > 1 and bool(getattr(stepper, "serial_steps", False))
+            serial = dev.type == "cpu" and threads > 1 and stepper.serial_steps
             try:
                 for it, start in jobs:
                     idx, st = load(order_of(it), start, 0)
@@ -484,7 +484,7 @@ class Trainer:
         if self.prefetch is not None:
             want = bool(self.prefetch)
         else:  # measured on 2 cores: pays where a batch's preparation is a large share (the bank path)
-            want = bool(getattr(stepper, "prefetch_pays", False))
+            want = stepper.prefetch_pays
         more = (self.num_iter - it0) * n - pos0 > batch  # at least two batches to go
         return want and more and dev.type == "cpu" and torch.get_num_threads() >= 2
 
