@@ -625,7 +625,17 @@ def test_select_bit_identical_to_forward(exact, interp, numrot, flip, channels, 
     for t in sets:
         assert torch.equal(tr.select(x[0], t), full[t]), t
         bases, v = tr.select_sources(x[0], t)  # the same, unassembled (the compiled update's input)
-        assert len(bases) == len(set((t % numrot % k).tolist()))  # each needed base rotation once
+        # each needed base rotation once, sampled transposed where only its transpose is needed,
+        # plus a transposed copy where both are: rows only (the compiled update reads rows)
+        from somtorch.geometry.transforms import dihedral_split
+
+        split = dihedral_split()
+        sides = {}
+        for tt in t.tolist():
+            f, s_ = divmod(tt, numrot)
+            sides.setdefault(s_ % k, set()).add(split[s_ // k + 4 * f][0])
+        assert len(bases) == sum(len(v_) for v_ in sides.values())
+        assert not v[:, 1].any()
         got = []
         for e, side, rr, cr in v.tolist():
             z = bases[e].transpose(-1, -2) if side else bases[e]

@@ -43,7 +43,7 @@ class ParityStep(OnlineStep):
         best = int(best[0])
         if self._sel[best] is not None and len(self._sel[best]) == 0:
             return best
-        bases, variants = _rows_only(*self.eng.transformer.select_sources(self.images[b], tb[0]))
+        bases, variants = self.eng.transformer.select_sources(self.images[b], tb[0])
         if not pink_update(self.w, bases, variants, self._each, self._fac_rows[best]):
             self.native = False
             self._update(best, tb[0], lambda rows: self.eng.transformer.select(self.images[b], rows))
@@ -85,18 +85,3 @@ class ExactStep(OnlineStep):
         self.refresh()
         return best
 
-
-def _rows_only(bases: torch.Tensor, variants: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sources for :func:`~somtorch.engine._native.pink_update` without transposed variants: the
-    transposes of the entries that are needed transposed appended as entries of their own (the
-    compiled loop then reads only rows, several times faster than reading columns)."""
-    side = variants[:, 1] != 0
-    if not bool(side.any()):
-        return bases, variants
-    need = torch.unique(variants[side, 0])
-    remap = torch.full((bases.shape[0],), -1, dtype=torch.int64)
-    remap[need] = bases.shape[0] + torch.arange(len(need))
-    variants = variants.clone()
-    variants[side, 0] = remap[variants[side, 0]]
-    variants[:, 1] = 0
-    return torch.cat([bases, bases[need].transpose(-1, -2)]), variants

@@ -508,24 +508,7 @@ class PinkTransformer(nn.Module):
         if images.ndim != 3:
             raise ShapeError(f"select expects one image (C, d, d); got {tuple(images.shape)}")
         dev = images.device
-        # bookkeeping on at most a few hundred integers: numpy, not tensor ops
-        tn = t.detach().cpu().numpy().astype(np.int64)
-        f, s = np.divmod(tn, self.numrot)
-        j, i = np.divmod(s, self._k)
-        split = _SPLIT[j + 4 * f]
-        side, g = split[:, 0], split[:, 1]
-        bases, inv = np.unique(i, return_inverse=True)
-        need = np.zeros((len(bases), 2), dtype=bool)
-        need[inv, side] = True
-        only_t = need[:, 1] & ~need[:, 0]
-        both = np.flatnonzero(need[:, 0] & need[:, 1])
-        bank = self._base_full(images, bases.tolist(), only_t.tolist(), transpose_copies=both.tolist())
-        row = inv.copy()
-        if len(both):
-            extra = np.full(len(bases), -1)
-            extra[both] = len(bases) + np.arange(len(both))
-            tr_rows = (side == 1) & (extra[inv] >= 0)
-            row[tr_rows] = extra[inv[tr_rows]]
+        bank, row, g = self._sources(images, t)
         if not g.any():
             return bank.index_select(0, torch.from_numpy(row).to(dev))
         bank = bank.contiguous()
@@ -542,22 +525,47 @@ class PinkTransformer(nn.Module):
         rows_in = np.where((g & 1)[:, None].astype(bool), nd - 1 - r, r)  # (M, nd)
         ridx = ((row[:, None] * c + np.arange(c))[:, :, None] * nd + rows_in[:, None, :]).reshape(-1)
         out = bank.view(nb * c * nd, nd).index_select(0, torch.from_numpy(ridx).to(dev))
-        return out.view(len(tn), c, nd, nd)
+        return out.view(len(row), c, nd, nd)
 
-    def select_sources(self, images: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What :meth:`select` assembles, unassembled: the full-size base rotations that the transforms
-        ``t (M,)`` of ONE image ``(C, d, d)`` need, ``(K, C, nd, nd)``, and per transform the int64
-        row ``(entry, transpose, reverse rows, reverse columns)``, ``(M, 4)``: ``X_{t[m]}`` is
-        entry ``v[0]``, transposed if ``v[1]``, then its rows reversed if ``v[2]`` and its columns
-        if ``v[3]`` (bit-identical to :meth:`select`; read this way by the compiled update of
-        :mod:`somtorch.engine._native`)."""
+    def _sources(self, images: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """The sampling plan of :meth:`select`: the full-size base rotations ``(K, C, nd, nd)`` that
+        the transforms ``t (M,)`` of ONE image need -- each needed base once, sampled on the
+        transposed grid where only its transpose is needed, with a transposed copy appended where
+        both are -- and per transform its entry ``(M,)`` and flip code ``g (M,)`` (bit 0: rows
+        reversed, bit 1: columns reversed)."""
+        # bookkeeping on at most a few hundred integers: numpy, not tensor ops
         tn = t.detach().cpu().numpy().astype(np.int64)
         f, s = np.divmod(tn, self.numrot)
         j, i = np.divmod(s, self._k)
-        side, g = _SPLIT[j + 4 * f].T
+        split = _SPLIT[j + 4 * f]
+        side, g = split[:, 0], split[:, 1]
         bases, inv = np.unique(i, return_inverse=True)
-        variants = np.stack([inv.reshape(-1), side, g & 1, (g >> 1) & 1], axis=1)
-        return self._base_full(images, bases.tolist()).contiguous(), torch.from_numpy(np.ascontiguousarray(variants))
+        need = np.zeros((len(bases), 2), dtype=bool)
+        need[inv, side] = True
+        only_t = need[:, 1] & ~need[:, 0]
+        both = np.flatnonzero(need[:, 0] & need[:, 1])
+        bank = self._base_full(images, bases.tolist(), only_t.tolist(), transpose_copies=both.tolist())
+        row = inv.reshape(-1).copy()
+        if len(both):
+            extra = np.full(len(bases), -1)
+            extra[both] = len(bases) + np.arange(len(both))
+            tr_rows = (side == 1) & (extra[row] >= 0)
+            row[tr_rows] = extra[row[tr_rows]]
+        return bank, row, g
+
+    def select_sources(self, images: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`select` assembles, unassembled: the full-size base rotations that the transforms
+        ``t (M,)`` of ONE image ``(C, d, d)`` need, ``(K, C, nd, nd)`` (transposed ones sampled on
+        the transposed grid, as :meth:`select` does), and per transform the int64 row
+        ``(entry, 0, reverse rows, reverse columns)``, ``(M, 4)``: ``X_{t[m]}`` is entry ``v[0]``
+        with its rows reversed if ``v[2]`` and its columns if ``v[3]`` (bit-identical to
+        :meth:`select`; read this way, row by row, by the compiled update of
+        :mod:`somtorch.engine._native`). The second column (transpose) is always 0."""
+        if images.ndim != 3:
+            raise ShapeError(f"select_sources expects one image (C, d, d); got {tuple(images.shape)}")
+        bank, row, g = self._sources(images, t)
+        variants = np.stack([row, np.zeros_like(row), g & 1, (g >> 1) & 1], axis=1)
+        return bank.contiguous(), torch.from_numpy(np.ascontiguousarray(variants, dtype=np.int64))
 
     def _grid_bank(self, device, dtype):
         """Full-size grids of rotations 1..k-1, then the same grids transposed (rows <-> columns)."""
