@@ -29,15 +29,11 @@ return None / False and the caller uses numpy or torch (logged once): results ne
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 
 import numpy as np
+
+from somtorch._ccompile import build, native_enabled
 
 __all__ = ["pink_sq", "pink_update", "native_enabled"]
 
@@ -205,41 +201,11 @@ int64_t somtorch_best(float *d, int64_t t, int64_t n, const float *wnorm, float 
     return best;
 }
 """
-_FLAGS = ["-O3", "-shared", "-fPIC", "-std=c99", "-ffp-contract=off", "-fno-fast-math"]
-
 _state: dict = {}
 
 
-def native_enabled() -> bool:
-    """Whether the compiled loop may be used (``SOMTORCH_NATIVE`` is not ``0``)."""
-    return os.environ.get("SOMTORCH_NATIVE", "1").strip() not in ("0", "off", "false", "no")
-
-
-def _cache_dir() -> str:
-    root = os.environ.get("SOMTORCH_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "somtorch")
-    return os.path.join(root, "native")
-
-
 def _build() -> ctypes.CDLL:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        raise OSError("no C compiler (set $CC)")
-    tag = hashlib.sha256((_SRC + " ".join(_FLAGS) + cc + platform.machine()).encode()).hexdigest()[:16]
-    folder = _cache_dir()
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
-        folder = tempfile.gettempdir()
-    lib = os.path.join(folder, f"pinksq-{tag}.so")
-    if not os.path.exists(lib):
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            src = os.path.join(tmp, "pinksq.c")
-            with open(src, "w") as fh:
-                fh.write(_SRC)
-            out = os.path.join(tmp, "pinksq.so")
-            subprocess.run([cc, *_FLAGS, src, "-o", out], check=True, capture_output=True, timeout=120)
-            os.replace(out, lib)  # atomic: concurrent processes never load a half-written file
-    dll = ctypes.CDLL(lib)
+    dll = build(_SRC, "pinksq")
     fn = dll.somtorch_pink_sq
     fp = ctypes.POINTER(ctypes.c_float)
     fn.argtypes = [fp, fp, ctypes.c_int64, ctypes.c_int64, fp]

@@ -25,7 +25,11 @@ Two sampling back-ends produce the interpolated rotations from precomputed grids
 image size, neuron size, numrot, window, interpolation and device, then reused):
 
 * ``exact=False`` (default): kornia's ``remap`` (``torch.grid_sample``) on a normalised grid; matches
-  PINK to float rounding (~1e-6 relative), fast on CPU and CUDA;
+  PINK to float rounding (~1e-6 relative), fast on CPU and CUDA. For batches of float32 images on
+  CPU (:meth:`PinkTransformer.base_rotations`, :meth:`PinkTransformer.base_rotations_ordered`) the
+  same samples come from a compiled C loop over tabulated neighbours and weights
+  (:mod:`somtorch.geometry._sampler`), bit-identical to ``grid_sample`` (it checks itself against
+  it on first use and stands aside otherwise; ``SOMTORCH_NATIVE=0`` disables it);
 * ``exact=True``: gathers the four neighbours and evaluates PINK's float32 formula in PINK's order,
   reproducing PINK's CPU build bit for bit (used by ``arithmetic="pink"``).
 
@@ -390,6 +394,21 @@ class PinkTransformer(nn.Module):
         self._grid_cache[key] = g
         return g
 
+    def _compiled(self, key, grid: torch.Tensor, images: torch.Tensor, out=None) -> torch.Tensor | None:
+        """:class:`~somtorch.geometry._sampler.GridSampler` samples ``(B, G, C, P)`` of ``images`` at
+        the grids ``grid (G, P, 2)`` (cached under ``key``; into ``out`` if given), or None where it
+        is not used (see there: bit-identical to ``grid_sample``, checked on this machine; bilinear,
+        CPU, float32 only)."""
+        if self.interpolation != "bilinear" or images.device.type != "cpu" or images.dtype != torch.float32:
+            return None
+        skey = ("sampler", key)
+        smp = self._grid_cache.get(skey)
+        if smp is None:
+            from somtorch.geometry._sampler import GridSampler
+
+            smp = self._grid_cache[skey] = GridSampler(grid, self.image_dim)
+        return smp.sample(images, out=out)
+
     def base_rotations(self, images: torch.Tensor, window=None) -> torch.Tensor:
         """The ``k = numrot/4`` base orientations (t = 0 .. k-1), ``(B, k, C, u, u)``."""
         images = self._check(images)
@@ -406,9 +425,14 @@ class PinkTransformer(nn.Module):
             taps = flat[:, :, idx.reshape(-1)].reshape(b, c, idx.shape[0], self._k - 1, u, u)
             rot = _combine_taps(w, taps.transpose(0, 2)).transpose(0, 1).permute(0, 2, 1, 3, 4)
         else:
+            km1 = self._k - 1
+            out = images.new_empty((b, self._k, c, u, u))
+            if self._compiled(("base", lo, hi), g.view(km1, u * u, 2), images,
+                              out=out.view(b, self._k, c, u * u)[:, 1:]) is not None:
+                out[:, 0].copy_(base0)
+                return out
             # one batch entry per rotation, the images folded into the channels (see
             # base_rotations_ordered); the grid is a view, the input is expanded, not copied
-            km1 = self._k - 1
             out = _remap(images.reshape(1, b * c, d, d).expand(km1, b * c, d, d),
                          g.view(km1, u, u, 2), self.interpolation)  # (k-1, B*C, u, u)
             rot = out.view(km1, b, c, u, u).transpose(0, 1)
@@ -450,6 +474,8 @@ class PinkTransformer(nn.Module):
             idx, w = g
             taps = images.reshape(b, c, d * d)[:, :, idx.reshape(-1)].reshape(b, c, idx.shape[0], km1, n)
             rot = _combine_taps(w, taps.transpose(0, 2)).permute(1, 2, 0, 3)
+        elif (rot := self._compiled(key, g.view(km1, n, 2), images)) is not None:
+            pass  # (B, k-1, C, n)
         else:
             # one batch entry per rotation, every image folded into the channels (input expanded,
             # not copied): CPU grid_sample parallelises over the batch axis, and this layout ran
@@ -607,6 +633,7 @@ class PinkTransformer(nn.Module):
                 rot = _combine_taps(wt, taps.transpose(0, 1)).transpose(0, 1)
             else:
                 # one batch entry per rotation: CPU grid_sample parallelises over the batch only
+                # (one image: the compiled sampler, which vectorises over images, would not pay)
                 sub = bank.index_select(0, sel)
                 rot = _grid_sample(img.expand(len(rot_pos), c, d, d), sub, self.interpolation)
             if len(rot_pos) == len(out):
