@@ -155,3 +155,33 @@ def test_cache_sized_chunks_give_the_whole_batch_result(geo, monkeypatch):
     for images in (1, 2, 4):
         monkeypatch.setattr(dist, "_CHUNK_BYTES", images * per_image)
         assert torch.equal(eng.sq_distances_fast(r, rnorm, v, wn), whole), images
+
+
+@pytest.mark.parametrize("u, channels, k, transposed", [(29, 1, 9, True), (28, 2, 3, True), (1, 1, 2, True),
+                                                        (5, 3, 1, False), (45, 1, 90, True), (6, 1, 4, False)])
+def test_blocked_coordinates_compiled_equal_torch(u, channels, k, transposed, monkeypatch):
+    """parity_from_orbits(blocked=True) through the compiled loop (engine._native) is the torch code's
+    result bit for bit (odd and even sides, several channels, with and without transposes, the
+    pieces of base rotation 0 and of the others), and the compiled loop is really used."""
+    import somtorch.engine.parity as par
+    from somtorch.engine import _native
+    from somtorch.engine.parity import parity_from_orbits
+
+    g = torch.Generator().manual_seed(u * 10 + k)
+    parts = [torch.randn(4, 1, channels, u * u, generator=g) * 1e3]
+    if k > 1:
+        parts.append(torch.randn(4, k - 1, channels, u * u, generator=g))
+    calls = []
+    real = par._compiled_blocked
+    monkeypatch.setattr(par, "_compiled_blocked", lambda *a: calls.append(1) or real(*a))
+    fast, layout = parity_from_orbits(parts, u, transposed=transposed, blocked=True)
+    if not _native.update_available():
+        pytest.skip("no working C compiler (the torch code is used)")
+    assert len(calls) == len(parts)
+    monkeypatch.setattr(par, "_compiled_blocked", lambda *a: False)
+    slow, layout2 = parity_from_orbits(parts, u, transposed=transposed, blocked=True)
+    assert layout == layout2 and torch.equal(fast, slow)
+    # a non-contiguous piece takes the torch path, with the same result
+    monkeypatch.setattr(par, "_compiled_blocked", real)
+    strided = [p.transpose(0, 1).contiguous().transpose(0, 1) for p in parts]
+    assert torch.equal(parity_from_orbits(strided, u, transposed=transposed, blocked=True)[0], slow)

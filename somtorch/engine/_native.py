@@ -200,6 +200,68 @@ int64_t somtorch_best(float *d, int64_t t, int64_t n, const float *wnorm, float 
     }
     return best;
 }
+
+/* somtorch: flip-parity coordinates (somtorch.engine.parity, parity_from_orbits with blocked=True)
+   of nk = B * kp orbit-ordered images o (nk, ch, u*u) -- kp base rotations per image, the first
+   at base index k0 of kt -- written into out (B, P) at the four block offsets off[0..3] (ee, oe,
+   eo, oo; each a (kt * S, ch * n_ab) matrix per image). With S = 2 the transposed image's
+   coordinates follow each rotation's own (quadrants transposed, oe and eo swapped, middles
+   swapped). The same float32 additions as the torch code, in the same order. */
+void somtorch_parity_blocked(const float *o, int64_t bsz, int64_t kp, int64_t k0, int64_t kt, int64_t ch,
+                             int64_t u, int64_t S, float *out, int64_t P, const int64_t *off)
+{
+    const int64_t h = u / 2, odd = u % 2, hh = h * h, n = u * u;
+    const int64_t nab[4] = {hh + 2 * h * odd + odd, hh + h * odd, hh + h * odd, hh};
+    for (int64_t b = 0; b < bsz; ++b)
+        for (int64_t i = 0; i < kp; ++i)
+            for (int64_t c = 0; c < ch; ++c) {
+                const float *x = o + ((b * kp + i) * ch + c) * n;
+                const float *A = x, *B = x + hh, *C = x + 2 * hh, *D = x + 3 * hh;
+                float *blk[2][4];
+                for (int64_t s = 0; s < S; ++s)
+                    for (int q = 0; q < 4; ++q)
+                        blk[s][q] = out + b * P + off[q] + (((k0 + i) * S + s) * ch + c) * nab[q];
+                float *ee = blk[0][0], *oe = blk[0][1], *eo = blk[0][2], *oo = blk[0][3];
+                for (int64_t p = 0; p < hh; ++p) {
+                    float s1 = A[p] + B[p], d1 = A[p] - B[p];
+                    float s2 = C[p] + D[p], d2 = C[p] - D[p];
+                    ee[p] = s1 + s2;
+                    oe[p] = s1 - s2;
+                    eo[p] = d1 + d2;
+                    oo[p] = d1 - d2;
+                }
+                if (odd) {
+                    const float *m = x + 4 * hh;
+                    const float *top = m, *bot = m + h, *left = m + 2 * h, *right = m + 3 * h;
+                    for (int64_t p = 0; p < h; ++p) {
+                        ee[hh + p] = top[p] + bot[p];
+                        oe[hh + p] = top[p] - bot[p];
+                        ee[hh + h + p] = left[p] + right[p];
+                        eo[hh + p] = left[p] - right[p];
+                    }
+                    ee[hh + 2 * h] = m[4 * h];
+                }
+                if (S == 2) {
+                    float *ee1 = blk[1][0], *oe1 = blk[1][1], *eo1 = blk[1][2], *oo1 = blk[1][3];
+                    for (int64_t r = 0; r < h; ++r)
+                        for (int64_t q = 0; q < h; ++q) {
+                            ee1[r * h + q] = ee[q * h + r];
+                            oe1[r * h + q] = eo[q * h + r];
+                            eo1[r * h + q] = oe[q * h + r];
+                            oo1[r * h + q] = oo[q * h + r];
+                        }
+                    if (odd) {
+                        for (int64_t p = 0; p < h; ++p) {
+                            ee1[hh + p] = ee[hh + h + p];
+                            ee1[hh + h + p] = ee[hh + p];
+                            oe1[hh + p] = eo[hh + p];
+                            eo1[hh + p] = oe[hh + p];
+                        }
+                        ee1[hh + 2 * h] = ee[hh + 2 * h];
+                    }
+                }
+            }
+}
 """
 _state: dict = {}
 
@@ -220,6 +282,9 @@ def _build() -> ctypes.CDLL:
     nm = dll.somtorch_window_norms
     nm.argtypes = [vp, cl, cl, vp]
     nm.restype = None
+    pb = dll.somtorch_parity_blocked
+    pb.argtypes = [vp, cl, cl, cl, cl, cl, cl, cl, vp, cl, vp]
+    pb.restype = None
     return dll
 
 
@@ -234,7 +299,7 @@ def _function(name: str = "fn"):
     if dll is None:
         return None
     return getattr(dll, {"fn": "somtorch_pink_sq", "update": "somtorch_pink_update", "best": "somtorch_best",
-                         "norms": "somtorch_window_norms"}[name])
+                         "norms": "somtorch_window_norms", "parity": "somtorch_parity_blocked"}[name])
 
 
 def pink_sq(xa: np.ndarray, wa: np.ndarray) -> np.ndarray | None:
@@ -323,3 +388,19 @@ def functions() -> dict | None:
     if not update_available():
         return None
     return {name: _function(name) for name in ("update", "best", "norms")}
+
+
+def parity_blocked(part, k0: int, kt: int, u: int, sides: int, out, layout) -> bool:
+    """:func:`~somtorch.engine.parity.parity_from_orbits` (``blocked=True``) of one piece
+    ``part (B, kp, C, u*u)`` (float32, contiguous, orbit order) into rows ``k0 .. k0+kp-1`` of the
+    ``kt`` base rotations of ``out (B, P)`` at ``layout``; False (nothing written) when the
+    compiled loops are unavailable."""
+    if not native_enabled():
+        return False
+    fn = _function("parity")
+    if fn is None:
+        return False
+    b, kp, c, _ = part.shape
+    off = np.ascontiguousarray([o for o, _, _ in layout], dtype=np.int64)
+    fn(part.data_ptr(), b, kp, k0, kt, c, u, sides, out.data_ptr(), out.shape[1], off.ctypes.data)
+    return True
