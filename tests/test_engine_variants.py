@@ -185,3 +185,20 @@ def test_blocked_coordinates_compiled_equal_torch(u, channels, k, transposed, mo
     monkeypatch.setattr(par, "_compiled_blocked", real)
     strided = [p.transpose(0, 1).contiguous().transpose(0, 1) for p in parts]
     assert torch.equal(parity_from_orbits(strided, u, transposed=transposed, blocked=True)[0], slow)
+
+
+@pytest.mark.parametrize("u, channels", [(29, 1), (28, 2), (1, 1), (45, 3)])
+def test_row_coordinates_compiled_equal_torch(u, channels, monkeypatch):
+    """parity_from_orbits (rows, the neurons' side) through the compiled loop equals the torch code."""
+    import somtorch.engine.parity as par
+    from somtorch.engine import _native
+    from somtorch.engine.parity import parity_from_orbits
+
+    if not _native.update_available():
+        pytest.skip("no working C compiler (the torch code is used)")
+    o = torch.randn(6, channels, u * u, generator=torch.Generator().manual_seed(u)) * 0.25
+    fast = parity_from_orbits(o, u)
+    monkeypatch.setattr(par, "_compiled_blocked", lambda *a: False)
+    slow = parity_from_orbits(o, u)
+    assert fast.shape == slow.shape == (6, channels * u * u) and torch.equal(fast, slow)
+    assert torch.equal(parity_from_orbits(o, u, transposed=True)[:, 0], slow)
