@@ -214,3 +214,26 @@ def test_serial_steps_restore_the_thread_count_and_change_nothing(monkeypatch):
     finally:
         torch.set_num_threads(old)
     assert torch.equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("numrot, flip, conv", [(8, True, "pink"), (4, False, "native"), (36, True, "native"),
+                                                (1, True, "pink")])
+def test_gemm_operand_gather_equals_the_strided_copies(numrot, flip, conv):
+    """The compiled step's GEMM operand (one gather from the base rotations and their transposes,
+    DenseStep._xf_index) is the eager step's (a strided copy per dihedral variant), value for value,
+    also with the transposes read through the index instead of appended."""
+    geo = SOMGeometry(image_dim=20, numrot=numrot, flip=flip, convention=conv)
+    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), geo, init="random", seed=1)
+    fac = som.factors(Neighbourhood("gaussian", 1.1, 0.2))
+    imgs = torch.rand(5, 1, 20, 20, generator=torch.Generator().manual_seed(numrot))
+    eager = DenseStep(som, fac)
+    eager.native = False
+    want = eager.prepare_state(imgs)["xf"]
+    fast = DenseStep(som, fac)
+    if not fast.native:
+        pytest.skip("no working C compiler")
+    assert torch.equal(fast.prepare_state(imgs)["xf"], want)
+    base = fast.eng.transformer.base_rotations(imgs)  # (B, k, C, nd, nd): transposes by the index
+    k, nd, u = base.shape[1], base.shape[-1], fast.hi - fast.lo
+    idx = fast._xf_index(k, 1, nd, u, k)
+    assert torch.equal(base.reshape(5, -1).index_select(1, idx).view_as(want), want)

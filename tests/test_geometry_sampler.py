@@ -91,8 +91,8 @@ def test_stands_aside_when_it_disagrees_or_is_disabled(monkeypatch):
     if real is None:
         pytest.skip("no working C compiler")
 
-    def wrong(src, m, tab, wt, np_, grids, ng, out, ch, sb, sg, sc):  # a little off everywhere
-        real(src, m, tab, wt, np_, grids, ng, out, ch, sb, sg, sc)
+    def wrong(src, m, tab, wt, np_, grids, ng, out, ch, sb, sg, sc, j0, j1):  # a little off everywhere
+        real(src, m, tab, wt, np_, grids, ng, out, ch, sb, sg, sc, j0, j1)
         buf = (ctypes.c_float * (sb * (m // ch))).from_address(out)  # the output tensor's memory
         t = torch.from_numpy(np.ctypeslib.as_array(buf))
         t.add_(t.abs() * 1e-6 + 1e-30)
@@ -111,12 +111,13 @@ def test_split_over_threads_changes_nothing(monkeypatch):
     d = 24
     grid = torch.stack([_points(d, 200, seed) for seed in range(5)])
     smp = _sampler_or_skip(grid, d)
-    x = torch.randn(6, 3, d, d, generator=torch.Generator().manual_seed(5))
-    one = smp.sample(x)
     monkeypatch.setattr(_sampler, "PARALLEL_MIN", 1)
     threads = torch.get_num_threads()
+    x = torch.randn(70, 3, d, d, generator=torch.Generator().manual_seed(6))  # 210 planes: 4 chunks of 64
     try:
-        for n in (2, 3, 8):  # more threads than grids too
+        torch.set_num_threads(1)
+        one = smp.sample(x)
+        for n in (2, 3, 8):  # more threads than chunks too
             torch.set_num_threads(n)
             assert torch.equal(smp.sample(x), one)
             assert torch.equal(smp.sample(x, which=[4, 1]), one[:, [4, 1]])

@@ -304,34 +304,66 @@ class DenseStep(OnlineStep):
         updated from the other (see :meth:`~somtorch.engine.training.Trainer`)."""
         bufs = self._slots[slot]
         st: dict = {"images": images}
-        base = self.eng.transformer.base_rotations(images)  # (B, k, C, nd, nd)
-        b, k, c, nd, _ = base.shape
-        if self.native:  # the compiled update reads the base rotations directly: no bank
-            # (with their transposes appended where the search has transposed variants: reading
-            # rows is several times faster than reading columns)
-            st["base"] = torch.cat([base, base.transpose(-1, -2)], dim=1) if self._tvariants else base.contiguous()
-        else:
-            self._prepare_bank(st, bufs, base)
+        tr = self.eng.transformer
+        k = max(tr.numrot // 4, 1)
         lo, hi = self.lo, self.hi
         u, t = hi - lo, self._t
+        if self.native:  # the compiled update reads the base rotations directly: no bank
+            # (with their transposes appended where the search has transposed variants, sampled on
+            # the transposed grids: reading rows is several times faster than reading columns)
+            base = tr.base_rotations(images, transposes=self._tvariants).contiguous()  # (B, k or 2k, C, nd, nd)
+            st["base"] = base
+        else:
+            base = tr.base_rotations(images)  # (B, k, C, nd, nd)
+            self._prepare_bank(st, bufs, base)
+        b, _, c, nd, _ = base.shape
         bmax = max(b, bufs["xf"].shape[0] if bufs.get("xf") is not None else 0)
-        # the GEMM operand (B, T, C*u*u): each searched dihedral variant of the base rotations'
-        # windows (the window is centred, so transposes and reversals commute with it), one
-        # strided copy per variant -- 3-4x faster than gathering its short rows
-        basew = base[..., lo:hi, lo:hi]
         if bufs.get("xf") is None or bufs["xf"].shape[0] < b:
             bufs["xf"] = base.new_empty((bmax, self._nq, k, c, u, u))
         xf = bufs["xf"][:b]
-        for q, (side, g) in enumerate(self.eng.pairing()["pairs"]):
-            x = basew if side == 0 else basew.transpose(-1, -2)
-            dims = [dim for dim, bit in ((-2, 1), (-1, 2)) if g & bit]
-            xf[:, q].copy_(x.flip(dims) if dims else x)
+        basew = base[:, :k, :, lo:hi, lo:hi]
+        if self.native:
+            # the GEMM operand (B, T, C*u*u) in one gather of the windows of the base rotations and
+            # their transposes, rows and columns reversed by the index (pure copies)
+            torch.index_select(base.view(b, -1), 1, self._xf_index(k, c, nd, u, base.shape[1]),
+                               out=xf.view(b, -1))
+        else:
+            # each searched dihedral variant of the base rotations' windows (the window is centred,
+            # so transposes and reversals commute with it), one strided copy per variant
+            for q, (side, g) in enumerate(self.eng.pairing()["pairs"]):
+                x = basew if side == 0 else basew.transpose(-1, -2)
+                dims = [dim for dim, bit in ((-2, 1), (-1, 2)) if g & bit]
+                xf[:, q].copy_(x.flip(dims) if dims else x)
         st["xf"] = xf.view(b, t, c * u * u)
         st["rnorm"] = self._region_norms(basew)  # (B, T)
         st["rcol"] = st["rnorm"].unsqueeze(-1)  # (B, T, 1): the GEMM's bias
         if self.ties:
             st["rmax"] = st["rnorm"].amax(dim=1)
         return st
+
+    def _xf_index(self, k: int, c: int, nd: int, u: int, entries: int) -> torch.Tensor:
+        """Where each value of one image's GEMM operand ``(nq, k, C, u, u)`` lies in its base rotations
+        ``(entries, C, nd, nd)`` (transposes at ``k + i`` when there are ``2k`` entries): variant
+        ``(side, g)`` of base ``i`` reads window row ``u-1-r`` if ``g & 1``, column ``u-1-s`` if
+        ``g & 2``, from entry ``i + side * k`` (from ``i``, transposed by the index, without)."""
+        key = ("xf", k, c, nd, u, entries)
+        idx = self._flat.get(key)
+        if idx is None:
+            lo = self.lo
+            r = torch.arange(u)
+            parts = []
+            for side, g in self.eng.pairing()["pairs"]:
+                rr = (u - 1 - r) if g & 1 else r
+                ss = (u - 1 - r) if g & 2 else r
+                rows, cols = (rr[:, None] + lo), (ss[None, :] + lo)
+                if side and entries < 2 * k:  # no appended transposes: (r, s) reads (ss[s], rr[r])
+                    rows, cols = cols.expand(u, u), rows.expand(u, u)
+                for i in range(k):
+                    e = i + (k if side and entries >= 2 * k else 0)
+                    ch = (e * c + torch.arange(c)).view(c, 1, 1)
+                    parts.append(((ch * nd + rows) * nd + cols).reshape(-1))
+            idx = self._flat[key] = torch.cat(parts).to(self.device)
+        return idx
 
     def _prepare_bank(self, st: dict, bufs: dict, base: torch.Tensor) -> None:
         """The eager update's sources (without the compiled loops): the transformation bank and,

@@ -45,38 +45,39 @@ _SRC = r"""
 #define SOMTORCH_CLONES
 #endif
 
-/* somtorch: bilinear samples of m planes stored pixel-major (src[pix * m + j], pix = d*d reads 0)
-   at the points of grids grids[0..ng-1], each of np points with neighbour pixels tab[4 q ..] and
-   weights wt[4 q ..] (q = grid * np + point). Plane j = b * ch + c of grid g, point p is written to
-   out[b * sb + g * sg + c * sc + p]: tiles of TP points x TM planes are computed vectorised over
-   the planes, then stored transposed (contiguous along the points). */
+/* somtorch: bilinear samples of planes j0 <= j < j1 of m planes stored pixel-major (src[pix * m + j],
+   pix = d*d reads 0) at the points of grids grids[0..ng-1], each of np points with neighbour pixels
+   tab[4 q ..] and weights wt[4 q ..] (q = grid * np + point). Plane j = b * ch + c of grid g, point p
+   is written to out[b * sb + g * sg + c * sc + p]. The planes are taken TM at a time (outermost: the
+   source rows of a chunk stay in cache for all grids); tiles of TP points x TM planes are computed
+   vectorised over the planes, then stored transposed (contiguous along the points). */
 #define TP 16
 #define TM 64
 SOMTORCH_CLONES
 void somtorch_sample_grids(const float *src, int64_t m, const int32_t *tab, const float *wt, int64_t np,
                            const int64_t *grids, int64_t ng, float *out, int64_t ch, int64_t sb, int64_t sg,
-                           int64_t sc)
+                           int64_t sc, int64_t j0, int64_t j1)
 {
     float tile[TP][TM];
-    for (int64_t g = 0; g < ng; ++g) {
-        const int64_t q0 = grids[g] * np;
-        for (int64_t p0 = 0; p0 < np; p0 += TP) {
-            const int64_t pn = np - p0 < TP ? np - p0 : TP;
-            for (int64_t j0 = 0; j0 < m; j0 += TM) {
-                const int64_t jn = m - j0 < TM ? m - j0 : TM;
+    for (int64_t jc = j0; jc < j1; jc += TM) {
+        const int64_t jn = j1 - jc < TM ? j1 - jc : TM;
+        for (int64_t g = 0; g < ng; ++g) {
+            const int64_t q0 = grids[g] * np;
+            for (int64_t p0 = 0; p0 < np; p0 += TP) {
+                const int64_t pn = np - p0 < TP ? np - p0 : TP;
                 for (int64_t pp = 0; pp < pn; ++pp) {
                     const int64_t q = 4 * (q0 + p0 + pp);
-                    const float *restrict a = src + (int64_t)tab[q] * m + j0;
-                    const float *restrict b = src + (int64_t)tab[q + 1] * m + j0;
-                    const float *restrict c = src + (int64_t)tab[q + 2] * m + j0;
-                    const float *restrict d = src + (int64_t)tab[q + 3] * m + j0;
+                    const float *restrict a = src + (int64_t)tab[q] * m + jc;
+                    const float *restrict b = src + (int64_t)tab[q + 1] * m + jc;
+                    const float *restrict c = src + (int64_t)tab[q + 2] * m + jc;
+                    const float *restrict d = src + (int64_t)tab[q + 3] * m + jc;
                     const float w0 = wt[q], w1 = wt[q + 1], w2 = wt[q + 2], w3 = wt[q + 3];
                     float *restrict o = tile[pp];
                     for (int64_t jj = 0; jj < jn; ++jj)
                         o[jj] = fmaf(d[jj], w3, fmaf(c[jj], w2, fmaf(b[jj], w1, a[jj] * w0)));
                 }
                 for (int64_t jj = 0; jj < jn; ++jj) {
-                    const int64_t j = j0 + jj;
+                    const int64_t j = jc + jj;
                     float *restrict o = out + (j / ch) * sb + g * sg + (j % ch) * sc + p0;
                     for (int64_t pp = 0; pp < pn; ++pp)
                         o[pp] = tile[pp][jj];
@@ -89,8 +90,11 @@ void somtorch_sample_grids(const float *src, int64_t m, const int32_t *tab, cons
 
 _state: dict = {}
 
-#: samples (points x planes) from which a call is split over torch's threads, by grids
+#: samples (points x planes) from which a call is split over torch's threads, by planes
 PARALLEL_MIN = 1 << 17
+
+#: planes per chunk of the C loop (TM there)
+_TM = 64
 
 _pool: dict = {}
 
@@ -119,7 +123,7 @@ def _function():
             dll = build(_SRC, "sampler", fallback_defines=("-DSOMTORCH_NO_CLONES",))
             fn = dll.somtorch_sample_grids
             vp, cl = ctypes.c_void_p, ctypes.c_int64
-            fn.argtypes = [vp, cl, vp, vp, cl, vp, cl, vp, cl, cl, cl, cl]
+            fn.argtypes = [vp, cl, vp, vp, cl, vp, cl, vp, cl, cl, cl, cl, cl, cl]
             fn.restype = None
         except Exception as exc:  # noqa: BLE001 - any failure means: use torch
             log.info("somtorch: the compiled sampler is unavailable, grid_sample is used (%s)", exc)
@@ -216,16 +220,15 @@ class GridSampler:
         src[:d * d].copy_(images.reshape(m, d * d).T)
         src[d * d].zero_()
         sb, sg, sc = out.stride(0), out.stride(1), out.stride(2)
-        args = (src.data_ptr(), m, self.tab.data_ptr(), self.wt.data_ptr(), self.np)
+        args = (src.data_ptr(), m, self.tab.data_ptr(), self.wt.data_ptr(), self.np, grids.data_ptr(), len(grids),
+                out.data_ptr(), c, sb, sg, sc)
         ng, nt = len(grids), torch.get_num_threads()
-        parts = min(nt, ng) if ng * self.np * m >= PARALLEL_MIN else 1
-        # grids split over torch's threads: disjoint outputs, the same arithmetic per sample
-        bounds = [ng * i // parts for i in range(parts + 1)]
-        jobs = [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(parts)]
-        futs = [_executor(parts - 1).submit(self.fn, *args, grids.data_ptr() + 8 * g0, n, out.data_ptr() + 4 * g0 * sg,
-                                            c, sb, sg, sc) for g0, n in jobs[1:]]
-        g0, n = jobs[0]
-        self.fn(*args, grids.data_ptr() + 8 * g0, n, out.data_ptr() + 4 * g0 * sg, c, sb, sg, sc)
+        # planes split over torch's threads in whole chunks: disjoint outputs, the same arithmetic
+        chunks = -(-m // _TM)
+        parts = min(nt, chunks) if ng * self.np * m >= PARALLEL_MIN else 1
+        bounds = [min(m, _TM * (chunks * i // parts)) for i in range(parts + 1)]
+        futs = [_executor(parts - 1).submit(self.fn, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+        self.fn(*args, bounds[0], bounds[1])
         for f in futs:
             f.result()
         return out

@@ -394,7 +394,7 @@ class PinkTransformer(nn.Module):
         self._grid_cache[key] = g
         return g
 
-    def _compiled(self, key, grid: torch.Tensor, images: torch.Tensor, out=None) -> torch.Tensor | None:
+    def _compiled(self, key, grid: torch.Tensor, images: torch.Tensor, out=None, which=None) -> torch.Tensor | None:
         """:class:`~somtorch.geometry._sampler.GridSampler` samples ``(B, G, C, P)`` of ``images`` at
         the grids ``grid (G, P, 2)`` (cached under ``key``; into ``out`` if given), or None where it
         is not used (see there: bit-identical to ``grid_sample``, checked on this machine; bilinear,
@@ -407,10 +407,15 @@ class PinkTransformer(nn.Module):
             from somtorch.geometry._sampler import GridSampler
 
             smp = self._grid_cache[skey] = GridSampler(grid, self.image_dim)
-        return smp.sample(images, out=out)
+        return smp.sample(images, which=which, out=out)
 
-    def base_rotations(self, images: torch.Tensor, window=None) -> torch.Tensor:
-        """The ``k = numrot/4`` base orientations (t = 0 .. k-1), ``(B, k, C, u, u)``."""
+    def base_rotations(self, images: torch.Tensor, window=None, transposes: bool = False) -> torch.Tensor:
+        """The ``k = numrot/4`` base orientations (t = 0 .. k-1), ``(B, k, C, u, u)``; with
+        ``transposes``, ``(B, 2k, C, u, u)``: then their transposes (rows <-> columns), sampled on the
+        transposed grids where the compiled sampler runs (the same values as transposing: every
+        sample depends on its own grid point only)."""
+        if transposes:
+            return self._with_transposes(images, window)
         images = self._check(images)
         lo, hi = self._window(window)
         b, c, d, _ = images.shape
@@ -437,6 +442,29 @@ class PinkTransformer(nn.Module):
                          g.view(km1, u, u, 2), self.interpolation)  # (k-1, B*C, u, u)
             rot = out.view(km1, b, c, u, u).transpose(0, 1)
         return torch.cat([base0.unsqueeze(1), rot], dim=1)
+
+    def _with_transposes(self, images: torch.Tensor, window) -> torch.Tensor:
+        images = self._check(images)
+        lo, hi = self._window(window)
+        b, c, d, _ = images.shape
+        k, u = self._k, hi - lo
+        if k > 1:
+            g = self._grid(lo, hi, images.device, images.dtype)
+            out = images.new_empty((b, 2 * k, c, u, u))
+            flat = out.view(b, 2 * k, c, u * u)
+            key = ("base+T", lo, hi, str(images.device), images.dtype)
+            gg = self._grid_cache.get(key)
+            if gg is None and not isinstance(g, tuple):
+                g4 = g.view(k - 1, u, u, 2)
+                gg = self._grid_cache[key] = torch.cat([g4, g4.transpose(1, 2)]).reshape(2 * (k - 1), u * u, 2)
+            if gg is not None and self._compiled(key, gg, images, out=flat[:, 1:k], which=range(k - 1)) is not None:
+                self._compiled(key, gg, images, out=flat[:, k + 1:], which=range(k - 1, 2 * (k - 1)))
+                base0 = pad_or_crop(images, self.neuron_dim)[..., lo:hi, lo:hi]
+                out[:, 0].copy_(base0)
+                out[:, k].copy_(base0.transpose(-2, -1))
+                return out
+        r = self.base_rotations(images, window)
+        return torch.cat([r, r.transpose(-2, -1)], dim=1)
 
     def base_rotations_ordered(self, images: torch.Tensor, order, window=None, parts: bool = False):
         """The base orientations at the window pixels ``order`` (row-major indices into the
