@@ -522,3 +522,24 @@ def test_a_killed_runs_temporary_files_are_swept_on_the_next_start(work, capsys)
     rc, _ = _run(["--train", "train20.bin", "som.bin", "--som-width", "2", "--som-height", "2", "-n", "4"], capsys)
     assert rc == 0
     assert not stale.exists() and other.exists() and (work / "som.bin").exists()
+
+
+@pytest.mark.parametrize("numrot, size", [(8, 16), (36, 20)])
+def test_compiled_loops_change_no_output_byte(numrot, size, work, capsys, monkeypatch):
+    """The drop-in's SOM, mapping and transformation files are byte-identical with the compiled loops
+    (sampler, parity coordinates, step) and without them (SOMTORCH_NATIVE=0): a user who disables
+    them, or whose machine has no C compiler, gets the same numbers."""
+    from somtorch.io import write_images
+
+    g = torch.Generator().manual_seed(numrot)
+    write_images("img.bin", torch.rand(60, 1, size, size, generator=g).numpy(), overwrite=True)
+    common = ["--som-width", "3", "--som-height", "3", "-n", str(numrot), "--numthreads", "2"]
+    files = {}
+    for native in ("1", "0"):
+        monkeypatch.setenv("SOMTORCH_NATIVE", native)
+        assert _run(["--train", "img.bin", f"som{native}.bin", "--init", "random", "--num-iter", "2", *common],
+                    capsys)[0] == 0
+        assert _run(["--map", "img.bin", f"map{native}.bin", f"som{native}.bin", "--store-rot-flip",
+                     f"rf{native}.bin", *common], capsys)[0] == 0
+        files[native] = [(work / f"{name}{native}.bin").read_bytes() for name in ("som", "map", "rf")]
+    assert files["1"] == files["0"]
