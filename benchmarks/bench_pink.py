@@ -5,9 +5,9 @@ kind of images with the same options, interleaved, ``--rounds`` times (median re
 program runs twice per round, on ``n1`` and ``n2`` images, and the **marginal** rate
 ``(n2 - n1) / (t2 - t1)`` is reported, so start-up (Python and torch imports, PINK's parameter
 print) does not count. somtorch gets more images than PINK (``--ours-factor``) so that its
-marginal time is long enough to measure; for mapping, which is 10-100x faster still, its counts
-are scaled further (once per case, up to 64x) until the larger run maps for about
-:data:`MAP_SECONDS`. A round whose larger run was not at least 0.2 s longer gives no rate (it is
+marginal time is long enough to measure, and its counts are scaled further per case and mode
+(calibrated once, up to 64x) until the larger run takes about :data:`MAP_SECONDS` more than the
+smaller (``somtorch_<mode>_images`` in the output). A round whose larger run was not at least 0.2 s longer gives no rate (it is
 dropped and counted, ``<who>_<mode>_dropped``) instead of an absurd one.
 
 Each case is also reported as a fraction of the machine's GEMM bound for its distance work:
@@ -93,7 +93,7 @@ def _commands(prog: list[str], mode: str, data: str, side: int, numrot: int, tag
 
 _RUN = [0]
 
-#: seconds the larger of somtorch's two mapping runs should map for (see run_case)
+#: seconds by which somtorch's larger run should outlast its smaller one, per mode (see run_case)
 MAP_SECONDS = 3.0
 
 
@@ -145,17 +145,19 @@ def run_case(name: str, pink: str | None, rounds: int, ours_factor: int, tmp: st
     _timed(_commands(drop, "train", files[n1], side, numrot, f"{name}_ref"), tmp)
     os.replace(os.path.join(tmp, f"som_{name}_ref.bin"), os.path.join(tmp, f"som_{name}_ref_ref.bin"))
     rates: dict = {}
-    # somtorch maps 10-100x faster than it trains: with the training counts its mapping runs would
-    # last ~0.1 s beside ~3 s of start-up, and the marginal rate would be noise (even negative).
-    # Scale its mapping counts until the larger run maps for >= MAP_SECONDS (capped at 64x).
-    ours_map = ours
-    if "map" in modes:
-        t = _timed(_commands(drop, "map", files[ours[1]], side, numrot, f"{name}_ref"), tmp)
-        t0 = _timed(_commands(drop, "map", files[ours[0]], side, numrot, f"{name}_ref"), tmp)
-        grow = min(64, max(1, math.ceil(MAP_SECONDS / max(t - t0, 0.05))))
-        if grow > 1:
-            ours_map = (ours[0] * grow, ours[1] * grow)
-            for n in ours_map:
+    # somtorch trains 8-50x and maps 40-100x faster than PINK: with PINK's counts times
+    # --ours-factor its runs could last ~0.1-1 s beside ~3 s of start-up, and the marginal rate
+    # would be noise (even negative). Scale its counts per mode until the larger run takes
+    # >= MAP_SECONDS more than the smaller one (capped at 64x).
+    counts = {}
+    for mode in modes:
+        tag = f"{name}_cal" if mode == "train" else f"{name}_ref"
+        t1 = _timed(_commands(drop, mode, files[ours[1]], side, numrot, tag), tmp)
+        t0 = _timed(_commands(drop, mode, files[ours[0]], side, numrot, tag), tmp)
+        grow = min(64, max(1, math.ceil(MAP_SECONDS / max(t1 - t0, 0.05))))
+        counts[mode] = (ours[0] * grow, ours[1] * grow)
+        for n in counts[mode]:
+            if n not in files:
                 files[n] = os.path.join(tmp, f"img{d}_{n}.bin")
                 _write(files[n], d, n)
     if compile_on:  # warm Inductor's on-disk cache: otherwise the first timed run compiles cold
@@ -163,7 +165,7 @@ def run_case(name: str, pink: str | None, rounds: int, ours_factor: int, tmp: st
         _timed(_commands([*drop, "--compile", "on"], "train", files[n1], side, numrot, f"{name}_warm"), tmp)
     for _ in range(rounds):
         for mode in modes:
-            progs = [("somtorch", drop, ours_map if mode == "map" else ours)] + (
+            progs = [("somtorch", drop, counts[mode])] + (
                 [("pink", [pink, "--cuda-off"], (n1, n2))] if pink else [])
             for who, prog, (a, b) in progs:
                 tag = f"{name}_{who}"
@@ -173,7 +175,7 @@ def run_case(name: str, pink: str | None, rounds: int, ours_factor: int, tmp: st
                 ta, tb = _timed(cmd_a, tmp), _timed(cmd_b, tmp)
                 rates.setdefault((who, mode), []).append(_rate(b - a, tb - ta))
             if tie_none and mode == "train":  # the drop-in without PINK's exact near-tie re-evaluation
-                a, b = ours
+                a, b = counts[mode]
                 cmd = [*drop, "--tie-break", "none"]
                 ta = _timed(_commands(cmd, mode, files[a], side, numrot, f"{name}_tn"), tmp)
                 tb = _timed(_commands(cmd, mode, files[b], side, numrot, f"{name}_tn"), tmp)
@@ -181,13 +183,13 @@ def run_case(name: str, pink: str | None, rounds: int, ours_factor: int, tmp: st
             if compile_on and mode == "train":  # the drop-in with the fused compiled update forced on
                 # (the default, --compile auto, compiles only for jobs of ~1e11 weight updates);
                 # compilation is paid once per process, so the marginal rate excludes it
-                a, b = ours
+                a, b = counts[mode]
                 cmd = [*drop, "--compile", "on"]
                 ta = _timed(_commands(cmd, mode, files[a], side, numrot, f"{name}_co"), tmp)
                 tb = _timed(_commands(cmd, mode, files[b], side, numrot, f"{name}_co"), tmp)
                 rates.setdefault(("compile", mode), []).append(_rate(b - a, tb - ta))
             if hydra and mode == "train":  # the same training through the Hydra program
-                a, b = ours
+                a, b = counts[mode]
                 ta = _timed(_hydra_train(files[a], side, numrot, tmp), tmp)
                 tb = _timed(_hydra_train(files[b], side, numrot, tmp), tmp)
                 rates.setdefault(("hydra", mode), []).append(_rate(b - a, tb - ta))
@@ -201,8 +203,8 @@ def run_case(name: str, pink: str | None, rounds: int, ours_factor: int, tmp: st
             out[f"{who}_{mode}"] = round(statistics.median(good), 1)
         if len(good) < len(v):
             out[f"{who}_{mode}_dropped"] = len(v) - len(good)
-    if ours_map != ours:
-        out["somtorch_map_images"] = list(ours_map)
+    for mode in modes:
+        out[f"somtorch_{mode}_images"] = list(counts[mode])
     for mode in modes:
         ours_r = out.get(f"somtorch_{mode}")
         if pink and ours_r:
