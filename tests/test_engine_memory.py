@@ -118,3 +118,30 @@ def test_cli_budget_smaller_than_the_som_fails_clearly(tmp_path):
     assert r.returncode != 0
     assert "field 'memory budget': found '10.0 KiB', expected >= " in r.stderr
     assert "memory estimate (map)" in r.stderr
+
+
+def _table_bytes(tr) -> int:
+    from somtorch.geometry._sampler import GridSampler
+
+    smp = [v for v in tr._grid_cache.values() if isinstance(v, GridSampler) and v.ok]
+    return sum(s.tab.numel() * s.tab.element_size() + s.wt.numel() * s.wt.element_size() for s in smp)
+
+
+@pytest.mark.parametrize("numrot", [8, 36])
+def test_sampler_tables_are_in_the_estimate(numrot):
+    """The compiled sampler's neighbour tables (CPU) are counted in the fixed part, exactly as built
+    by mapping and by the dense online step."""
+    som = _som(24, numrot=numrot, side=3)
+    imgs = torch.rand(5, 1, 24, 24)
+    som.engine.distances_for(imgs, som.weight.data)  # mapping's path
+    built = _table_bytes(som.engine.transformer)
+    if built == 0:
+        pytest.skip("the compiled sampler is not used on this machine")
+    assert estimate_memory(som, "map").fixed["sampler tables"] == built
+    from somtorch.engine import Neighbourhood
+    from somtorch.engine.online import DenseStep
+
+    som2 = _som(24, numrot=numrot, side=3)
+    DenseStep(som2, som2.factors(Neighbourhood("gaussian", 1.0, 0.1))).prepare(imgs)
+    som2.engine.distances_for(imgs, som2.weight.data)
+    assert estimate_memory(som2, "online").fixed["sampler tables"] == _table_bytes(som2.engine.transformer)

@@ -124,3 +124,24 @@ def test_split_over_threads_changes_nothing(monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, _grid_sample(x, grid))
+
+
+def test_concurrent_callers_share_the_pool(monkeypatch):
+    """Two threads sampling at once (the trainer prepares the next batch on a second thread) with
+    different batch sizes get their own, correct results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    d = 16
+    grid = torch.stack([_points(d, 150, seed) for seed in range(4)])
+    smp = _sampler_or_skip(grid, d)
+    monkeypatch.setattr(_sampler, "PARALLEL_MIN", 1)
+    xs = [torch.rand(n, 1, d, d, generator=torch.Generator().manual_seed(n)) for n in (65, 130, 3, 200)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        with ThreadPoolExecutor(2) as ex:
+            got = list(ex.map(smp.sample, xs * 3))
+    finally:
+        torch.set_num_threads(threads)
+    for x, g in zip(xs * 3, got):
+        assert torch.equal(g, _grid_sample(x, grid))

@@ -28,7 +28,11 @@ transformations, ``S = 2`` image sides (1 without rotations)::
 so for a 10x10 SOM, 150 px images and R = 360 (nd = 213, u = 107): fixed = 21.7 MiB and per
 image = 24.4 MiB, against PINK's 133 MiB (Eq. 5) for one image at a time; for 64 px images
 (nd = 91, u = 45): 3.9 MiB + 5.0 MiB per image, against 24 MiB. Batch training adds float64
-sums (``8 K C nd^2``) to the fixed part.
+sums (``8 K C nd^2``) to the fixed part. On CPU, the compiled sampler's tables
+(:mod:`somtorch.geometry._sampler`: 32 bytes per grid point, ``(R/4 - 1) u^2`` points) add to the
+fixed part: 31.1 MiB at 150 px and R = 360, 5.6 MiB at 64 px; the dense online step's tables cover
+the whole neuron grid and its transposes (``2 (R/4 - 1) nd^2`` points; it runs only for small
+problems).
 """
 
 from __future__ import annotations
@@ -149,6 +153,14 @@ def estimate_memory(som, mode: str = "map") -> MemoryEstimate:
         sides = eng.pairing()["sides"]  # base rotations and, with rotations, their transposes
         per["base rotations"] = 3 * 4 * sides * max(g.numrot // 4, 1) * c * u * u
     per["distances"] = 3 * 4 * t * n
+    if som.device.type == "cpu" and som.arithmetic != "pink" and g.interpolation == "bilinear" and g.numrot >= 8:
+        km1 = g.numrot // 4 - 1  # the compiled sampler's tables: 32 bytes per grid point
+        fixed["sampler tables"] = 32 * km1 * u * u
+        if mode == "online":
+            from somtorch.engine.online import step_kind
+
+            if step_kind(som) == "dense":
+                fixed["sampler tables"] += 32 * 2 * km1 * g.nd * g.nd
     if mode != "map":
         fixed["update"] = 2 * 4 * n * c * g.nd * g.nd  # one image's best transformations + temporaries
     if mode == "batch":

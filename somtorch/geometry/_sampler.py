@@ -99,16 +99,15 @@ _TM = 64
 _pool: dict = {}
 
 
-def _executor(workers: int):
-    """A persistent pool of ``workers`` threads (ctypes releases the GIL); rebuilt after a fork."""
+def _executor():
+    """One persistent pool for the whole process (ctypes releases the GIL), never shut down while in
+    use: callers in several threads share it safely; more parts than workers simply queue. Rebuilt
+    after a fork (a child inherits the pool object but not its threads)."""
     ex = _pool.get("ex")
-    if ex is None or _pool.get("n") != workers:
-        if ex is not None:
-            ex.shutdown(wait=False)
+    if ex is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        ex = _pool["ex"] = ThreadPoolExecutor(workers, thread_name_prefix="somtorch-sampler")
-        _pool["n"] = workers
+        ex = _pool["ex"] = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="somtorch-sampler")
     return ex
 
 
@@ -227,7 +226,7 @@ class GridSampler:
         chunks = -(-m // _TM)
         parts = min(nt, chunks) if ng * self.np * m >= PARALLEL_MIN else 1
         bounds = [min(m, _TM * (chunks * i // parts)) for i in range(parts + 1)]
-        futs = [_executor(parts - 1).submit(self.fn, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+        futs = [_executor().submit(self.fn, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
         self.fn(*args, bounds[0], bounds[1])
         for f in futs:
             f.result()
