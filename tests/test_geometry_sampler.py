@@ -145,3 +145,12 @@ def test_concurrent_callers_share_the_pool(monkeypatch):
         torch.set_num_threads(threads)
     for x, g in zip(xs * 3, got):
         assert torch.equal(g, _grid_sample(x, grid))
+
+
+def test_wrong_image_size_or_grid_is_refused():
+    grid = _points(12, 40, 0)[None]
+    smp = _sampler_or_skip(grid, 12)
+    with pytest.raises(ValueError, match="12 x 12"):
+        smp.sample(torch.rand(2, 1, 13, 13))
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        smp.sample(torch.rand(2, 1, 12, 12), which=[1])

@@ -207,9 +207,13 @@ class GridSampler:
         used (then nothing is written)."""
         if (checked and not self.ok) or images.device.type != "cpu" or images.dtype != torch.float32:
             return None
-        b, c, d, _ = images.shape
+        b, c, d, d2 = images.shape
+        if d != self.d or d2 != self.d:  # the tables index a d x d image: anything else reads out of bounds
+            raise ValueError(f"images must be {self.d} x {self.d} (the grids' image size); got {d} x {d2}")
         which = range(self.ngrids) if which is None else which
         grids = torch.as_tensor(list(which), dtype=torch.int64)
+        if len(grids) and (int(grids.min()) < 0 or int(grids.max()) >= self.ngrids):
+            raise ValueError(f"grid indices must lie in [0, {self.ngrids}); got {which}")
         if out is None:
             out = torch.empty((b, len(grids), c, self.np), dtype=torch.float32)
         if tuple(out.shape) != (b, len(grids), c, self.np) or out.stride(-1) != 1 or out.dtype != torch.float32:
