@@ -190,6 +190,14 @@ def usage(prog: str = "somtorch-pink") -> str:
                                           the exact best one.
     --scales <f1,f2,...>                  Mapping: also search these zoom factors (e.g. 1,0.8,1.25); the
                                           factors go to <transform or mapping file>.scale.npy (not PINK).
+
+  environment (somtorch):
+
+    SOMTORCH_NATIVE=0                     Do not use the small C loops that somtorch compiles on first use
+                                          with the system compiler (rotation sampling, parity features, the
+                                          training step, PINK's tie arithmetic): the same results, computed
+                                          with torch/numpy, slower. Without a C compiler they are skipped.
+    SOMTORCH_CACHE_DIR=<dir>              Where the compiled loops are kept (default ~/.cache/somtorch).
 """
 
 

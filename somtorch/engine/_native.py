@@ -302,12 +302,15 @@ def _function(name: str = "fn"):
                          "norms": "somtorch_window_norms", "parity": "somtorch_parity_blocked"}[name])
 
 
+def _enabled(name: str):
+    """The compiled function ``name``, or None when disabled (``SOMTORCH_NATIVE=0``) or unavailable."""
+    return _function(name) if native_enabled() else None
+
+
 def pink_sq(xa: np.ndarray, wa: np.ndarray) -> np.ndarray | None:
     """PINK-exact squared distances of candidate pairs ``xa, wa (M, F)`` -> float32 ``(M,)``, or
     None when the compiled loop is unavailable (disabled or no compiler)."""
-    if not native_enabled():
-        return None
-    fn = _function()
+    fn = _enabled("fn")
     if fn is None:
         return None
     x = np.ascontiguousarray(xa, dtype=np.float32)
@@ -321,7 +324,7 @@ def pink_sq(xa: np.ndarray, wa: np.ndarray) -> np.ndarray | None:
 
 def update_available() -> bool:
     """Whether :func:`pink_update` will run (enabled and compiled; compiles on first call)."""
-    return native_enabled() and _function("update") is not None
+    return _enabled("update") is not None
 
 
 def pink_update(w, base, variants, tb, fac, wf=None, mask=None, lo: int = 0, wnorm=None,
@@ -349,9 +352,7 @@ def pink_update(w, base, variants, tb, fac, wf=None, mask=None, lo: int = 0, wno
         Only neurons ``i0 <= i < i1`` (default all): two calls on disjoint ranges may run in
         parallel threads (ctypes releases the GIL).
     """
-    if not native_enabled():
-        return False
-    fn = _function("update")
+    fn = _enabled("update")
     if fn is None:
         return False
     n, c, nd, _ = w.shape
@@ -395,9 +396,7 @@ def parity_blocked(part, k0: int, kt: int, u: int, sides: int, out, layout) -> b
     ``part (B, kp, C, u*u)`` (float32, contiguous, orbit order) into rows ``k0 .. k0+kp-1`` of the
     ``kt`` base rotations of ``out (B, P)`` at ``layout``; False (nothing written) when the
     compiled loops are unavailable."""
-    if not native_enabled():
-        return False
-    fn = _function("parity")
+    fn = _enabled("parity")
     if fn is None:
         return False
     b, kp, c, _ = part.shape

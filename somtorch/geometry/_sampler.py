@@ -205,23 +205,41 @@ class GridSampler:
         ``(B, len(which), C, P)``, written into ``out`` if given (any tensor of that shape whose last
         axis is contiguous, e.g. a slice of a larger buffer); None where the compiled loop is not
         used (then nothing is written)."""
-        if (checked and not self.ok) or images.device.type != "cpu" or images.dtype != torch.float32:
-            return None
+        if out is None and self._usable(images, checked):
+            out = torch.empty((images.shape[0], len(range(self.ngrids) if which is None else which),
+                               images.shape[1], self.np), dtype=torch.float32)
+        return out if self.sample_into(images, [(which, out)], checked) else None
+
+    def _usable(self, images: torch.Tensor, checked: bool = True) -> bool:
+        return (self.ok or not checked) and images.device.type == "cpu" and images.dtype == torch.float32
+
+    def sample_into(self, images: torch.Tensor, jobs, checked: bool = True) -> bool:
+        """:meth:`sample` for several ``(which, out)`` pairs of one batch (its planes are laid out
+        once); False where the compiled loop is not used (nothing is written)."""
+        if not self._usable(images, checked):
+            return False
         b, c, d, d2 = images.shape
         if d != self.d or d2 != self.d:  # the tables index a d x d image: anything else reads out of bounds
             raise ValueError(f"images must be {self.d} x {self.d} (the grids' image size); got {d} x {d2}")
-        which = range(self.ngrids) if which is None else which
-        grids = torch.as_tensor(list(which), dtype=torch.int64)
-        if len(grids) and (int(grids.min()) < 0 or int(grids.max()) >= self.ngrids):
-            raise ValueError(f"grid indices must lie in [0, {self.ngrids}); got {which}")
-        if out is None:
-            out = torch.empty((b, len(grids), c, self.np), dtype=torch.float32)
-        if tuple(out.shape) != (b, len(grids), c, self.np) or out.stride(-1) != 1 or out.dtype != torch.float32:
-            raise ValueError(f"out must be float32 ({b}, {len(grids)}, {c}, {self.np}) with a contiguous last axis")
+        checked_jobs = []
+        for which, out in jobs:
+            which = range(self.ngrids) if which is None else which
+            grids = torch.as_tensor(list(which), dtype=torch.int64)
+            if len(grids) and (int(grids.min()) < 0 or int(grids.max()) >= self.ngrids):
+                raise ValueError(f"grid indices must lie in [0, {self.ngrids}); got {which}")
+            if tuple(out.shape) != (b, len(grids), c, self.np) or out.stride(-1) != 1 or out.dtype != torch.float32:
+                raise ValueError(f"out must be float32 ({b}, {len(grids)}, {c}, {self.np}) with a contiguous "
+                                 "last axis")
+            checked_jobs.append((grids, out))
         m = b * c
         src = images.new_empty((d * d + 1, m))
         src[:d * d].copy_(images.reshape(m, d * d).T)
         src[d * d].zero_()
+        for grids, out in checked_jobs:
+            self._run(src, m, c, grids, out)
+        return True
+
+    def _run(self, src: torch.Tensor, m: int, c: int, grids: torch.Tensor, out: torch.Tensor) -> None:
         sb, sg, sc = out.stride(0), out.stride(1), out.stride(2)
         args = (src.data_ptr(), m, self.tab.data_ptr(), self.wt.data_ptr(), self.np, grids.data_ptr(), len(grids),
                 out.data_ptr(), c, sb, sg, sc)
@@ -234,4 +252,3 @@ class GridSampler:
         self.fn(*args, bounds[0], bounds[1])
         for f in futs:
             f.result()
-        return out

@@ -395,11 +395,11 @@ class PinkTransformer(PerImageSelection, nn.Module):
         self._grid_cache[key] = g
         return g
 
-    def _compiled(self, key, grid: torch.Tensor, images: torch.Tensor, out=None, which=None) -> torch.Tensor | None:
-        """:class:`~somtorch.geometry._sampler.GridSampler` samples ``(B, G, C, P)`` of ``images`` at
-        the grids ``grid (G, P, 2)`` (cached under ``key``; into ``out`` if given), or None where it
-        is not used (see there: bit-identical to ``grid_sample``, checked on this machine; bilinear,
-        CPU, float32 only)."""
+    def _sampler(self, key, images: torch.Tensor, grid):
+        """The :class:`~somtorch.geometry._sampler.GridSampler` of the grids ``grid (G, P, 2)`` (a
+        tensor, or a function building it: called only when the sampler is first built; cached under
+        ``key``), or None where it is not used for ``images`` (bilinear, CPU, float32 only, and
+        only where it agrees bit for bit with ``grid_sample`` on this machine)."""
         if self.interpolation != "bilinear" or images.device.type != "cpu" or images.dtype != torch.float32:
             return None
         skey = ("sampler", key)
@@ -407,8 +407,8 @@ class PinkTransformer(PerImageSelection, nn.Module):
         if smp is None:
             from somtorch.geometry._sampler import GridSampler
 
-            smp = self._grid_cache[skey] = GridSampler(grid, self.image_dim)
-        return smp.sample(images, which=which, out=out)
+            smp = self._grid_cache[skey] = GridSampler(grid() if callable(grid) else grid, self.image_dim)
+        return smp if smp.ok else None
 
     def base_rotations(self, images: torch.Tensor, window=None, transposes: bool = False) -> torch.Tensor:
         """The ``k = numrot/4`` base orientations (t = 0 .. k-1), ``(B, k, C, u, u)``; with
@@ -432,9 +432,10 @@ class PinkTransformer(PerImageSelection, nn.Module):
             rot = _combine_taps(w, taps.transpose(0, 2)).transpose(0, 1).permute(0, 2, 1, 3, 4)
         else:
             km1 = self._k - 1
-            out = images.new_empty((b, self._k, c, u, u))
-            if self._compiled(("base", lo, hi), g.view(km1, u * u, 2), images,
-                              out=out.view(b, self._k, c, u * u)[:, 1:]) is not None:
+            smp = self._sampler(("base", lo, hi), images, g.view(km1, u * u, 2))
+            if smp is not None:
+                out = images.new_empty((b, self._k, c, u, u))
+                smp.sample(images, out=out.view(b, self._k, c, u * u)[:, 1:])
                 out[:, 0].copy_(base0)
                 return out
             # one batch entry per rotation, the images folded into the channels (see
@@ -449,17 +450,17 @@ class PinkTransformer(PerImageSelection, nn.Module):
         lo, hi = self._window(window)
         b, c, d, _ = images.shape
         k, u = self._k, hi - lo
-        if k > 1:
-            g = self._grid(lo, hi, images.device, images.dtype)
-            out = images.new_empty((b, 2 * k, c, u, u))
-            flat = out.view(b, 2 * k, c, u * u)
-            key = ("base+T", lo, hi, str(images.device), images.dtype)
-            gg = self._grid_cache.get(key)
-            if gg is None and not isinstance(g, tuple):
+        g = self._grid(lo, hi, images.device, images.dtype) if k > 1 else None
+        if g is not None and not isinstance(g, tuple):
+            def both():  # the rotations' grids, then the same grids transposed
                 g4 = g.view(k - 1, u, u, 2)
-                gg = self._grid_cache[key] = torch.cat([g4, g4.transpose(1, 2)]).reshape(2 * (k - 1), u * u, 2)
-            if gg is not None and self._compiled(key, gg, images, out=flat[:, 1:k], which=range(k - 1)) is not None:
-                self._compiled(key, gg, images, out=flat[:, k + 1:], which=range(k - 1, 2 * (k - 1)))
+                return torch.cat([g4, g4.transpose(1, 2)]).reshape(2 * (k - 1), u * u, 2)
+
+            smp = self._sampler(("base+T", lo, hi), images, both)
+            if smp is not None:
+                out = images.new_empty((b, 2 * k, c, u, u))
+                flat = out.view(b, 2 * k, c, u * u)
+                smp.sample_into(images, [(range(k - 1), flat[:, 1:k]), (range(k - 1, 2 * (k - 1)), flat[:, k + 1:])])
                 base0 = pad_or_crop(images, self.neuron_dim)[..., lo:hi, lo:hi]
                 out[:, 0].copy_(base0)
                 out[:, k].copy_(base0.transpose(-2, -1))
@@ -503,8 +504,8 @@ class PinkTransformer(PerImageSelection, nn.Module):
             idx, w = g
             taps = images.reshape(b, c, d * d)[:, :, idx.reshape(-1)].reshape(b, c, idx.shape[0], km1, n)
             rot = _combine_taps(w, taps.transpose(0, 2)).permute(1, 2, 0, 3)
-        elif (rot := self._compiled(key, g.view(km1, n, 2), images)) is not None:
-            pass  # (B, k-1, C, n)
+        elif (smp := self._sampler(key, images, g.view(km1, n, 2))) is not None:
+            rot = smp.sample(images)  # (B, k-1, C, n)
         else:
             # one batch entry per rotation, every image folded into the channels (input expanded,
             # not copied): CPU grid_sample parallelises over the batch axis, and this layout ran
