@@ -101,3 +101,5 @@ def test_installed_wheel_trains_and_maps_from_an_empty_folder(wheel, tmp_path):
     assert (work / "som.bin").is_file()
     if shutil.which("cc") or shutil.which("gcc"):
         assert list((tmp_path / "cache" / "native").glob("pinksq-*.so"))
+        # and the rotation sampler (somtorch.geometry._sampler), from the wheel's copy of its source
+        assert list((tmp_path / "cache" / "native").glob("sampler-*.so"))
