@@ -32,6 +32,7 @@ import ctypes
 import logging
 
 import numpy as np
+import torch
 
 from somtorch._ccompile import build, native_enabled
 
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 _SRC = r"""
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* somtorch: PINK's exact squared distance of candidate pairs (row-major, m rows of f floats). */
 void somtorch_pink_sq(const float *x, const float *w, int64_t m, int64_t f, float *out)
@@ -203,12 +206,13 @@ int64_t somtorch_best(float *d, int64_t t, int64_t n, const float *wnorm, float 
 
 /* somtorch: flip-parity coordinates (somtorch.engine.parity, parity_from_orbits with blocked=True)
    of nk = B * kp orbit-ordered images o (nk, ch, u*u) -- kp base rotations per image, the first
-   at base index k0 of kt -- written into out (B, P) at the four block offsets off[0..3] (ee, oe,
-   eo, oo; each a (kt * S, ch * n_ab) matrix per image). With S = 2 the transposed image's
-   coordinates follow each rotation's own (quadrants transposed, oe and eo swapped, middles
+   at base index k0 of kt -- written into out at the four block offsets off[0..3] (ee, oe, eo, oo;
+   each a (kt * S, ch * n_ab) matrix per image, image b's at off[q] + b * bstride[q]: bstride = P
+   for rows of (B, P), the block's own size for the block-major layout). With S = 2 the transposed
+   image's coordinates follow each rotation's own (quadrants transposed, oe and eo swapped, middles
    swapped). The same float32 additions as the torch code, in the same order. */
 void somtorch_parity_blocked(const float *o, int64_t bsz, int64_t kp, int64_t k0, int64_t kt, int64_t ch,
-                             int64_t u, int64_t S, float *out, int64_t P, const int64_t *off)
+                             int64_t u, int64_t S, float *out, const int64_t *bstride, const int64_t *off)
 {
     const int64_t h = u / 2, odd = u % 2, hh = h * h, n = u * u;
     const int64_t nab[4] = {hh + 2 * h * odd + odd, hh + h * odd, hh + h * odd, hh};
@@ -216,12 +220,14 @@ void somtorch_parity_blocked(const float *o, int64_t bsz, int64_t kp, int64_t k0
         for (int64_t i = 0; i < kp; ++i)
             for (int64_t c = 0; c < ch; ++c) {
                 const float *x = o + ((b * kp + i) * ch + c) * n;
-                const float *A = x, *B = x + hh, *C = x + 2 * hh, *D = x + 3 * hh;
+                const float *restrict A = x, *restrict B = x + hh, *restrict C = x + 2 * hh,
+                            *restrict D = x + 3 * hh;
                 float *blk[2][4];
                 for (int64_t s = 0; s < S; ++s)
                     for (int q = 0; q < 4; ++q)
-                        blk[s][q] = out + b * P + off[q] + (((k0 + i) * S + s) * ch + c) * nab[q];
-                float *ee = blk[0][0], *oe = blk[0][1], *eo = blk[0][2], *oo = blk[0][3];
+                        blk[s][q] = out + b * bstride[q] + off[q] + (((k0 + i) * S + s) * ch + c) * nab[q];
+                float *restrict ee = blk[0][0], *restrict oe = blk[0][1], *restrict eo = blk[0][2],
+                      *restrict oo = blk[0][3];
                 for (int64_t p = 0; p < hh; ++p) {
                     float s1 = A[p] + B[p], d1 = A[p] - B[p];
                     float s2 = C[p] + D[p], d2 = C[p] - D[p];
@@ -242,7 +248,8 @@ void somtorch_parity_blocked(const float *o, int64_t bsz, int64_t kp, int64_t k0
                     ee[hh + 2 * h] = m[4 * h];
                 }
                 if (S == 2) {
-                    float *ee1 = blk[1][0], *oe1 = blk[1][1], *eo1 = blk[1][2], *oo1 = blk[1][3];
+                    float *restrict ee1 = blk[1][0], *restrict oe1 = blk[1][1], *restrict eo1 = blk[1][2],
+                          *restrict oo1 = blk[1][3];
                     for (int64_t r = 0; r < h; ++r)
                         for (int64_t q = 0; q < h; ++q) {
                             ee1[r * h + q] = ee[q * h + r];
@@ -262,12 +269,119 @@ void somtorch_parity_blocked(const float *o, int64_t bsz, int64_t kp, int64_t k0
                 }
             }
 }
+/* somtorch: the end of a batch's fast distances (DistanceEngine.sq_distances_fast, then first_min,
+   then TieResolver._maybe_rows) in one pass per image, for m images. pe: the four parity products
+   ee, oe, eo, oo, each (m * k * S, n) with row (i * k + j) * S + s for base j and side s. Variant q
+   (side[q], flip[q]) of base j is transformation t = q * k + j: with s1 = ee + oe, d1 = ee - oe,
+   s2 = eo + oo, d2 = eo - oo, flip 0: s1 + s2, 1: d1 + d2, 2: s1 - s2, 3: d1 - d2; then
+   (. + rnorm[i, t]) + wnorm[c], clamped at 0 (the same float32 operations in the same order).
+   dmin (m, n), tbest (m, n): every neuron's lowest distance and its first transformation. With
+   rtol >= 0, flag[i] = 1 when more than n entries lie within tol = rtol * (max_t rnorm[i, t] +
+   max wnorm) of their neuron's minimum or a second neuron lies within tol of the best (the images
+   whose near-ties PINK's rules must decide); only those images' distances are written to
+   dsq[i] (m, T, n) -- the others' stay in a scratch row that remains in cache. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__) && !defined(SOMTORCH_NO_CLONES)
+#define SOMTORCH_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define SOMTORCH_CLONES
+#endif
+
+/* one row of distances: o = max(((a +- b) +- (e +- f) + r) + wn, 0) for flip g (see below) */
+static inline void tail_row(float *restrict o, const float *restrict a, const float *restrict b,
+                            const float *restrict e, const float *restrict f, int64_t g, float r,
+                            const float *restrict wn, int64_t n)
+{
+    switch (g) {
+    case 0:
+        for (int64_t c = 0; c < n; ++c) o[c] = (a[c] + b[c]) + (e[c] + f[c]);
+        break;
+    case 1:
+        for (int64_t c = 0; c < n; ++c) o[c] = (a[c] - b[c]) + (e[c] - f[c]);
+        break;
+    case 2:
+        for (int64_t c = 0; c < n; ++c) o[c] = (a[c] + b[c]) - (e[c] + f[c]);
+        break;
+    default:
+        for (int64_t c = 0; c < n; ++c) o[c] = (a[c] - b[c]) - (e[c] - f[c]);
+    }
+    for (int64_t c = 0; c < n; ++c) {
+        float v = (o[c] + r) + wn[c];
+        o[c] = v < 0.0f ? 0.0f : v;
+    }
+}
+
+SOMTORCH_CLONES
+void somtorch_map_tail(const float *pee, const float *poe, const float *peo, const float *poo, int64_t m,
+                       int64_t k, int64_t S, int64_t n, const int64_t *side, const int64_t *flip, int64_t nq,
+                       const float *rnorm, const float *wnorm, float rtol, float *dsq, float *dmin,
+                       int64_t *tbest, int64_t *flag)
+{
+    const int64_t T = nq * k;
+    float wmax = wnorm[0];
+    for (int64_t c = 1; c < n; ++c)
+        if (wnorm[c] > wmax)
+            wmax = wnorm[c];
+    int32_t tb32[n > 0 ? n : 1];
+    /* one image's distances (when malloc fails: straight into dsq) */
+    float *scratch = malloc(sizeof(float) * (size_t)(T * n > 0 ? T * n : 1));
+    for (int64_t i = 0; i < m; ++i) {
+        float *const di = scratch ? scratch : dsq + i * T * n;
+        float *restrict dm = dmin + i * n;
+        const float *rn = rnorm + i * T;
+        for (int64_t c = 0; c < n; ++c) {
+            dm[c] = INFINITY;
+            tb32[c] = 0;
+        }
+        for (int64_t q = 0; q < nq; ++q)
+            for (int64_t j = 0; j < k; ++j) {
+                const int64_t t = q * k + j, row = ((i * k + j) * S + side[q]) * n;
+                float *restrict o = di + t * n;
+                tail_row(o, pee + row, poe + row, peo + row, poo + row, flip[q], rn[t], wnorm, n);
+                const int32_t t32 = (int32_t)t;
+                for (int64_t c = 0; c < n; ++c) {  /* strict <: the first transformation wins */
+                    const int lt = o[c] < dm[c];
+                    dm[c] = lt ? o[c] : dm[c];
+                    tb32[c] = lt ? t32 : tb32[c];
+                }
+            }
+        for (int64_t c = 0; c < n; ++c)
+            tbest[i * n + c] = tb32[c];
+        if (rtol < 0.0f) {
+            flag[i] = 0;
+            continue;
+        }
+        float rmax = rn[0];
+        for (int64_t t = 1; t < T; ++t)
+            if (rn[t] > rmax)
+                rmax = rn[t];
+        const float tol = rtol * (rmax + wmax);
+        float gmin = dm[0];
+        for (int64_t c = 1; c < n; ++c)
+            if (dm[c] < gmin)
+                gmin = dm[c];
+        float band[n > 0 ? n : 1];
+        for (int64_t c = 0; c < n; ++c)
+            band[c] = dm[c] + tol;
+        int32_t cnt = 0, cnt_n = 0;
+        const float *od = di;
+        for (int64_t t = 0; t < T; ++t)
+            for (int64_t c = 0; c < n; ++c)
+                cnt += od[t * n + c] <= band[c];
+        const float gband = gmin + tol;
+        for (int64_t c = 0; c < n; ++c)
+            cnt_n += dm[c] <= gband;
+        flag[i] = cnt > n || cnt_n > 1;
+        if (flag[i] && scratch)  /* only images PINK's tie rules must decide need their distances */
+            memcpy(dsq + i * T * n, scratch, sizeof(float) * (size_t)(T * n));
+    }
+    free(scratch);
+}
 """
 _state: dict = {}
 
 
 def _build() -> ctypes.CDLL:
-    dll = build(_SRC, "pinksq")
+    dll = build(_SRC, "pinksq", fallback_defines=("-DSOMTORCH_NO_CLONES",))
     fn = dll.somtorch_pink_sq
     fp = ctypes.POINTER(ctypes.c_float)
     fn.argtypes = [fp, fp, ctypes.c_int64, ctypes.c_int64, fp]
@@ -283,8 +397,11 @@ def _build() -> ctypes.CDLL:
     nm.argtypes = [vp, cl, cl, vp]
     nm.restype = None
     pb = dll.somtorch_parity_blocked
-    pb.argtypes = [vp, cl, cl, cl, cl, cl, cl, cl, vp, cl, vp]
+    pb.argtypes = [vp, cl, cl, cl, cl, cl, cl, cl, vp, vp, vp]
     pb.restype = None
+    mt = dll.somtorch_map_tail
+    mt.argtypes = [vp, vp, vp, vp, cl, cl, cl, cl, vp, vp, cl, vp, vp, ctypes.c_float, vp, vp, vp, vp]
+    mt.restype = None
     return dll
 
 
@@ -299,7 +416,8 @@ def _function(name: str = "fn"):
     if dll is None:
         return None
     return getattr(dll, {"fn": "somtorch_pink_sq", "update": "somtorch_pink_update", "best": "somtorch_best",
-                         "norms": "somtorch_window_norms", "parity": "somtorch_parity_blocked"}[name])
+                         "norms": "somtorch_window_norms", "parity": "somtorch_parity_blocked",
+                         "tail": "somtorch_map_tail"}[name])
 
 
 def _enabled(name: str):
@@ -391,15 +509,66 @@ def functions() -> dict | None:
     return {name: _function(name) for name in ("update", "best", "norms")}
 
 
-def parity_blocked(part, k0: int, kt: int, u: int, sides: int, out, layout) -> bool:
+#: elements of work below which a compiled pass stays on the calling thread (a pool hand-off costs
+#: tens of microseconds)
+PARALLEL_MIN = 1 << 17
+
+
+def _split(fn, m: int, work: int, call) -> None:
+    """Run ``call(fn, i0, i1)`` over ``[0, m)`` split into whole ranges over torch's threads (the
+    compiled sampler's process-wide pool; ctypes releases the GIL). Disjoint outputs, the same
+    arithmetic per image: results do not depend on the split."""
+    from somtorch.geometry._sampler import _executor
+
+    parts = min(torch.get_num_threads(), m) if work >= PARALLEL_MIN else 1
+    bounds = [m * i // parts for i in range(parts + 1)]
+    futs = [_executor().submit(call, fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    call(fn, bounds[0], bounds[1])
+    for f in futs:
+        f.result()
+
+
+def parity_blocked(part, k0: int, kt: int, u: int, sides: int, out, offsets, strides) -> bool:
     """:func:`~somtorch.engine.parity.parity_from_orbits` (``blocked=True``) of one piece
     ``part (B, kp, C, u*u)`` (float32, contiguous, orbit order) into rows ``k0 .. k0+kp-1`` of the
-    ``kt`` base rotations of ``out (B, P)`` at ``layout``; False (nothing written) when the
-    compiled loops are unavailable."""
+    ``kt`` base rotations of the flat float32 buffer ``out``: block ``q`` (ee, oe, eo, oo) of image
+    ``b`` starts at ``offsets[q] + b * strides[q]``; False (nothing written) when the compiled
+    loops are unavailable. Images are split over torch's threads when there are enough."""
     fn = _enabled("parity")
     if fn is None:
         return False
-    b, kp, c, _ = part.shape
-    off = np.ascontiguousarray([o for o, _, _ in layout], dtype=np.int64)
-    fn(part.data_ptr(), b, kp, k0, kt, c, u, sides, out.data_ptr(), out.shape[1], off.ctypes.data)
+    b, kp, c, n = part.shape
+    st = np.ascontiguousarray(strides, dtype=np.int64)
+    src, dst = part.data_ptr(), out.data_ptr()
+
+    def call(fn, i0, i1):
+        off = np.ascontiguousarray([o + i0 * s for o, s in zip(offsets, strides)], dtype=np.int64)
+        fn(src + 4 * i0 * kp * c * n, i1 - i0, kp, k0, kt, c, u, sides, dst, st.ctypes.data, off.ctypes.data)
+
+    _split(fn, b, b * kp * c * n * sides, call)
+    return True
+
+
+def map_tail(products, k: int, sides: int, side, flip, rnorm, wnorm, rtol: float, dsq, dmin, tbest, flag) -> bool:
+    """The end of a batch's fast distances in one compiled pass (see ``somtorch_map_tail``):
+    ``products`` the four parity products ``(m*k*S, N)``, ``side``/``flip`` int64 ``(nq,)``,
+    ``rnorm (m, T)``, ``wnorm (N,)`` (float32, contiguous, CPU); writes ``dmin (m, N)``,
+    ``tbest (m, N)``, ``flag (m,)`` (near-tie candidates; all 0 when ``rtol < 0``) and the rows
+    ``dsq[i] (T, N)`` of the flagged images only. False (nothing written) when the compiled loops are unavailable. Images are
+    split over torch's threads when there are enough."""
+    fn = _enabled("tail")
+    if fn is None:
+        return False
+    m, n = dmin.shape
+    t = rnorm.shape[1]
+    ee, oe, eo, oo = (p.data_ptr() for p in products)
+    rows = k * sides * n  # product elements per image
+
+    def call(fn, i0, i1):
+        fn(ee + 4 * i0 * rows, oe + 4 * i0 * rows, eo + 4 * i0 * rows, oo + 4 * i0 * rows, i1 - i0, k, sides, n,
+           side.data_ptr(), flip.data_ptr(), len(side), rnorm.data_ptr() + 4 * i0 * t, wnorm.data_ptr(), rtol,
+           dsq.data_ptr() + 4 * i0 * t * n, dmin.data_ptr() + 4 * i0 * n, tbest.data_ptr() + 8 * i0 * n,
+           flag.data_ptr() + 8 * i0)
+
+    _split(fn, m, m * t * n, call)
     return True

@@ -100,11 +100,10 @@ def batch_sums(som, images: torch.Tensor, factors: torch.Tensor, chunk: int = 16
     for s in range(0, len(images), chunk):
         x = images[s:s + chunk]
         if exact:
-            dsq = eng.sq_distances(eng.image_features(x), wf)
+            _, tb, best = best_match(eng.sq_distances(eng.image_features(x), wf))
         else:
-            r, rnorm = eng.base_features(x)
-            dsq = eng.resolve_ties(x, eng.sq_distances_fast(r, rnorm, wv, wnorm), w, rnorm, wnorm)
-        _, tb, best = best_match(dsq)
+            dmin, tb = eng.match_fast(x, wv, wnorm, w)
+            best = torch.argmin(dmin, dim=1)  # as best_match
         for b in range(len(x)):
             f = factors[int(best[b])]
             sel = torch.nonzero(f).flatten()

@@ -248,14 +248,16 @@ class DistanceEngine:
             self._pairing = _pairing_for(self.transformer)
         return self._pairing
 
-    def base_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def base_features(self, images: torch.Tensor, split: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Base rotations of images in parity coordinates, and their region norms.
 
         Returns ``R (B, k*S*C*u*u)`` (``k = numrot/4`` or 1; for each base rotation its ``S`` sides
         of :meth:`pairing`, the rotation then its transpose, in parity coordinates laid out block
-        by block, :func:`~somtorch.engine.parity.parity_features_blocked`) and ``rnorm (B, T)`` =
+        by block, :func:`~somtorch.engine.parity.parity_from_orbits`) and ``rnorm (B, T)`` =
         squared norm of every transformation over the distance region, in transformation-index
-        order.
+        order. With ``split`` ``R`` is the list of the four blocks ``(B, k*S*C*n_ab)`` (the same
+        numbers; a batch's block is one contiguous matrix, so :meth:`sq_distances_fast` copies
+        nothing).
         """
         lo, hi = self.window
         u = hi - lo
@@ -272,7 +274,7 @@ class DistanceEngine:
             r2 = torch.cat([(p * p).sum(2) for p in parts], 1)  # (B, k, u*u)
             rnorm = _matmul_rows(r2.reshape(b * k, u * u), m).reshape(b, k, -1)
             rnorm = rnorm.permute(0, 2, 1).reshape(b, -1)  # (B, nq*k) = (B, T)
-        feats, _ = parity_from_orbits(parts, u, transposed=self.pairing()["sides"] == 2, blocked=True)
+        feats, _ = parity_from_orbits(parts, u, transposed=self.pairing()["sides"] == 2, blocked=True, split=split)
         return feats, rnorm
 
     def feature_bytes(self, channels: int = 1) -> int:
@@ -324,33 +326,58 @@ class DistanceEngine:
         with _matmul_precision(a.device, prec):
             return _matmul_rows(a, bt)
 
-    def sq_distances_fast(self, r: torch.Tensor, rnorm: torch.Tensor, v: torch.Tensor,
+    def _blocks(self, u: int, f: int, ks: int) -> list:
+        """``((offset, rows, cols) in R, (first, last) column in v)`` of every parity block."""
+        key = ("blocks", u, f, ks)
+        blocks = self._idx_cache.get(key)
+        if blocks is None:
+            cb = np.cumsum((0,) + parity_sizes(u, f // (u * u))).tolist()
+            blocks = self._idx_cache[key] = list(zip(blocked_layout(u, f // (u * u), ks), cb[:-1], cb[1:]))
+        return blocks
+
+    def _products(self, r, i0: int, i1: int, v: torch.Tensor, blocks: list) -> list:
+        """The four parity products ``(m * k * S, N)`` of images ``i0 .. i1-1``: one GEMM per
+        block; an image's block is a contiguous ``(k*S, cols)`` matrix (and a batch's, when ``r``
+        is split), so every operand is contiguous and BLAS rounds alike for any batch size."""
+        m = i1 - i0
+        if isinstance(r, (list, tuple)):
+            return [self._mm(rq[i0:i1].view(m * rows, cols), v[:, c0:c1].T)
+                    for rq, ((_, rows, cols), c0, c1) in zip(r, blocks)]
+        rb = r[i0:i1]
+        return [self._mm(rb[:, o:o + rows * cols].reshape(m * rows, cols), v[:, c0:c1].T)
+                for (o, rows, cols), c0, c1 in blocks]
+
+    def _chunk(self, b: int, device, nq: int, k: int, n: int, aligned: bool = False) -> int:
+        """Images per chunk. CPU: chunks whose products and sums stay in cache (_CHUNK_BYTES of output
+        each); every row of every product is the same computation in any chunk, so the result is
+        too. ``aligned`` (block-major features): a multiple of 16 images, so that every chunk's
+        operand starts 64-byte aligned, as a fresh tensor does (MKL rounds short products
+        differently at other alignments)."""
+        if device.type != "cpu":
+            return b
+        step = max(1, min(b, _CHUNK_BYTES // max(nq * k * n * 4, 1)))
+        return max(16, step - step % 16) if aligned and step < b else step
+
+    def sq_distances_fast(self, r, rnorm: torch.Tensor, v: torch.Tensor,
                           wnorm: torch.Tensor) -> torch.Tensor:
-        """Squared distances ``(B, T, N)`` from :meth:`base_features` and :meth:`neuron_parity`."""
+        """Squared distances ``(B, T, N)`` from :meth:`base_features` (rows or split) and
+        :meth:`neuron_parity`."""
         sides = self.pairing()["sides"]
         lo, hi = self.window
         u = hi - lo
         n, f = v.shape
-        b = r.shape[0]
-        ks = r.shape[1] // f
+        split = isinstance(r, (list, tuple))
+        b = r[0].shape[0] if split else r.shape[0]
+        ks = (sum(x.shape[1] for x in r) if split else r.shape[1]) // f
         k = ks // sides
-        key = ("blocks", u, f, ks)
-        blocks = self._idx_cache.get(key)
-        if blocks is None:  # ((offset, rows, cols) in r, (first, last) column in v) per parity block
-            cb = np.cumsum((0,) + parity_sizes(u, f // (u * u))).tolist()
-            blocks = self._idx_cache[key] = list(zip(blocked_layout(u, f // (u * u), ks), cb[:-1], cb[1:]))
+        blocks = self._blocks(u, f, ks)
         nq = len(self.pairing()["pairs"])
         out = None
-        # CPU: images in chunks whose products and sums stay in cache (_CHUNK_BYTES of output each);
-        # every row of every product is the same computation in any chunk, so the result is too
-        step = b if r.device.type != "cpu" else max(1, min(b, _CHUNK_BYTES // max(nq * k * n * 4, 1)))
+        step = self._chunk(b, rnorm.device, nq, k, n, aligned=split)
         for i0 in range(0, b, step):
             i1 = min(b, i0 + step)
-            rb, m = r[i0:i1], i1 - i0
-            # one product per parity block; an image's block is a contiguous (ks, cols) matrix, so
-            # every operand is contiguous and BLAS rounds alike for any batch size
-            ee, oe, eo, oo = (self._mm(rb[:, o:o + rows * cols].reshape(m * rows, cols), v[:, c0:c1].T)
-                              for (o, rows, cols), c0, c1 in blocks)
+            m = i1 - i0
+            ee, oe, eo, oo = self._products(r, i0, i1, v, blocks)
             if out is None:
                 out = ee.new_empty((b, nq, k, n))
             # (the neuron side carries the factor -2: exact, so the products are -2 <x, w>)
@@ -364,6 +391,67 @@ class DistanceEngine:
             d = d.view(m, -1, n).add_(rnorm[i0:i1].unsqueeze(-1).to(d.dtype)).add_(wnorm.to(d.dtype))
             d.clamp_min_(0)
         return out.view(b, -1, n).float()
+
+    def match_fast(self, images: torch.Tensor, v: torch.Tensor, wnorm: torch.Tensor,
+                   weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every neuron's lowest squared distance and its first transformation ``(B, N)`` for a
+        batch (PINK's tie rules with ``tie_break="pink"``): :func:`best_match` of
+        :meth:`resolve_ties` of :meth:`sq_distances_fast`, the same numbers.
+
+        On CPU with the compiled loops (:mod:`somtorch.engine._native`) the batch's parity blocks
+        are laid out block-major (no copies before the GEMMs) and everything after the GEMMs --
+        flip combinations, norms, clamp, minima and the near-tie test -- is one pass per image;
+        only images that may hold a near-tie go through :class:`TieResolver`. Elsewhere the
+        eager path.
+        """
+        from somtorch.engine._native import map_tail
+
+        cpu32 = images.device.type == "cpu" and v.dtype == torch.float32 and self.precision == "float32"
+        # one row per image and block (no rotations): the rows layout's operands are strided views,
+        # not copies, and MKL rounds those differently from contiguous ones, so keep that layout
+        split = cpu32 and max(self.transformer.numrot // 4, 1) * self.pairing()["sides"] > 1
+        r, rnorm = self.base_features(images, split=split)
+        if cpu32:
+            pairs = self.pairing()["pairs"]
+            if "tail_pairs" not in self._idx_cache:
+                self._idx_cache["tail_pairs"] = (torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs]))
+            side, flip = self._idx_cache["tail_pairs"]
+            sides, nq, (n, f) = self.pairing()["sides"], len(pairs), v.shape
+            b, ks = images.shape[0], (sum(x.shape[1] for x in r) if split else r.shape[1]) // f
+            k = ks // sides
+            blocks = self._blocks(self.window[1] - self.window[0], f, ks)
+            dsq = torch.empty((b, nq * k, n))
+            dmin, tbest = torch.empty((b, n)), torch.empty((b, n), dtype=torch.int64)
+            flag = torch.empty(b, dtype=torch.int64)
+            rtol = self._tie_rtol()
+            rnorm, wnorm = rnorm.contiguous(), wnorm.contiguous()
+            ok = True
+            step = self._chunk(b, images.device, nq, k, n, aligned=split)
+            for i0 in range(0, b, step):
+                i1 = min(b, i0 + step)
+                prods = [p.contiguous() for p in self._products(r, i0, i1, v, blocks)]
+                ok = map_tail(prods, k, sides, side, flip, rnorm[i0:i1], wnorm, rtol, dsq[i0:i1], dmin[i0:i1],
+                              tbest[i0:i1], flag[i0:i1])
+                if not ok:
+                    break
+            if ok:
+                rows = torch.nonzero(flag).flatten()
+                if len(rows):
+                    self._resolver.resolve(images, dsq, weights, rnorm, wnorm, rows=rows)
+                    dm, tb = first_min(dsq.index_select(0, rows), dim=1)
+                    dmin[rows], tbest[rows] = dm, tb
+                return dmin, tbest
+        dsq = self.resolve_ties(images, self.sq_distances_fast(r, rnorm, v, wnorm), weights, rnorm, wnorm)
+        dmin, tbest, _ = best_match(dsq)
+        return dmin, tbest
+
+    def _tie_rtol(self) -> float:
+        """The near-tie band of :class:`TieResolver` (creating it), or -1 without PINK's tie rules."""
+        if self.tie_break != "pink" or self.arithmetic == "pink":
+            return -1.0
+        if self._resolver is None:
+            self._resolver = TieResolver(self)
+        return self._resolver.rtol
 
     def _pair_index(self, device) -> torch.Tensor:
         key = ("pairs", str(device))
@@ -565,7 +653,7 @@ class TieResolver:
 
     @torch.no_grad()
     def resolve(self, images: torch.Tensor, dsq: torch.Tensor, weights: torch.Tensor,
-                rnorm: torch.Tensor, wnorm: torch.Tensor) -> torch.Tensor:
+                rnorm: torch.Tensor, wnorm: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Replace near-tied entries of ``dsq (B, T, N)`` by PINK-exact values (in place).
 
         The involved images' base rotations are sampled once with PINK's exact arithmetic over the
@@ -573,9 +661,10 @@ class TieResolver:
         transformation's region pixels with one gather (a dihedral variant is a pixel permutation
         of its base rotation, bit for bit).
         """
-        if dsq.shape[0] == 1:  # one image (the online step, which has checked for near-ties)
+        if dsq.shape[0] == 1 and rows is None:  # one image (the online step, which has checked for near-ties)
             return self._resolve_one(images, dsq, weights, rnorm, wnorm)
-        rows = self._maybe_rows(dsq, rnorm, wnorm)
+        if rows is None:  # else the caller has found them (the compiled tail of DistanceEngine.match_fast)
+            rows = self._maybe_rows(dsq, rnorm, wnorm)
         if len(rows) == 0:  # the usual case: one pass over (B, T, N), nothing else
             return dsq
         near_t, involved = self._near(dsq[rows], rnorm[rows], wnorm)

@@ -129,22 +129,19 @@ class Mapper:
                 check_finite(x, range(s, e), src, "mapping")
                 try:
                     if wf is not None:
-                        dsq = eng.sq_distances(eng.image_features(x), wf)
+                        dmin, tbest, _ = best_match(eng.sq_distances(eng.image_features(x), wf))
                     else:
-                        r, rnorm = eng.base_features(x)
-                        dsq = eng.sq_distances_fast(r, rnorm, wv, wnorm)
-                        dsq = eng.resolve_ties(x, dsq, som.weight, rnorm, wnorm)
+                        dmin, tbest = eng.match_fast(x, wv, wnorm, som.weight)
                 except torch.OutOfMemoryError:
                     # results do not depend on the batch size: retry the same rows in halves
                     if bs == 1:
                         raise
                     bs = max(1, bs // 2)
                     self.batch_size = bs
-                    x = dsq = r = None
+                    x = None
                     if som.device.type == "cuda":
                         torch.cuda.empty_cache()
                     continue
-                dmin, tbest, _ = best_match(dsq)
                 # correctly rounded float32 sqrt (torch's CPU float32 sqrt can be 1 ulp off)
                 yield s, dmin.double().sqrt_().float(), tbest
                 if bar is not None:

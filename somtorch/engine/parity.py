@@ -102,7 +102,8 @@ def parity_features(x: torch.Tensor, scaled: bool = False, transposed: bool = Fa
     return parity_from_orbits(o, u, transposed=transposed)
 
 
-def parity_from_orbits(o: torch.Tensor, u: int, transposed: bool = False, blocked: bool = False):
+def parity_from_orbits(o: torch.Tensor, u: int, transposed: bool = False, blocked: bool = False,
+                       split: bool = False):
     """Parity coordinates from pixels in :func:`orbit_order`, ``o (..., C, u*u)``.
 
     Row layout (default): ``(..., F)`` (``(..., 2, F)`` with ``transposed``), blocks
@@ -112,6 +113,10 @@ def parity_from_orbits(o: torch.Tensor, u: int, transposed: bool = False, blocke
     ``o`` may be a list of such tensors, concatenated along ``k``),
     then the oe, eo and oo blocks, at the ``(offset, rows, cols)`` of :func:`blocked_layout`; one
     image's block is thus a contiguous matrix (no copy before the GEMM of a training step).
+    ``split=True`` (with ``blocked``) returns the four blocks as separate contiguous tensors
+    ``(B, rows * cols)`` instead of ``out``: the block of several images is then one contiguous
+    matrix too (no copy before a batch's GEMM). Each block starts 64-byte aligned, as a fresh
+    tensor does: MKL's products of short matrices round differently at other alignments.
     """
     sides = 2 if transposed else 1
     if blocked:
@@ -119,15 +124,24 @@ def parity_from_orbits(o: torch.Tensor, u: int, transposed: bool = False, blocke
         b, c = parts[0].shape[0], parts[0].shape[2]
         k = sum(p.shape[1] for p in parts)
         layout = blocked_layout(u, c, k * sides)
-        out = parts[0].new_empty((b, k * sides * c * u * u))
-        views = [out[:, off:off + r * n].view(b, k, sides, c, n // c) for off, r, n in layout]
+        size = k * sides * c * u * u
+        out = parts[0].new_empty((b * size,))
+        if split:  # block-major: block q of all images, then block q + 1, each 64-byte aligned
+            strides = [r * n for _, r, n in layout]
+            offsets = np.cumsum([0] + [-(-b * s // 16) * 16 for s in strides[:-1]]).tolist()
+            out = parts[0].new_empty((offsets[-1] + b * strides[-1],))
+            blocks = [out[o0:o0 + b * s].view(b, s) for o0, s in zip(offsets, strides)]
+            views = [x.view(b, k, sides, c, n // c) for x, (_, _, n) in zip(blocks, layout)]
+        else:
+            offsets, strides = [off for off, _, _ in layout], [size] * 4
+            views = [out.view(b, size)[:, off:off + r * n].view(b, k, sides, c, n // c) for off, r, n in layout]
         k0 = 0
         for p in parts:
             if not (out.device.type == "cpu" and p.dtype == torch.float32 and out.dtype == torch.float32
-                    and p.is_contiguous() and _compiled_blocked(p, k0, k, u, sides, out, layout)):
+                    and p.is_contiguous() and _compiled_blocked(p, k0, k, u, sides, out, offsets, strides)):
                 _write(p, u, [v[:, k0:k0 + p.shape[1]] for v in views], transposed)
             k0 += p.shape[1]
-        return out, layout
+        return (blocks if split else out.view(b, size)), layout
     c = o.shape[-2]
     lead = o.shape[:-2]
     if (not transposed and o.device.type == "cpu" and o.dtype == torch.float32 and o.is_contiguous()
@@ -135,7 +149,7 @@ def parity_from_orbits(o: torch.Tensor, u: int, transposed: bool = False, blocke
         flat = o.reshape(-1, 1, c, u * u)
         out = o.new_empty((flat.shape[0], c * u * u))
         cb = np.cumsum((0,) + parity_sizes(u, c)).tolist()
-        if _compiled_blocked(flat, 0, 1, u, 1, out, [(cb[i], 1, 0) for i in range(4)]):
+        if _compiled_blocked(flat, 0, 1, u, 1, out, cb[:4], [out.shape[1]] * 4):
             return out.view(lead + (c * u * u,))
     out = o.new_empty(lead + (sides, c * u * u))
     views, s = [], 0
@@ -146,13 +160,13 @@ def parity_from_orbits(o: torch.Tensor, u: int, transposed: bool = False, blocke
     return out if transposed else out.squeeze(-2)
 
 
-def _compiled_blocked(p, k0, k, u, sides, out, layout) -> bool:
+def _compiled_blocked(p, k0, k, u, sides, out, offsets, strides) -> bool:
     """The blocked coordinates of one piece by the compiled loop (:mod:`somtorch.engine._native`):
     the same float32 additions in the same order as :func:`_write`, one pass instead of ~20 strided
     tensor operations (tested bit-identical); False where unavailable."""
     from somtorch.engine._native import parity_blocked
 
-    return parity_blocked(p, k0, k, u, sides, out, layout)
+    return parity_blocked(p, k0, k, u, sides, out, offsets, strides)
 
 
 def blocked_layout(u: int, channels: int, rows: int) -> list[tuple[int, int, int]]:
