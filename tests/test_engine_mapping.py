@@ -247,7 +247,7 @@ def test_precision_agreement_reports(precision):
 def test_pink_tie_break_equals_pink_arithmetic(init, chunk, monkeypatch):
     """GEMM + exact re-evaluation of near-ties chooses exactly what PINK's arithmetic chooses, also
     where everything ties (zero SOM) and when candidates are processed in small chunks."""
-    import somtorch.engine.distance as dist
+    import somtorch.engine.ties as dist
 
     monkeypatch.setattr(dist, "_TIE_CHUNK", chunk)
     monkeypatch.setattr(dist, "_TIE_ROWS", 2 if chunk < 10 else 64)  # images held at a time
