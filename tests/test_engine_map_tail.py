@@ -166,3 +166,50 @@ def test_split_layout_same_numbers(u, channels, transposed):
     for blk, (off, r, n) in zip(blocks, layout):
         assert blk.is_contiguous() and blk.shape == (300, r * n)
         assert torch.equal(blk, rows[:, off:off + r * n])
+
+
+@pytest.mark.parametrize("numrot, conv, init", [(8, "pink", "zeros"), (36, "native", "pairs"), (4, "pink", "random")])
+def test_parity_step_with_the_compiled_tail_trains_bit_identically(numrot, conv, init, monkeypatch):
+    """ParityStep's compiled tail (one image: its near-tie test is the step's own, twice the
+    resolver's band) trains the same weights as the eager step, also where near-ties are common
+    (zero-initialised SOM, neurons in equal pairs, fourfold-symmetric images)."""
+    from somtorch.engine import Neighbourhood, Trainer
+
+    flagged = []
+    real = _native.map_tail
+
+    def spy(*a):
+        ok = real(*a)
+        flagged.append(int(a[-1][0]))
+        return ok
+
+    out = []
+    for native in (True, False):
+        som = _som(16, 3, numrot, conv, init)
+        x = _images(16, 30)
+        if native:
+            monkeypatch.setattr(_native, "map_tail", spy)
+        else:
+            monkeypatch.setattr(_native, "_enabled", lambda name: None)
+        Trainer(som, Neighbourhood("gaussian", 1.1, 0.2), num_iter=2, metrics_sample=0, step="parity").fit(x)
+        out.append((som.weight.detach().clone(), som.update_count.clone()))
+        monkeypatch.undo()
+    assert len(flagged) == 60, "the compiled tail did not run for every step"
+    if init != "random":
+        assert 0 < sum(flagged)  # near-ties went through the resolver
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+
+
+def test_tail_refuses_outputs_it_cannot_write():
+    prods = [torch.zeros(2, 3) for _ in range(4)]
+    side, flip = torch.tensor([0, 1]), torch.tensor([0, 2])
+    args = (prods, 1, 2, side, flip, torch.zeros(1, 2), torch.zeros(3), 1e-6)
+    good = (torch.empty(1, 2, 3), torch.empty(1, 3), torch.empty(1, 3, dtype=torch.int64),
+            torch.empty(1, dtype=torch.int64))
+    assert _native.map_tail(*args, *good)
+    with pytest.raises(ValueError, match="dmin must be a contiguous"):
+        _native.map_tail(*args, good[0], torch.empty(1, 6)[:, ::2], *good[2:])
+    with pytest.raises(ValueError, match="tbest must be"):
+        _native.map_tail(*args, good[0], good[1], torch.empty(1, 3, dtype=torch.int32), good[3])
+    with pytest.raises(ValueError, match="products must be"):
+        _native.map_tail([torch.zeros(3, 3)] * 4, *args[1:], *good)

@@ -561,6 +561,21 @@ def map_tail(products, k: int, sides: int, side, flip, rnorm, wnorm, rtol: float
         return False
     m, n = dmin.shape
     t = rnorm.shape[1]
+    products = [p.contiguous() for p in products]
+    rnorm, wnorm = rnorm.contiguous(), wnorm.contiguous()  # (a broadcast rnorm is a strided view)
+    side, flip = side.to(torch.int64).contiguous(), flip.to(torch.int64).contiguous()
+    for name, x, shape, dtype in (("dsq", dsq, (m, t, n), torch.float32), ("dmin", dmin, (m, n), torch.float32),
+                                  ("tbest", tbest, (m, n), torch.int64), ("flag", flag, (m,), torch.int64),
+                                  ("rnorm", rnorm, (m, t), torch.float32), ("wnorm", wnorm, (n,), torch.float32)):
+        if tuple(x.shape) != shape or x.dtype != dtype or not x.is_contiguous() or x.device.type != "cpu":
+            raise ValueError(f"map_tail: {name} must be a contiguous {dtype} CPU tensor of shape {shape}; got "
+                             f"{x.dtype} {tuple(x.shape)} on {x.device}")
+    for x in products:
+        if tuple(x.shape) != (m * k * sides, n) or x.dtype != torch.float32 or x.device.type != "cpu":
+            raise ValueError(f"map_tail: products must be float32 ({m * k * sides}, {n}); got {x.dtype} "
+                             f"{tuple(x.shape)}")
+    if t != len(side) * k:
+        raise ValueError(f"map_tail: rnorm has {t} transformations, expected {len(side)} x {k}")
     ee, oe, eo, oo = (p.data_ptr() for p in products)
     rows = k * sides * n  # product elements per image
 

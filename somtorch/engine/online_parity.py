@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from somtorch.engine.distance import best_match
+from somtorch.engine.distance import TIE_RTOL, best_match
 from somtorch.engine.online import OnlineStep
 
 __all__ = ["ParityStep", "ExactStep"]
@@ -34,31 +34,75 @@ class ParityStep(OnlineStep):
     def refresh(self) -> None:
         self.wv, self.wnorm = self.eng.neuron_parity(self.w)
 
-    def _select_and_update(self, b: int, dsq: torch.Tensor) -> int:
+    def _select_and_update(self, b: int, dsq: torch.Tensor, tb: torch.Tensor | None = None,
+                           best: int | None = None) -> int:
+        """The base class's, with the compiled update; ``tb (N,)`` and ``best`` instead of ``dsq``
+        when the compiled tail has found them."""
+        if tb is None:
+            if not self.native:
+                return super()._select_and_update(b, dsq)
+            _, tb, best = best_match(dsq)
+            tb, best = tb[0], int(best[0])
         if not self.native:
-            return super()._select_and_update(b, dsq)
+            img, tr = self.images[b], self.eng.transformer
+            self._update(best, tb, lambda rows: tr.select(img, rows))
+            return best
         from somtorch.engine._native import pink_update
 
-        _, tb, best = best_match(dsq)
-        best = int(best[0])
         if self._sel[best] is not None and len(self._sel[best]) == 0:
             return best
-        bases, variants = self.eng.transformer.select_sources(self.images[b], tb[0])
+        bases, variants = self.eng.transformer.select_sources(self.images[b], tb)
         if not pink_update(self.w, bases, variants, self._each, self._fac_rows[best]):
             self.native = False
-            self._update(best, tb[0], lambda rows: self.eng.transformer.select(self.images[b], rows))
+            self._update(best, tb, lambda rows: self.eng.transformer.select(self.images[b], rows))
         return best
 
     def prepare_state(self, images: torch.Tensor, slot: int = 0) -> dict:
         xr, rnorm = self.eng.base_features(images)
         return {"images": images, "xr": xr, "rnorm": rnorm, "rmax": rnorm.amax(dim=1)}
 
+    def _match_native(self, b: int):
+        """Image ``b``'s best transformation per neuron ``(N,)`` and best neuron by the compiled tail
+        (:func:`~somtorch.engine._native.map_tail`: the combinations, norms, minima and the
+        near-tie test of :meth:`_near_ties` -- twice the resolver's band, so ``rtol = 2 *
+        TIE_RTOL`` -- in one pass), with the resolver where a near-tie is possible; None when the
+        compiled loops are unavailable. The same numbers as the eager path (tested)."""
+        from somtorch.engine._native import map_tail
+
+        eng = self.eng
+        tab = self.__dict__.get("_tail")
+        if tab is None:
+            pairs = eng.pairing()["pairs"]
+            n, f = self.wv.shape
+            sides = eng.pairing()["sides"]
+            ks = self.xr.shape[1] // f
+            tab = self._tail = {
+                "side": torch.tensor([p[0] for p in pairs]), "flip": torch.tensor([p[1] for p in pairs]),
+                "k": ks // sides, "sides": sides, "blocks": eng._blocks(eng.window[1] - eng.window[0], f, ks),
+                "dsq": torch.empty((1, len(pairs) * (ks // sides), n)), "dmin": torch.empty((1, n)),
+                "tb": torch.empty((1, n), dtype=torch.int64), "flag": torch.empty(1, dtype=torch.int64),
+                "rtol": 2.0 * TIE_RTOL if eng.tie_break == "pink" else -1.0}
+        prods = [p.contiguous() for p in eng._products(self.xr, b, b + 1, self.wv, tab["blocks"])]
+        if not map_tail(prods, tab["k"], tab["sides"], tab["side"], tab["flip"], self.rnorm[b:b + 1], self.wnorm,
+                        tab["rtol"], tab["dsq"], tab["dmin"], tab["tb"], tab["flag"]):
+            return None
+        if int(tab["flag"][0]):
+            dsq = eng.resolve_ties(self.images[b:b + 1], tab["dsq"], self.w, self.rnorm[b:b + 1], self.wnorm)
+            _, tb, best = best_match(dsq)
+            return tb[0], int(best[0])
+        return tab["tb"][0], int(torch.argmin(tab["dmin"][0]))
+
     def step(self, b: int):
         eng = self.eng
-        dsq = eng.sq_distances_fast(self.xr[b:b + 1], self.rnorm[b:b + 1], self.wv, self.wnorm)
-        if eng.tie_break == "pink" and self._near_ties(dsq[0], dsq[0].amin(dim=0), self.rmax[b], self.wnorm):
-            dsq = eng.resolve_ties(self.images[b:b + 1], dsq, self.w, self.rnorm[b:b + 1], self.wnorm)
-        best = self._select_and_update(b, dsq)
+        found = (self._match_native(b) if self.native and self.xr.dtype == torch.float32 and eng.precision == "float32"
+                 else None)
+        if found is not None:
+            best = self._select_and_update(b, None, *found)
+        else:
+            dsq = eng.sq_distances_fast(self.xr[b:b + 1], self.rnorm[b:b + 1], self.wv, self.wnorm)
+            if eng.tie_break == "pink" and self._near_ties(dsq[0], dsq[0].amin(dim=0), self.rmax[b], self.wnorm):
+                dsq = eng.resolve_ties(self.images[b:b + 1], dsq, self.w, self.rnorm[b:b + 1], self.wnorm)
+            best = self._select_and_update(b, dsq)
         sel = self._sel[best]
         if sel is None:
             self.refresh()
