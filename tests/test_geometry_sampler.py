@@ -154,3 +154,51 @@ def test_wrong_image_size_or_grid_is_refused():
         smp.sample(torch.rand(2, 1, 13, 13))
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         smp.sample(torch.rand(2, 1, 12, 12), which=[1])
+
+
+@pytest.mark.parametrize("d,nd,numrot,channels", [(64, 91, 360, 1), (13, 19, 36, 2), (40, 57, 8, 1), (21, 21, 12, 1)])
+def test_one_image_loop_is_grid_sample(d, nd, numrot, channels):
+    """sample_one: the selected full-size grids of one image, straight into their places, equal to
+    grid_sample bit for bit (points outside the image included), also split over two threads."""
+    tr = PinkTransformer(d, nd, numrot, True)
+    bank = tr._grid_bank(torch.device("cpu"), torch.float32)
+    g = torch.Generator().manual_seed(d)
+    img = torch.rand(channels, d, d, generator=g) * 2 - 0.5
+    img[:, ::4] = 0.0
+    m = min(9, bank.shape[0])
+    sel = torch.randperm(bank.shape[0], generator=g)[:m]
+    slots = torch.randperm(12, generator=g)[:m]  # where each goes, in any order
+    ref = torch.nn.functional.grid_sample(img.expand(m, channels, d, d), bank.index_select(0, sel), mode="bilinear",
+                                          padding_mode="zeros", align_corners=True)
+    for threads in (1, 2):
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            out = torch.full((12, channels, nd, nd), -9.0)
+            assert _sampler.sample_one(img, bank, sel, out, slots * channels * nd * nd)
+        finally:
+            torch.set_num_threads(old)
+        assert torch.equal(out[slots], ref)
+        rest = torch.ones(12, dtype=torch.bool)
+        rest[slots] = False
+        assert (out[rest] == -9.0).all()
+    with pytest.raises(ValueError, match="grid indices"):
+        _sampler.sample_one(img, bank, [bank.shape[0]], out, [0])
+    with pytest.raises(ValueError, match="inside out"):
+        _sampler.sample_one(img, bank, [0], out, [out.numel() - 1])
+
+
+def test_per_image_selection_uses_the_one_image_loop_and_agrees(monkeypatch):
+    """PinkTransformer.select (the online steps' updates) samples through sample_one and gives the
+    same transforms as with it unavailable (grid_sample) and as the full expansion."""
+    tr = PinkTransformer(24, 35, 36, True)
+    img = torch.rand(1, 24, 24, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([0, 5, 9 + 36, 17, 40, 71, 44, 3])
+    calls = []
+    real = _sampler.sample_one
+    monkeypatch.setattr(_sampler, "sample_one", lambda *a: calls.append(1) or real(*a))
+    fast = tr.select(img, t)
+    assert calls
+    monkeypatch.setattr(_sampler, "sample_one", lambda *a: False)
+    assert torch.equal(fast, tr.select(img, t))
+    assert torch.equal(fast, tr(img.unsqueeze(0))[0, t])

@@ -15,6 +15,14 @@ from somtorch.errors import ShapeError
 __all__ = ["PerImageSelection"]
 
 
+def _sample_one(image, bank, sel, out, dst) -> bool:
+    if image.device.type != "cpu" or image.dtype != torch.float32:
+        return False
+    from somtorch.geometry._sampler import sample_one
+
+    return sample_one(image, bank, sel, out, dst)
+
+
 def _transforms():
     from somtorch.geometry import transforms  # the host class's module (imports this one)
 
@@ -136,14 +144,19 @@ class PerImageSelection:
                 idx, wt = bank[0][:, sel], bank[1][:, sel]
                 taps = img.reshape(c, d * d)[:, idx.reshape(-1)].reshape(c, idx.shape[0], len(rot_pos), nd, nd)
                 rot = T._combine_taps(wt, taps.transpose(0, 1)).transpose(0, 1)
+            elif self.interpolation == "bilinear" and _sample_one(img[0].contiguous(), bank, sel, out,
+                                                                  [p * c * nd * nd for p in rot_pos]):
+                # the compiled one-image loop: straight from the grid bank into place (no copies)
+                rot = None
             else:
                 # one batch entry per rotation: CPU grid_sample parallelises over the batch only
-                # (one image: the compiled sampler, which vectorises over images, would not pay)
                 sub = bank.index_select(0, sel)
                 rot = T._grid_sample(img.expand(len(rot_pos), c, d, d), sub, self.interpolation)
-            if len(rot_pos) == len(out):
+            if rot is not None and len(rot_pos) == len(out):
                 return rot
-            if rot_pos == list(range(rot_pos[0], rot_pos[0] + len(rot_pos))):  # base 0 first
+            if rot is None:
+                pass
+            elif rot_pos == list(range(rot_pos[0], rot_pos[0] + len(rot_pos))):  # base 0 first
                 out[rot_pos[0]:rot_pos[0] + len(rot_pos)].copy_(rot)
             else:
                 out[rot_pos] = rot
