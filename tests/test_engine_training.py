@@ -463,3 +463,21 @@ def test_training_input_errors():
         Trainer(som, metrics_sample=0).fit(bad)
     with pytest.raises(ConfigError, match="num_iter"):
         Trainer(som, num_iter=0)
+
+
+def test_finite_check_is_exact_about_overflowing_sums():
+    """check_finite's one-reduction fast test: huge but finite pixels (their sum overflows to inf)
+    pass, one inf or NaN among them is named."""
+    from somtorch.engine.data import check_finite
+
+    class _Src:
+        path = "x.bin"
+
+    huge = torch.full((4, 1, 6, 6), 3e38)
+    assert not torch.isfinite(huge.sum())
+    check_finite(huge, range(4), _Src(), "mapping")  # no error
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        x = huge.clone()
+        x[2, 0, 1, 1] = bad
+        with pytest.raises(ShapeError, match=r"non-finite pixel values in image\(s\) \[2\] of x.bin"):
+            check_finite(x, range(4), _Src(), "mapping")

@@ -135,7 +135,9 @@ def check_finite(images: torch.Tensor, rows, src: ImageSource, action: str, erro
     ``rows`` are the image indices of ``images`` in ``src`` (array-like, one per image);
     ``action`` ends the message ("clean the data before <action>").
     """
-    if torch.isfinite(images).all():
+    # one reduction: a NaN or inf pixel makes the sum non-finite (an overflowing sum of finite
+    # pixels only sends the batch to the full test below); isfinite().all() is ~7x slower on CPU
+    if bool(torch.isfinite(images.sum())) or bool(torch.isfinite(images).all()):
         return
     bad = np.asarray(rows)[(~torch.isfinite(images).flatten(1).all(1)).cpu().numpy()]
     raise error(f"non-finite pixel values in image(s) {bad.tolist()[:10]} of "
