@@ -237,3 +237,34 @@ def test_gemm_operand_gather_equals_the_strided_copies(numrot, flip, conv):
     k, nd, u = base.shape[1], base.shape[-1], fast.hi - fast.lo
     idx = fast._xf_index(k, 1, nd, u, k)
     assert torch.equal(base.reshape(5, -1).index_select(1, idx).view_as(want), want)
+
+
+@pytest.mark.parametrize("d,conv,shape,c", [(40, "pink", "quadratic", 1), (33, "native", "circular", 2),
+                                            (64, "pink", "circular", 1), (21, "pink", "quadratic", 1),
+                                            (16, "native", "quadratic", 3)])
+def test_neuron_parity_pass_is_the_engines(d, conv, shape, c):
+    """The compiled neuron pass: parity rows bit-identical to DistanceEngine.neuron_parity; norms
+    its fixed-order double sum (within 2 float32 ulps of the float64 norm); with factors, only the
+    neurons that move are written."""
+    geo = SOMGeometry(d, numrot=8, convention=conv, distance_shape=shape, channels=c)
+    som = RotationInvariantSOM(Lattice("cartesian", (3, 3)), geo, init="random", seed=4)
+    eng = som.engine
+    w = som.weight.detach().contiguous()
+    v0, n0 = eng.neuron_parity(w)
+    lo, hi = eng.window
+    _, mult = eng._neuron_gather(w.device, c, w.dtype)
+    omask = eng._orbit_tables(w.device)[0].contiguous()
+    v, wn = torch.full_like(v0, -5.0), torch.full_like(n0, -5.0)
+    assert _native.neuron_parity(w, lo, hi - lo, mult.contiguous(), omask, v, wn)
+    assert torch.equal(v, v0)
+    win = w[..., lo:hi, lo:hi].double() * eng.mask[lo:hi, lo:hi].double()
+    exact = (win * win).sum((1, 2, 3))
+    assert torch.allclose(wn.double(), exact, rtol=2.5e-7, atol=0)
+    fac = torch.tensor([0.0, 0.5, 0.0, 1.0, 0.25, 0.0, 0.0, 0.1, 0.0])
+    v2, n2 = torch.full_like(v0, -5.0), torch.full_like(n0, -5.0)
+    assert _native.neuron_parity(w, lo, hi - lo, mult.contiguous(), omask, v2, n2, fac)
+    moved = fac != 0
+    assert torch.equal(v2[moved], v0[moved]) and torch.equal(n2[moved], wn[moved])
+    assert (v2[~moved] == -5.0).all() and (n2[~moved] == -5.0).all()
+    with pytest.raises(ValueError, match="v must be"):
+        _native.neuron_parity(w, lo, hi - lo, mult.contiguous(), omask, v[:, :-1], wn)

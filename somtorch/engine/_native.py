@@ -269,6 +269,94 @@ void somtorch_parity_blocked(const float *o, int64_t bsz, int64_t kp, int64_t k0
                 }
             }
 }
+/* somtorch: the flip-parity rows of neurons i0..i1-1 (those with fac[i] != 0 when fac is given):
+   DistanceEngine.neuron_parity's numbers, computed in one pass. The window rows and columns
+   lo..lo+u-1 of every channel are read in orbit order (somtorch.engine.parity.orbit_order), times
+   mult (orbit order: region mask * -2 / orbit size, exact) as parity coordinates into v[i * ch*u*u ..]
+   (blocks ee | oe | eo | oo, each channel-major: the same float32 additions as the parity code),
+   and the window times omask (orbit-ordered region mask) gives wnorm[i] by window_norm's
+   fixed-order double sum (channel-major, orbit order). */
+void somtorch_neuron_parity(const float *w, int64_t i0, int64_t i1, int64_t ch, int64_t nd, int64_t lo,
+                            int64_t u, const float *mult, const float *omask, const float *fac, float *v,
+                            float *wnorm)
+{
+    const int64_t h = u / 2, odd = u % 2, hh = h * h, n = u * u, F = ch * n;
+    const int64_t nab[4] = {hh + 2 * h * odd + odd, hh + h * odd, hh + h * odd, hh};
+    const int64_t off[4] = {0, ch * nab[0], ch * (nab[0] + nab[1]), ch * (nab[0] + nab[1] + nab[2])};
+    float *sc = malloc(sizeof(float) * (size_t)(2 * n));  /* one channel's scaled orbit values */
+    float *om = malloc(sizeof(float) * (size_t)(F > 0 ? F : 1));  /* masked values, all channels */
+    if (!sc || !om) {
+        free(sc);
+        free(om);
+        return;
+    }
+    for (int64_t i = i0; i < i1; ++i) {
+        if (fac && fac[i] == 0.0f)
+            continue;
+        for (int64_t c = 0; c < ch; ++c) {
+            const float *x = w + ((i * ch + c) * nd + lo) * nd + lo;  /* window origin, row stride nd */
+            float *m = om + c * n;
+            for (int64_t r = 0; r < h; ++r)
+                for (int64_t q = 0; q < h; ++q) {
+                    const int64_t p = r * h + q;
+                    const float a = x[r * nd + q], b = x[r * nd + (u - 1 - q)];
+                    const float cc = x[(u - 1 - r) * nd + q], d = x[(u - 1 - r) * nd + (u - 1 - q)];
+                    m[p] = a * omask[p];
+                    m[hh + p] = b * omask[hh + p];
+                    m[2 * hh + p] = cc * omask[2 * hh + p];
+                    m[3 * hh + p] = d * omask[3 * hh + p];
+                    sc[p] = a * mult[p];
+                    sc[hh + p] = b * mult[hh + p];
+                    sc[2 * hh + p] = cc * mult[2 * hh + p];
+                    sc[3 * hh + p] = d * mult[3 * hh + p];
+                }
+            if (odd) {
+                const int64_t b0 = 4 * hh;
+                for (int64_t r = 0; r < h; ++r) {
+                    const float top = x[r * nd + h], bot = x[(u - 1 - r) * nd + h];
+                    const float left = x[h * nd + r], right = x[h * nd + (u - 1 - r)];
+                    m[b0 + r] = top * omask[b0 + r];
+                    m[b0 + h + r] = bot * omask[b0 + h + r];
+                    m[b0 + 2 * h + r] = left * omask[b0 + 2 * h + r];
+                    m[b0 + 3 * h + r] = right * omask[b0 + 3 * h + r];
+                    sc[b0 + r] = top * mult[b0 + r];
+                    sc[b0 + h + r] = bot * mult[b0 + h + r];
+                    sc[b0 + 2 * h + r] = left * mult[b0 + 2 * h + r];
+                    sc[b0 + 3 * h + r] = right * mult[b0 + 3 * h + r];
+                }
+                m[b0 + 4 * h] = x[h * nd + h] * omask[b0 + 4 * h];
+                sc[b0 + 4 * h] = x[h * nd + h] * mult[b0 + 4 * h];
+            }
+            float *vi = v + i * F;
+            float *restrict ee = vi + off[0] + c * nab[0], *restrict oe = vi + off[1] + c * nab[1];
+            float *restrict eo = vi + off[2] + c * nab[2], *restrict oo = vi + off[3] + c * nab[3];
+            const float *A = sc, *B = sc + hh, *C = sc + 2 * hh, *D = sc + 3 * hh;
+            for (int64_t p = 0; p < hh; ++p) {
+                const float s1 = A[p] + B[p], d1 = A[p] - B[p];
+                const float s2 = C[p] + D[p], d2 = C[p] - D[p];
+                ee[p] = s1 + s2;
+                oe[p] = s1 - s2;
+                eo[p] = d1 + d2;
+                oo[p] = d1 - d2;
+            }
+            if (odd) {
+                const float *md = sc + 4 * hh;
+                const float *top = md, *bot = md + h, *left = md + 2 * h, *right = md + 3 * h;
+                for (int64_t p = 0; p < h; ++p) {
+                    ee[hh + p] = top[p] + bot[p];
+                    oe[hh + p] = top[p] - bot[p];
+                    ee[hh + h + p] = left[p] + right[p];
+                    eo[hh + p] = left[p] - right[p];
+                }
+                ee[hh + 2 * h] = md[4 * h];
+            }
+        }
+        wnorm[i] = window_norm(om, F);
+    }
+    free(sc);
+    free(om);
+}
+
 /* somtorch: the end of a batch's fast distances (DistanceEngine.sq_distances_fast, then first_min,
    then TieResolver._maybe_rows) in one pass per image, for m images. pe: the four parity products
    ee, oe, eo, oo, each (m * k * S, n) with row (i * k + j) * S + s for base j and side s. Variant q
@@ -399,6 +487,9 @@ def _build() -> ctypes.CDLL:
     pb = dll.somtorch_parity_blocked
     pb.argtypes = [vp, cl, cl, cl, cl, cl, cl, cl, vp, vp, vp]
     pb.restype = None
+    npar = dll.somtorch_neuron_parity
+    npar.argtypes = [vp, cl, cl, cl, cl, cl, cl, vp, vp, vp, vp, vp]
+    npar.restype = None
     mt = dll.somtorch_map_tail
     mt.argtypes = [vp, vp, vp, vp, cl, cl, cl, cl, vp, vp, cl, vp, vp, ctypes.c_float, vp, vp, vp, vp]
     mt.restype = None
@@ -417,7 +508,7 @@ def _function(name: str = "fn"):
         return None
     return getattr(dll, {"fn": "somtorch_pink_sq", "update": "somtorch_pink_update", "best": "somtorch_best",
                          "norms": "somtorch_window_norms", "parity": "somtorch_parity_blocked",
-                         "tail": "somtorch_map_tail"}[name])
+                         "tail": "somtorch_map_tail", "nparity": "somtorch_neuron_parity"}[name])
 
 
 def _enabled(name: str):
@@ -546,6 +637,37 @@ def parity_blocked(part, k0: int, kt: int, u: int, sides: int, out, offsets, str
         fn(src + 4 * i0 * kp * c * n, i1 - i0, kp, k0, kt, c, u, sides, dst, st.ctypes.data, off.ctypes.data)
 
     _split(fn, b, b * kp * c * n * sides, call)
+    return True
+
+
+def neuron_parity(w, lo: int, u: int, mult, omask, v, wnorm, fac=None) -> bool:
+    """Flip-parity rows ``v (N, C*u*u)`` and window norms ``wnorm (N,)`` of the neurons ``w (N, C, nd,
+    nd)`` (all float32, contiguous, CPU) in one compiled pass: those with ``fac[i] != 0`` when
+    ``fac (N,)`` is given, else all. ``mult`` and ``omask`` ``(u*u,)``: the orbit-ordered
+    multipliers (region mask * -2 / orbit size) and region mask. The rows are
+    :meth:`~somtorch.engine.distance.DistanceEngine.neuron_parity`'s bit for bit; the norms are
+    :func:`window_norms`' fixed-order double sum (more accurate than a float32 sum, and other
+    last bits). Split over torch's threads by neurons when there are enough. False (nothing
+    written) when the compiled loops are unavailable."""
+    fn = _enabled("nparity")
+    if fn is None:
+        return False
+    n, c, nd, _ = w.shape
+    for name, x, shape in (("w", w, tuple(w.shape)), ("mult", mult, (u * u,)), ("omask", omask, (u * u,)),
+                           ("v", v, (n, c * u * u)), ("wnorm", wnorm, (n,))):
+        if tuple(x.shape) != shape or x.dtype != torch.float32 or not x.is_contiguous() or x.device.type != "cpu":
+            raise ValueError(f"neuron_parity: {name} must be a contiguous float32 CPU tensor of shape {shape}")
+    if not 0 <= lo <= nd - u:
+        raise ValueError(f"neuron_parity: window [{lo}, {lo + u}) outside the neurons' {nd} pixels")
+    args = (w.data_ptr(), c, nd, lo, u, mult.data_ptr(), omask.data_ptr(),
+            fac.contiguous().data_ptr() if fac is not None else None, v.data_ptr(), wnorm.data_ptr())
+    if fac is not None and (fac.shape != (n,) or fac.dtype != torch.float32):
+        raise ValueError("neuron_parity: fac must be float32 (N,)")
+
+    def call(fn, i0, i1):
+        fn(args[0], i0, i1, *args[1:])
+
+    _split(fn, n, n * c * u * u, call)
     return True
 
 

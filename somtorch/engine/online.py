@@ -24,7 +24,12 @@ image. Three implementations give the same update with different trade-offs:
 * :class:`ParityStep` (large problems, e.g. 64x64 images at 360 rotations, where the full bank
   of one image is ~24 MB): flip-parity GEMMs (:mod:`somtorch.engine.parity`, 4x fewer
   multiply-adds) and only the needed base rotations sampled per image
-  (:meth:`~somtorch.geometry.PinkTransformer.select`).
+  (:meth:`~somtorch.geometry.PinkTransformer.select`). On CPU with the compiled loops, the rest is
+  four compiled passes: the distances' tail with the near-tie test
+  (:func:`~somtorch.engine._native.map_tail`), the needed base rotations sampled straight into
+  place (:func:`~somtorch.geometry._sampler.sample_one`), PINK's update, and the moved neurons'
+  parity rows and norms (:func:`~somtorch.engine._native.neuron_parity`; the norms a fixed-order
+  double sum, as the dense step's).
 * :class:`ExactStep` (``arithmetic="pink"``): PINK's float arithmetic, bit for bit.
 
 Every step gives the selected transformations and the update bit-identical to the others; the

@@ -32,7 +32,33 @@ class ParityStep(OnlineStep):
         self.refresh()
 
     def refresh(self) -> None:
-        self.wv, self.wnorm = self.eng.neuron_parity(self.w)
+        if not self._parity_native():
+            self.wv, self.wnorm = self.eng.neuron_parity(self.w)
+
+    def _parity_native(self, fac: torch.Tensor | None = None) -> bool:
+        """The neurons' parity rows and norms by the compiled pass (those with ``fac != 0`` when
+        ``fac`` is given, into the current buffers; all of them otherwise): the rows of
+        :meth:`~somtorch.engine.distance.DistanceEngine.neuron_parity` bit for bit, the norms a
+        fixed-order double sum (last bits differ from torch's float32 sum; decisions within the
+        near-tie band are re-evaluated exactly, so training is unchanged -- tested). False when
+        the compiled loops are not used."""
+        if not self.native:
+            return False
+        from somtorch.engine import _native
+
+        eng, w = self.eng, self.w
+        tab = self.__dict__.get("_npar")
+        if tab is None:
+            lo, hi = eng.window
+            c = w.shape[1]
+            _, mult = eng._neuron_gather(w.device, c, w.dtype)
+            tab = self._npar = {"lo": lo, "u": hi - lo, "mult": mult.contiguous(),
+                                "omask": eng._orbit_tables(w.device)[0].to(w.dtype).contiguous(),
+                                "f": c * (hi - lo) ** 2}
+        if fac is None or getattr(self, "wv", None) is None or self.wv.shape != (w.shape[0], tab["f"]):
+            self.wv, self.wnorm = w.new_empty((w.shape[0], tab["f"])), w.new_empty(w.shape[0])
+            fac = None
+        return _native.neuron_parity(w, tab["lo"], tab["u"], tab["mult"], tab["omask"], self.wv, self.wnorm, fac)
 
     def _select_and_update(self, b: int, dsq: torch.Tensor, tb: torch.Tensor | None = None,
                            best: int | None = None) -> int:
@@ -104,9 +130,13 @@ class ParityStep(OnlineStep):
                 dsq = eng.resolve_ties(self.images[b:b + 1], dsq, self.w, self.rnorm[b:b + 1], self.wnorm)
             best = self._select_and_update(b, dsq)
         sel = self._sel[best]
+        if sel is not None and len(sel) == 0:
+            return best
+        if self.native and self._parity_native(self._fac_rows[best]):  # the moved neurons (factor != 0)
+            return best
         if sel is None:
             self.refresh()
-        elif len(sel):
+        else:
             eng.update_neuron_parity(self.wv, self.wnorm, sel, self.w.index_select(0, sel))
         return best
 
