@@ -1,4 +1,4 @@
-"""The mapper's compiled tail (engine._native.map_tail) and block-major parity features.
+"""The compiled parity passes (engine._native_parity): the mapper's tail and block-major parity features.
 
 Every test compares with the eager torch code the compiled pass replaces (DistanceEngine's
 sq_distances_fast, TieResolver._maybe_rows, first_min), bit for bit, including tie-heavy data
@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from somtorch.engine import RotationInvariantSOM, SOMGeometry, _native
+from somtorch.engine import RotationInvariantSOM, SOMGeometry
+from somtorch.engine import _native as _native_loops
+from somtorch.engine import _native_parity as _native
 from somtorch.engine.distance import DistanceEngine, TieResolver, best_match, first_min
 from somtorch.engine.mapping import Mapper
 from somtorch.engine.parity import parity_from_orbits
@@ -189,8 +191,9 @@ def test_parity_step_with_the_compiled_tail_trains_bit_identically(numrot, conv,
         x = _images(16, 30)
         if native:
             monkeypatch.setattr(_native, "map_tail", spy)
-        else:
+        else:  # every compiled loop off: the eager step
             monkeypatch.setattr(_native, "_enabled", lambda name: None)
+            monkeypatch.setattr(_native_loops, "_enabled", lambda name: None)
         Trainer(som, Neighbourhood("gaussian", 1.1, 0.2), num_iter=2, metrics_sample=0, step="parity").fit(x)
         out.append((som.weight.detach().clone(), som.update_count.clone()))
         monkeypatch.undo()

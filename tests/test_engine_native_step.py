@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-from somtorch.engine import Neighbourhood, RotationInvariantSOM, SOMGeometry, Trainer, _native
+from somtorch.engine import (
+    Neighbourhood,
+    RotationInvariantSOM,
+    SOMGeometry,
+    Trainer,
+    _native,
+    _native_parity,
+)
 from somtorch.engine.distance import TIE_RTOL
 from somtorch.engine.online import DenseStep, OnlineStep
 from somtorch.geometry import Lattice
@@ -255,16 +262,16 @@ def test_neuron_parity_pass_is_the_engines(d, conv, shape, c):
     _, mult = eng._neuron_gather(w.device, c, w.dtype)
     omask = eng._orbit_tables(w.device)[0].contiguous()
     v, wn = torch.full_like(v0, -5.0), torch.full_like(n0, -5.0)
-    assert _native.neuron_parity(w, lo, hi - lo, mult.contiguous(), omask, v, wn)
+    assert _native_parity.neuron_parity(w, lo, hi - lo, mult.contiguous(), omask, v, wn)
     assert torch.equal(v, v0)
     win = w[..., lo:hi, lo:hi].double() * eng.mask[lo:hi, lo:hi].double()
     exact = (win * win).sum((1, 2, 3))
     assert torch.allclose(wn.double(), exact, rtol=2.5e-7, atol=0)
     fac = torch.tensor([0.0, 0.5, 0.0, 1.0, 0.25, 0.0, 0.0, 0.1, 0.0])
     v2, n2 = torch.full_like(v0, -5.0), torch.full_like(n0, -5.0)
-    assert _native.neuron_parity(w, lo, hi - lo, mult.contiguous(), omask, v2, n2, fac)
+    assert _native_parity.neuron_parity(w, lo, hi - lo, mult.contiguous(), omask, v2, n2, fac)
     moved = fac != 0
     assert torch.equal(v2[moved], v0[moved]) and torch.equal(n2[moved], wn[moved])
     assert (v2[~moved] == -5.0).all() and (n2[~moved] == -5.0).all()
     with pytest.raises(ValueError, match="v must be"):
-        _native.neuron_parity(w, lo, hi - lo, mult.contiguous(), omask, v[:, :-1], wn)
+        _native_parity.neuron_parity(w, lo, hi - lo, mult.contiguous(), omask, v[:, :-1], wn)

@@ -402,7 +402,7 @@ class DistanceEngine:
         only images that may hold a near-tie go through :class:`TieResolver`. Elsewhere the
         eager path.
         """
-        from somtorch.engine._native import map_tail
+        from somtorch.engine._native_parity import map_tail
 
         cpu32 = images.device.type == "cpu" and v.dtype == torch.float32 and self.precision == "float32"
         # one row per image and block (no rotations): the rows layout's operands are strided views,

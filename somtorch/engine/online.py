@@ -26,9 +26,9 @@ image. Three implementations give the same update with different trade-offs:
   multiply-adds) and only the needed base rotations sampled per image
   (:meth:`~somtorch.geometry.PinkTransformer.select`). On CPU with the compiled loops, the rest is
   four compiled passes: the distances' tail with the near-tie test
-  (:func:`~somtorch.engine._native.map_tail`), the needed base rotations sampled straight into
+  (:func:`~somtorch.engine._native_parity.map_tail`), the needed base rotations sampled straight into
   place (:func:`~somtorch.geometry._sampler.sample_one`), PINK's update, and the moved neurons'
-  parity rows and norms (:func:`~somtorch.engine._native.neuron_parity`; the norms a fixed-order
+  parity rows and norms (:func:`~somtorch.engine._native_parity.neuron_parity`; the norms a fixed-order
   double sum, as the dense step's).
 * :class:`ExactStep` (``arithmetic="pink"``): PINK's float arithmetic, bit for bit.
 

@@ -44,7 +44,7 @@ class ParityStep(OnlineStep):
         the compiled loops are not used."""
         if not self.native:
             return False
-        from somtorch.engine import _native
+        from somtorch.engine import _native_parity as _native
 
         eng, w = self.eng, self.w
         tab = self.__dict__.get("_npar")
@@ -89,11 +89,11 @@ class ParityStep(OnlineStep):
 
     def _match_native(self, b: int):
         """Image ``b``'s best transformation per neuron ``(N,)`` and best neuron by the compiled tail
-        (:func:`~somtorch.engine._native.map_tail`: the combinations, norms, minima and the
+        (:func:`~somtorch.engine._native_parity.map_tail`: the combinations, norms, minima and the
         near-tie test of :meth:`_near_ties` -- twice the resolver's band, so ``rtol = 2 *
         TIE_RTOL`` -- in one pass), with the resolver where a near-tie is possible; None when the
         compiled loops are unavailable. The same numbers as the eager path (tested)."""
-        from somtorch.engine._native import map_tail
+        from somtorch.engine._native_parity import map_tail
 
         eng = self.eng
         tab = self.__dict__.get("_tail")

@@ -164,7 +164,7 @@ def _compiled_blocked(p, k0, k, u, sides, out, offsets, strides) -> bool:
     """The blocked coordinates of one piece by the compiled loop (:mod:`somtorch.engine._native`):
     the same float32 additions in the same order as :func:`_write`, one pass instead of ~20 strided
     tensor operations (tested bit-identical); False where unavailable."""
-    from somtorch.engine._native import parity_blocked
+    from somtorch.engine._native_parity import parity_blocked
 
     return parity_blocked(p, k0, k, u, sides, out, offsets, strides)
 
