@@ -216,3 +216,33 @@ def test_tail_refuses_outputs_it_cannot_write():
         _native.map_tail(*args, good[0], good[1], torch.empty(1, 3, dtype=torch.int32), good[3])
     with pytest.raises(ValueError, match="products must be"):
         _native.map_tail([torch.zeros(3, 3)] * 4, *args[1:], *good)
+
+
+@pytest.mark.parametrize("case", ["random", "pairs", "all-equal", "coarse"])
+def test_one_image_near_pairs_and_column_minima_are_torchs(case):
+    """The resolver's candidates for one image (near_pairs) and the column minima after it
+    (col_first_min) equal TieResolver._near + torch.nonzero and first_min, ties included."""
+    g = torch.Generator().manual_seed(len(case))
+    t, n = 90, 13
+    d = torch.rand(t, n, generator=g) * 10 + 1000
+    if case == "pairs":  # two transformations share some neurons' minimum; two neurons share the best
+        d[5, 3] = d[7, 3] = d[:, 3].min() - 1
+        d[2, 8] = d[:, 8].min() - 1
+        d[40, 9] = d[2, 8]
+    elif case == "all-equal":  # more candidates than the first guess of their number
+        d[:] = 1000.0
+    elif case == "coarse":
+        d = torch.round(d / 3)
+    rnorm = torch.rand(t, generator=g) * 10 + 500
+    wnorm = torch.rand(n, generator=g) * 10 + 500
+    res = TieResolver.__new__(TieResolver)
+    res.rtol = 1e-6
+    near_t, involved = res._near(d.unsqueeze(0), rnorm.unsqueeze(0), wnorm)
+    ref = torch.nonzero(near_t[0] & involved[0].unsqueeze(0), as_tuple=True)
+    got = _native.near_pairs(d.contiguous(), rnorm, wnorm, 1e-6)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    if case != "random":
+        assert len(ref[0]) > 0
+    dm, tb = _native.col_first_min(d.contiguous())
+    rdm, rtb = first_min(d, dim=0)
+    assert torch.equal(dm, rdm) and torch.equal(tb, rtb)

@@ -28,7 +28,7 @@ import torch
 from somtorch._ccompile import build, native_enabled
 from somtorch.engine._native import WINDOW_NORM_C
 
-__all__ = ["parity_blocked", "neuron_parity", "map_tail"]
+__all__ = ["parity_blocked", "neuron_parity", "map_tail", "near_pairs", "col_first_min"]
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,102 @@ void somtorch_neuron_parity(const float *w, int64_t i0, int64_t i1, int64_t ch, 
 #define SOMTORCH_CLONES
 #endif
 
+/* somtorch: TieResolver._near for ONE image's distances d (T, n): with tol[c] = rtol * (max_t rnorm[t]
+   + wnorm[c]), the pairs (t, c) with d[t, c] <= min_t d[., c] + tol[c] of the neurons c involved
+   in a near-tie (two such t, or near the best neuron with another), in row-major order (as
+   torch.nonzero), at most cap of them into tt, nn; returns their number (more than cap: only cap
+   written). The same float32 operations as the torch code. */
+SOMTORCH_CLONES
+int64_t somtorch_near_pairs(const float *d, int64_t T, int64_t n, const float *rnorm, const float *wnorm, float rtol,
+                            int64_t *tt, int64_t *nn, int64_t cap)
+{
+    float rmax = rnorm[0];
+    for (int64_t t = 1; t < T; ++t)
+        if (rnorm[t] > rmax)
+            rmax = rnorm[t];
+    float *tol = malloc(sizeof(float) * (size_t)(3 * n));
+    int32_t *cnt = malloc(sizeof(int32_t) * (size_t)n);
+    if (!tol || !cnt) {
+        free(tol);
+        free(cnt);
+        return -1;
+    }
+    float *dmin = tol + n, *band = tol + 2 * n;
+    for (int64_t c = 0; c < n; ++c) {
+        tol[c] = rtol * (rmax + wnorm[c]);
+        dmin[c] = INFINITY;
+        cnt[c] = 0;
+    }
+    for (int64_t t = 0; t < T; ++t)
+        for (int64_t c = 0; c < n; ++c)
+            dmin[c] = d[t * n + c] < dmin[c] ? d[t * n + c] : dmin[c];
+    for (int64_t c = 0; c < n; ++c)
+        band[c] = dmin[c] + tol[c];
+    for (int64_t t = 0; t < T; ++t)
+        for (int64_t c = 0; c < n; ++c)
+            cnt[c] += d[t * n + c] <= band[c];
+    float gmin = dmin[0];
+    for (int64_t c = 1; c < n; ++c)
+        gmin = dmin[c] < gmin ? dmin[c] : gmin;
+    int64_t multi = 0;
+    for (int64_t c = 0; c < n; ++c)
+        multi += dmin[c] <= gmin + tol[c];
+    int64_t ni = 0;  /* the involved neurons, ascending (their indices overwrite cnt) */
+    for (int64_t c = 0; c < n; ++c)
+        if (cnt[c] > 1 || (multi > 1 && dmin[c] <= gmin + tol[c]))
+            cnt[ni++] = (int32_t)c;
+    int64_t m = 0;
+    for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < ni; ++j) {
+            const int64_t c = cnt[j];
+            if (d[t * n + c] <= band[c]) {
+                if (m < cap) {
+                    tt[m] = t;
+                    nn[m] = c;
+                }
+                ++m;
+            }
+        }
+    free(tol);
+    free(cnt);
+    return m;
+}
+
+/* somtorch: every column's minimum of d (T, n) and the first row attaining it (first_min) */
+SOMTORCH_CLONES
+void somtorch_col_first_min(const float *d, int64_t T, int64_t n, float *restrict dmin, int64_t *tb)
+{
+    int32_t *t32 = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    for (int64_t c = 0; c < n; ++c)
+        dmin[c] = d[c];
+    if (!t32) {  /* (no scratch: the plain loop) */
+        for (int64_t c = 0; c < n; ++c)
+            tb[c] = 0;
+        for (int64_t t = 1; t < T; ++t)
+            for (int64_t c = 0; c < n; ++c)
+                if (d[t * n + c] < dmin[c]) {
+                    dmin[c] = d[t * n + c];
+                    tb[c] = t;
+                }
+        return;
+    }
+    for (int64_t c = 0; c < n; ++c)
+        t32[c] = 0;
+    for (int64_t t = 1; t < T; ++t) {
+        const float *restrict row = d + t * n;
+        const int32_t tt = (int32_t)t;
+        for (int64_t c = 0; c < n; ++c) {  /* strict <: the first row wins */
+            const int lt = row[c] < dmin[c];
+            dmin[c] = lt ? row[c] : dmin[c];
+            t32[c] = lt ? tt : t32[c];
+        }
+    }
+    for (int64_t c = 0; c < n; ++c)
+        tb[c] = t32[c];
+    free(t32);
+}
+
+
 /* one row of distances: o = max(((a +- b) +- (e +- f) + r) + wn, 0) for flip g (see below) */
 static inline void tail_row(float *restrict o, const float *restrict a, const float *restrict b,
                             const float *restrict e, const float *restrict f, int64_t g, float r,
@@ -315,6 +411,12 @@ def _build() -> ctypes.CDLL:
     mt = dll.somtorch_map_tail
     mt.argtypes = [vp, vp, vp, vp, cl, cl, cl, cl, vp, vp, cl, vp, vp, ctypes.c_float, vp, vp, vp, vp]
     mt.restype = None
+    nr = dll.somtorch_near_pairs
+    nr.argtypes = [vp, cl, cl, vp, vp, ctypes.c_float, vp, vp, cl]
+    nr.restype = cl
+    cm = dll.somtorch_col_first_min
+    cm.argtypes = [vp, cl, cl, vp, vp]
+    cm.restype = None
     return dll
 
 
@@ -333,7 +435,8 @@ def _enabled(name: str):
     if dll is None:
         return None
     return getattr(dll, {"parity": "somtorch_parity_blocked", "nparity": "somtorch_neuron_parity",
-                         "tail": "somtorch_map_tail"}[name])
+                         "tail": "somtorch_map_tail", "near": "somtorch_near_pairs",
+                         "colmin": "somtorch_col_first_min"}[name])
 
 
 #: elements of work below which a compiled pass stays on the calling thread (a pool hand-off costs
@@ -445,3 +548,41 @@ def map_tail(products, k: int, sides: int, side, flip, rnorm, wnorm, rtol: float
 
     _split(fn, m, m * t * n, call)
     return True
+
+
+def _cpu32(*xs) -> bool:
+    return all(x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous() for x in xs)
+
+
+def near_pairs(d: torch.Tensor, rnorm: torch.Tensor, wnorm: torch.Tensor, rtol: float):
+    """:meth:`~somtorch.engine.ties.TieResolver._near`'s candidates for ONE image, ``d (T, N)``,
+    ``rnorm (T,)``, ``wnorm (N,)``: int64 ``(t, n)`` in ``torch.nonzero`` order, in one compiled
+    pass; None when unavailable (or for other than contiguous float32 CPU tensors)."""
+    fn = _enabled("near")
+    if fn is None or not _cpu32(d, rnorm, wnorm) or d.dim() != 2:
+        return None
+    t, n = d.shape
+    if rnorm.shape != (t,) or wnorm.shape != (n,):
+        raise ValueError(f"near_pairs: rnorm ({t},) and wnorm ({n},) expected; got {tuple(rnorm.shape)}, "
+                         f"{tuple(wnorm.shape)}")
+    cap = 4 * n
+    while True:
+        tt, nn = torch.empty(cap, dtype=torch.int64), torch.empty(cap, dtype=torch.int64)
+        m = fn(d.data_ptr(), t, n, rnorm.data_ptr(), wnorm.data_ptr(), rtol, tt.data_ptr(), nn.data_ptr(), cap)
+        if m < 0:
+            return None
+        if m <= cap:
+            return tt[:m], nn[:m]
+        cap = m
+
+
+def col_first_min(d: torch.Tensor):
+    """Every column's minimum of ``d (T, N)`` and the first row attaining it (``first_min(d, 0)``)
+    in one compiled pass; None when unavailable."""
+    fn = _enabled("colmin")
+    if fn is None or not _cpu32(d) or d.dim() != 2:
+        return None
+    t, n = d.shape
+    dmin, tb = torch.empty(n), torch.empty(n, dtype=torch.int64)
+    fn(d.data_ptr(), t, n, dmin.data_ptr(), tb.data_ptr())
+    return dmin, tb

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from somtorch.engine.distance import TIE_RTOL, best_match
+from somtorch.engine.distance import TIE_RTOL, best_match, first_min
 from somtorch.engine.online import OnlineStep
 
 __all__ = ["ParityStep", "ExactStep"]
@@ -113,9 +113,11 @@ class ParityStep(OnlineStep):
                         tab["rtol"], tab["dsq"], tab["dmin"], tab["tb"], tab["flag"]):
             return None
         if int(tab["flag"][0]):
+            from somtorch.engine._native_parity import col_first_min
+
             dsq = eng.resolve_ties(self.images[b:b + 1], tab["dsq"], self.w, self.rnorm[b:b + 1], self.wnorm)
-            _, tb, best = best_match(dsq)
-            return tb[0], int(best[0])
+            dmin, tb = col_first_min(dsq[0]) or first_min(dsq[0], dim=0)
+            return tb, int(torch.argmin(dmin))
         return tab["tb"][0], int(torch.argmin(tab["dmin"][0]))
 
     def step(self, b: int):

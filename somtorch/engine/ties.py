@@ -164,8 +164,13 @@ class TieResolver:
         """:meth:`resolve` for one image in the fewest operations (the training step's case): the
         window of each base rotation its candidates need, PINK-exact, once each
         (:meth:`_windows_one`)."""
-        near_t, involved = self._near(dsq, rnorm, wnorm)
-        tt, nn_ = torch.nonzero(near_t[0] & involved[0].unsqueeze(0), as_tuple=True)
+        from somtorch.engine._native_parity import near_pairs
+
+        found = near_pairs(dsq[0], rnorm[0].contiguous(), wnorm, self.rtol) if dsq.shape[0] == 1 else None
+        if found is None:
+            near_t, involved = self._near(dsq, rnorm, wnorm)
+            found = torch.nonzero(near_t[0] & involved[0].unsqueeze(0), as_tuple=True)
+        tt, nn_ = found
         if len(tt) == 0:
             return dsq
         b, q = self._split(tt)
