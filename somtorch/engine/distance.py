@@ -396,7 +396,7 @@ class DistanceEngine:
         batch (PINK's tie rules with ``tie_break="pink"``): :func:`best_match` of
         :meth:`resolve_ties` of :meth:`sq_distances_fast`, the same numbers.
 
-        On CPU with the compiled loops (:mod:`somtorch.engine._native`) the batch's parity blocks
+        On CPU with the compiled loops (:mod:`somtorch.engine._native_parity`) the batch's parity blocks
         are laid out block-major (no copies before the GEMMs) and everything after the GEMMs --
         flip combinations, norms, clamp, minima and the near-tie test -- is one pass per image;
         only images that may hold a near-tie go through :class:`TieResolver`. Elsewhere the
