@@ -87,10 +87,10 @@ def test_out_of_memory_batch_is_retried_in_halves(monkeypatch):
     eng = som.engine
     orig = eng.base_features
 
-    def base_features(images):
+    def base_features(images, **kw):
         if len(images) > 4:
             raise torch.OutOfMemoryError("simulated: batch too large for the device")
-        return orig(images)
+        return orig(images, **kw)
 
     monkeypatch.setattr(eng, "base_features", base_features)
     m = Mapper(som, batch_size=16)
