@@ -38,6 +38,35 @@ _SRC = r"""
 #include <stdlib.h>
 #include <string.h>
 """ + WINDOW_NORM_C + r"""
+/* the flip-parity coordinates of one channel's orbit-ordered values x (u*u: quadrants A, B, C, D of
+   h*h each, then for odd u the middle column, its mirror, the middle row, its mirror, the centre)
+   into ee, oe, eo, oo (somtorch.engine.parity's float32 additions, in its order) */
+static inline void parity_of_orbits(const float *restrict x, int64_t h, int64_t odd, float *restrict ee,
+                                    float *restrict oe, float *restrict eo, float *restrict oo)
+{
+    const int64_t hh = h * h;
+    const float *A = x, *B = x + hh, *C = x + 2 * hh, *D = x + 3 * hh;
+    for (int64_t p = 0; p < hh; ++p) {
+        const float s1 = A[p] + B[p], d1 = A[p] - B[p];
+        const float s2 = C[p] + D[p], d2 = C[p] - D[p];
+        ee[p] = s1 + s2;
+        oe[p] = s1 - s2;
+        eo[p] = d1 + d2;
+        oo[p] = d1 - d2;
+    }
+    if (odd) {
+        const float *m = x + 4 * hh;
+        const float *top = m, *bot = m + h, *left = m + 2 * h, *right = m + 3 * h;
+        for (int64_t p = 0; p < h; ++p) {
+            ee[hh + p] = top[p] + bot[p];
+            oe[hh + p] = top[p] - bot[p];
+            ee[hh + h + p] = left[p] + right[p];
+            eo[hh + p] = left[p] - right[p];
+        }
+        ee[hh + 2 * h] = m[4 * h];
+    }
+}
+
 /* somtorch: flip-parity coordinates (somtorch.engine.parity, parity_from_orbits with blocked=True)
    of nk = B * kp orbit-ordered images o (nk, ch, u*u) -- kp base rotations per image, the first
    at base index k0 of kt -- written into out at the four block offsets off[0..3] (ee, oe, eo, oo;
@@ -54,33 +83,12 @@ void somtorch_parity_blocked(const float *o, int64_t bsz, int64_t kp, int64_t k0
         for (int64_t i = 0; i < kp; ++i)
             for (int64_t c = 0; c < ch; ++c) {
                 const float *x = o + ((b * kp + i) * ch + c) * n;
-                const float *restrict A = x, *restrict B = x + hh, *restrict C = x + 2 * hh,
-                            *restrict D = x + 3 * hh;
                 float *blk[2][4];
                 for (int64_t s = 0; s < S; ++s)
                     for (int q = 0; q < 4; ++q)
                         blk[s][q] = out + b * bstride[q] + off[q] + (((k0 + i) * S + s) * ch + c) * nab[q];
-                float *restrict ee = blk[0][0], *restrict oe = blk[0][1], *restrict eo = blk[0][2],
-                      *restrict oo = blk[0][3];
-                for (int64_t p = 0; p < hh; ++p) {
-                    float s1 = A[p] + B[p], d1 = A[p] - B[p];
-                    float s2 = C[p] + D[p], d2 = C[p] - D[p];
-                    ee[p] = s1 + s2;
-                    oe[p] = s1 - s2;
-                    eo[p] = d1 + d2;
-                    oo[p] = d1 - d2;
-                }
-                if (odd) {
-                    const float *m = x + 4 * hh;
-                    const float *top = m, *bot = m + h, *left = m + 2 * h, *right = m + 3 * h;
-                    for (int64_t p = 0; p < h; ++p) {
-                        ee[hh + p] = top[p] + bot[p];
-                        oe[hh + p] = top[p] - bot[p];
-                        ee[hh + h + p] = left[p] + right[p];
-                        eo[hh + p] = left[p] - right[p];
-                    }
-                    ee[hh + 2 * h] = m[4 * h];
-                }
+                float *ee = blk[0][0], *oe = blk[0][1], *eo = blk[0][2], *oo = blk[0][3];
+                parity_of_orbits(x, h, odd, ee, oe, eo, oo);
                 if (S == 2) {
                     float *restrict ee1 = blk[1][0], *restrict oe1 = blk[1][1], *restrict eo1 = blk[1][2],
                           *restrict oo1 = blk[1][3];
@@ -162,28 +170,8 @@ void somtorch_neuron_parity(const float *w, int64_t i0, int64_t i1, int64_t ch, 
                 sc[b0 + 4 * h] = x[h * nd + h] * mult[b0 + 4 * h];
             }
             float *vi = v + i * F;
-            float *restrict ee = vi + off[0] + c * nab[0], *restrict oe = vi + off[1] + c * nab[1];
-            float *restrict eo = vi + off[2] + c * nab[2], *restrict oo = vi + off[3] + c * nab[3];
-            const float *A = sc, *B = sc + hh, *C = sc + 2 * hh, *D = sc + 3 * hh;
-            for (int64_t p = 0; p < hh; ++p) {
-                const float s1 = A[p] + B[p], d1 = A[p] - B[p];
-                const float s2 = C[p] + D[p], d2 = C[p] - D[p];
-                ee[p] = s1 + s2;
-                oe[p] = s1 - s2;
-                eo[p] = d1 + d2;
-                oo[p] = d1 - d2;
-            }
-            if (odd) {
-                const float *md = sc + 4 * hh;
-                const float *top = md, *bot = md + h, *left = md + 2 * h, *right = md + 3 * h;
-                for (int64_t p = 0; p < h; ++p) {
-                    ee[hh + p] = top[p] + bot[p];
-                    oe[hh + p] = top[p] - bot[p];
-                    ee[hh + h + p] = left[p] + right[p];
-                    eo[hh + p] = left[p] - right[p];
-                }
-                ee[hh + 2 * h] = md[4 * h];
-            }
+            parity_of_orbits(sc, h, odd, vi + off[0] + c * nab[0], vi + off[1] + c * nab[1], vi + off[2] + c * nab[2],
+                             vi + off[3] + c * nab[3]);
         }
         wnorm[i] = window_norm(om, F);
     }
@@ -191,22 +179,22 @@ void somtorch_neuron_parity(const float *w, int64_t i0, int64_t i1, int64_t ch, 
     free(om);
 }
 
-/* somtorch: the end of a batch's fast distances (DistanceEngine.sq_distances_fast, then first_min,
-   then TieResolver._maybe_rows) in one pass per image, for m images. pe: the four parity products
-   ee, oe, eo, oo, each (m * k * S, n) with row (i * k + j) * S + s for base j and side s. Variant q
-   (side[q], flip[q]) of base j is transformation t = q * k + j: with s1 = ee + oe, d1 = ee - oe,
-   s2 = eo + oo, d2 = eo - oo, flip 0: s1 + s2, 1: d1 + d2, 2: s1 - s2, 3: d1 - d2; then
-   (. + rnorm[i, t]) + wnorm[c], clamped at 0 (the same float32 operations in the same order).
-   dmin (m, n), tbest (m, n): every neuron's lowest distance and its first transformation. With
-   rtol >= 0, flag[i] = 1 when more than n entries lie within tol = rtol * (max_t rnorm[i, t] +
-   max wnorm) of their neuron's minimum or a second neuron lies within tol of the best (the images
-   whose near-ties PINK's rules must decide); only those images' distances are written to
-   dsq[i] (m, T, n) -- the others' stay in a scratch row that remains in cache. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__) && !defined(SOMTORCH_NO_CLONES)
 #define SOMTORCH_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define SOMTORCH_CLONES
 #endif
+
+/* running first minimum: where row[c] < dm[c] (strict: the first row wins), dm[c] = row[c], tb[c] = t */
+static inline void first_min_row(const float *restrict row, int32_t t, float *restrict dm, int32_t *restrict tb,
+                                 int64_t n)
+{
+    for (int64_t c = 0; c < n; ++c) {
+        const int lt = row[c] < dm[c];
+        dm[c] = lt ? row[c] : dm[c];
+        tb[c] = lt ? t : tb[c];
+    }
+}
 
 /* somtorch: TieResolver._near for ONE image's distances d (T, n): with tol[c] = rtol * (max_t rnorm[t]
    + wnorm[c]), the pairs (t, c) with d[t, c] <= min_t d[., c] + tol[c] of the neurons c involved
@@ -289,15 +277,8 @@ void somtorch_col_first_min(const float *d, int64_t T, int64_t n, float *restric
     }
     for (int64_t c = 0; c < n; ++c)
         t32[c] = 0;
-    for (int64_t t = 1; t < T; ++t) {
-        const float *restrict row = d + t * n;
-        const int32_t tt = (int32_t)t;
-        for (int64_t c = 0; c < n; ++c) {  /* strict <: the first row wins */
-            const int lt = row[c] < dmin[c];
-            dmin[c] = lt ? row[c] : dmin[c];
-            t32[c] = lt ? tt : t32[c];
-        }
-    }
+    for (int64_t t = 1; t < T; ++t)
+        first_min_row(d + t * n, (int32_t)t, dmin, t32, n);
     for (int64_t c = 0; c < n; ++c)
         tb[c] = t32[c];
     free(t32);
@@ -328,6 +309,17 @@ static inline void tail_row(float *restrict o, const float *restrict a, const fl
     }
 }
 
+/* somtorch: the end of a batch's fast distances (DistanceEngine.sq_distances_fast, then first_min,
+   then TieResolver._maybe_rows) in one pass per image, for m images. pe: the four parity products
+   ee, oe, eo, oo, each (m * k * S, n) with row (i * k + j) * S + s for base j and side s. Variant q
+   (side[q], flip[q]) of base j is transformation t = q * k + j: with s1 = ee + oe, d1 = ee - oe,
+   s2 = eo + oo, d2 = eo - oo, flip 0: s1 + s2, 1: d1 + d2, 2: s1 - s2, 3: d1 - d2; then
+   (. + rnorm[i, t]) + wnorm[c], clamped at 0 (the same float32 operations in the same order).
+   dmin (m, n), tbest (m, n): every neuron's lowest distance and its first transformation. With
+   rtol >= 0, flag[i] = 1 when more than n entries lie within tol = rtol * (max_t rnorm[i, t] +
+   max wnorm) of their neuron's minimum or a second neuron lies within tol of the best (the images
+   whose near-ties PINK's rules must decide); only those images' distances are written to
+   dsq[i] (m, T, n) -- the others' stay in a scratch row that remains in cache. */
 SOMTORCH_CLONES
 void somtorch_map_tail(const float *pee, const float *poe, const float *peo, const float *poo, int64_t m,
                        int64_t k, int64_t S, int64_t n, const int64_t *side, const int64_t *flip, int64_t nq,
@@ -355,12 +347,7 @@ void somtorch_map_tail(const float *pee, const float *poe, const float *peo, con
                 const int64_t t = q * k + j, row = ((i * k + j) * S + side[q]) * n;
                 float *restrict o = di + t * n;
                 tail_row(o, pee + row, poe + row, peo + row, poo + row, flip[q], rn[t], wnorm, n);
-                const int32_t t32 = (int32_t)t;
-                for (int64_t c = 0; c < n; ++c) {  /* strict <: the first transformation wins */
-                    const int lt = o[c] < dm[c];
-                    dm[c] = lt ? o[c] : dm[c];
-                    tb32[c] = lt ? t32 : tb32[c];
-                }
+                first_min_row(o, (int32_t)t, dm, tb32, n);
             }
         for (int64_t c = 0; c < n; ++c)
             tbest[i * n + c] = tb32[c];
