@@ -235,3 +235,30 @@ def test_cuda_gives_the_cpu_result():
     assert (gpu.bmu == cpu.bmu).double().mean() >= 0.9  # float rounding may flip near-ties
     same = gpu.transform_index == cpu.transform_index
     torch.testing.assert_close(gpu.distances[same], cpu.distances[same], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("search", ["bisect", "surrogate", "polar"])
+@pytest.mark.parametrize("geo", [SOMGeometry(24, numrot=80), SOMGeometry(21, 2, numrot=36, convention="pink")])
+def test_compiled_tail_of_the_exact_passes_changes_nothing(search, geo, monkeypatch):
+    """BaseSubsetEngine.best (the compiled tail: the distances are never assembled) is first_min of
+    sq_distances bit for bit, and the approximate mapper's results do not depend on it."""
+    from somtorch.engine import _native_parity
+    from somtorch.engine.distance import first_min
+
+    if _native_parity._enabled("tail") is None:
+        pytest.skip("no C compiler (compiled loops)")
+    som = _som(geo, shape=(4, 4))
+    x = torch.rand(11, geo.channels, geo.image_dim, geo.image_dim, generator=torch.Generator().manual_seed(4))
+    x[::3] = x[::3].rot90(1, (-2, -1))
+    mapper = ApproxMapper(som, coarse=3, refine=2, search=search)
+    sub = mapper.subset
+    g = torch.Generator().manual_seed(5)
+    sel = torch.stack([torch.randperm(sub.k, generator=g)[:4].sort().values for _ in range(len(x))])
+    dsq, t = sub.sq_distances(x, sel)
+    cur, arg = first_min(dsq, 1)
+    got = sub.best(x, sel)
+    assert torch.equal(got[0], cur) and torch.equal(got[1], torch.gather(t, 1, arg))
+    fast = mapper.map(x)
+    monkeypatch.setattr(_native_parity, "_enabled", lambda name: None)
+    slow = ApproxMapper(som, coarse=3, refine=2, search=search).map(x)
+    assert torch.equal(fast.distances, slow.distances) and torch.equal(fast.transform_index, slow.transform_index)

@@ -160,33 +160,74 @@ class BaseSubsetEngine:
 
         ``neurons`` is ``engine.neuron_parity(weight)`` (computed when omitted).
         """
-        from somtorch.engine.parity import parity_from_orbits
-
         eng = self.engine
         v, wnorm = neurons if neurons is not None else eng.neuron_parity(self.som.weight)
-        b, m = sel.shape
+        r, rnorm = self._features(images, sel)
+        return eng.sq_distances_fast(r, rnorm, v, wnorm), self._transforms(sel)
+
+    def _features(self, images: torch.Tensor, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parity features (rows layout) of the base rotations ``sel (B, M)`` and the region norms
+        ``(B, nq * M)`` of their variants, q-major."""
+        from somtorch.engine.parity import parity_from_orbits
+
         o = self.base_rotations(images, sel)  # (B, M, C, n)
         tab = self._tables(images.device, images.dtype)
-        r, _ = parity_from_orbits(o, self.u, transposed=eng.pairing()["sides"] == 2, blocked=True)
+        r, _ = parity_from_orbits(o, self.u, transposed=self.engine.pairing()["sides"] == 2, blocked=True)
         r2 = (o * o).sum(2)  # (B, M, n)
-        rnorm = (r2 @ tab["vmask"]).permute(0, 2, 1).reshape(b, -1)  # (B, nq * M), q-major
-        dsq = eng.sq_distances_fast(r, rnorm, v, wnorm)
+        return r, (r2 @ tab["vmask"]).permute(0, 2, 1).reshape(sel.shape[0], -1)
+
+    def _transforms(self, sel: torch.Tensor) -> torch.Tensor:
+        """Transformation indices ``(B, nq * M)`` of the dihedral variants of base rotations ``sel``."""
         q = torch.arange(self.nq, device=sel.device)
         f, j = torch.div(q, self.nj, rounding_mode="floor"), torch.remainder(q, self.nj)
         t = (f * self.numrot + j * self.k).view(1, -1, 1) + sel.unsqueeze(1)  # (B, nq, M)
-        return dsq, t.reshape(b, -1)
+        return t.reshape(sel.shape[0], -1)
+
+    @torch.no_grad()
+    def best(self, images: torch.Tensor, sel: torch.Tensor, neurons=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every neuron's lowest squared distance over the variants of the base rotations ``sel (B, M)``
+        (sorted along ``M``) and the lowest transformation index attaining it, ``(B, N)`` each:
+        ``first_min`` of :meth:`sq_distances` and its index, the same numbers. On CPU with the
+        compiled loops the distances are never assembled
+        (:func:`~somtorch.engine._native_parity.map_tail`, one pass per image)."""
+        from somtorch.engine._native_parity import map_tail
+        from somtorch.engine.distance import first_min
+
+        eng = self.engine
+        v, wnorm = neurons if neurons is not None else eng.neuron_parity(self.som.weight)
+        cpu32 = (images.device.type == "cpu" and v.dtype == torch.float32 and eng.precision == "float32"
+                 and images.dtype == torch.float32)
+        if cpu32:
+            (b, m), sides = sel.shape, eng.pairing()["sides"]
+            r, rnorm = self._features(images, sel)
+            rnorm = rnorm.contiguous()
+            (n, f), (side, flip) = v.shape, eng._tail_pairs()
+            ks = r.shape[1] // f
+            blocks = eng._blocks(self.u, f, ks)
+            dsq = torch.empty((b, len(side) * m, n))
+            cur, arg = torch.empty((b, n)), torch.empty((b, n), dtype=torch.int64)
+            flag = torch.empty(b, dtype=torch.int64)
+            step = eng._chunk(b, images.device, len(side), m, n)
+            ok = True
+            for i0 in range(0, b, step):
+                i1 = min(b, i0 + step)
+                prods = eng._products(r, i0, i1, v, blocks)
+                ok = map_tail(prods, ks // sides, sides, side, flip, rnorm[i0:i1], wnorm, -1.0, dsq[i0:i1],
+                              cur[i0:i1], arg[i0:i1], flag[i0:i1])
+                if not ok:
+                    break
+            if ok:
+                return cur, torch.gather(self._transforms(sel), 1, arg)
+        dsq, t = self.sq_distances(images, sel, neurons)
+        cur, arg = first_min(dsq, 1)
+        return cur, torch.gather(t, 1, arg)
 
 
-def _update_best(best, tbest, dsq, t):
-    """Fold ``dsq (B, U, N)`` at transformations ``t (B, U)`` into the running per-neuron minimum.
-
-    ``t`` must be non-decreasing along ``U`` (:meth:`BaseSubsetEngine.sq_distances` with sorted
-    ``sel``), so the first minimum is the lowest transformation index among ties, as in PINK.
-    """
-    from somtorch.engine.distance import first_min
-
-    cur, arg = first_min(dsq, 1)  # the first minimum
-    tc = torch.gather(t, 1, arg)
+def _update_best(best, tbest, found):
+    """Fold ``found = (cur, tc)`` (:meth:`BaseSubsetEngine.best`: per neuron the first minimum of a
+    pass and its transformation) into the running per-neuron minimum; among equal distances the
+    lowest transformation index wins, as in PINK."""
+    cur, tc = found
     better = (cur < best) | ((cur == best) & (tc < tbest))
     return torch.where(better, cur, best), torch.where(better, tc, tbest)
 
@@ -433,8 +474,7 @@ class ApproxMapper(Mapper):
                 top = torch.topk(best, min(opt.refine, n), dim=1, largest=False).indices  # (B, R)
                 ib = torch.remainder(tbest[rows, top], sub.numrot) % k
                 sel = torch.remainder(torch.cat([ib - g, ib + g], dim=1), k).sort(dim=1).values
-                dsq, t = sub.sq_distances(x, sel, neurons)
-                best, tbest = _update_best(best, tbest, dsq, t)
+                best, tbest = _update_best(best, tbest, sub.best(x, sel, neurons))
         return best, tbest
 
     def _surrogate_pass(self, x, coarse, dsq, best, tbest, neurons):
@@ -448,8 +488,7 @@ class ApproxMapper(Mapper):
         b, n = best.shape
         sel = surrogate_bases(self._norms(x), dsq.view(b, sub.nq, len(coarse), n), coarse, best, sub.numrot,
                               opt.refine, opt.neurons)
-        dsq, t = sub.sq_distances(x, sel, neurons)
-        return _update_best(best, tbest, dsq, t)
+        return _update_best(best, tbest, sub.best(x, sel, neurons))
 
     def _polar_pass(self, x, neurons):
         """``search="polar"``: two exact passes guided by the polar surrogate
@@ -458,7 +497,6 @@ class ApproxMapper(Mapper):
         neurons (each one's best), then the ``refine // 2`` best of the exact best neuron so far
         (or, when it is not among the estimated ones, the best over them); every base rotation
         when that is at least as many."""
-        from somtorch.engine.distance import first_min
         from somtorch.engine.polarsearch import PolarSurrogate, spread_bases
 
         sub, opt = self.subset, self.options
@@ -466,9 +504,7 @@ class ApproxMapper(Mapper):
         m1 = min(opt.coarse, k)
         coarse = torch.round(torch.arange(m1, dtype=torch.float64) * (k / max(m1, 1))).long().to(dev)
         if m1 + opt.refine >= k or 4 * k != sub.numrot:
-            dsq, t = sub.sq_distances(x, torch.arange(k, device=dev).expand(b, k), neurons)
-            best, arg = first_min(dsq, 1)
-            return best, torch.gather(t, 1, arg)
+            return sub.best(x, torch.arange(k, device=dev).expand(b, k), neurons)
         if self._guide is None:
             self._guide = PolarSurrogate(self.som, opt.inner_radius, n_angles=opt.n_angles, n_radii=opt.n_radii,
                                          max_frequency=opt.max_frequency)
@@ -477,9 +513,7 @@ class ApproxMapper(Mapper):
         sel = coarse.expand(b, m1)
         if first:
             sel = torch.cat([sel, spread_bases(scores, first, sel)], dim=1)
-        dsq, t = sub.sq_distances(x, sel.sort(dim=1).values, neurons)
-        best, arg = first_min(dsq, 1)
-        tbest = torch.gather(t, 1, arg)
+        best, tbest = sub.best(x, sel.sort(dim=1).values, neurons)
         if opt.refine // 2:
             # the exact best neuron's own scores (the best over the estimated neurons if it is not one)
             hit = top == best.argmin(dim=1, keepdim=True)  # (B, R)
@@ -487,8 +521,7 @@ class ApproxMapper(Mapper):
             row = torch.where(hit.any(1, keepdim=True), own, scores.amin(dim=1))
             row.scatter_(1, sel, float("inf"))
             nxt = torch.topk(row, min(opt.refine // 2, k - sel.shape[1]), dim=1, largest=False).indices
-            dsq, t = sub.sq_distances(x, nxt.sort(dim=1).values, neurons)
-            best, tbest = _update_best(best, tbest, dsq, t)
+            best, tbest = _update_best(best, tbest, sub.best(x, nxt.sort(dim=1).values, neurons))
         return best, tbest
 
     @torch.no_grad()

@@ -410,11 +410,8 @@ class DistanceEngine:
         split = cpu32 and max(self.transformer.numrot // 4, 1) * self.pairing()["sides"] > 1
         r, rnorm = self.base_features(images, split=split)
         if cpu32:
-            pairs = self.pairing()["pairs"]
-            if "tail_pairs" not in self._idx_cache:
-                self._idx_cache["tail_pairs"] = (torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs]))
-            side, flip = self._idx_cache["tail_pairs"]
-            sides, nq, (n, f) = self.pairing()["sides"], len(pairs), v.shape
+            side, flip = self._tail_pairs()
+            sides, nq, (n, f) = self.pairing()["sides"], len(side), v.shape
             b, ks = images.shape[0], (sum(x.shape[1] for x in r) if split else r.shape[1]) // f
             k = ks // sides
             blocks = self._blocks(self.window[1] - self.window[0], f, ks)
@@ -442,6 +439,14 @@ class DistanceEngine:
         dsq = self.resolve_ties(images, self.sq_distances_fast(r, rnorm, v, wnorm), weights, rnorm, wnorm)
         dmin, tbest, _ = best_match(dsq)
         return dmin, tbest
+
+    def _tail_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`pairing`'s side and flip of every dihedral variant, int64 CPU tensors (the
+        compiled tail's arguments)."""
+        if "tail_pairs" not in self._idx_cache:
+            pairs = self.pairing()["pairs"]
+            self._idx_cache["tail_pairs"] = (torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs]))
+        return self._idx_cache["tail_pairs"]
 
     def _tie_rtol(self) -> float:
         """The near-tie band of :class:`TieResolver` (creating it), or -1 without PINK's tie rules."""

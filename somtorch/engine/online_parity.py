@@ -98,14 +98,14 @@ class ParityStep(OnlineStep):
         eng = self.eng
         tab = self.__dict__.get("_tail")
         if tab is None:
-            pairs = eng.pairing()["pairs"]
+            side, flip = eng._tail_pairs()
             n, f = self.wv.shape
             sides = eng.pairing()["sides"]
             ks = self.xr.shape[1] // f
             tab = self._tail = {
-                "side": torch.tensor([p[0] for p in pairs]), "flip": torch.tensor([p[1] for p in pairs]),
+                "side": side, "flip": flip,
                 "k": ks // sides, "sides": sides, "blocks": eng._blocks(eng.window[1] - eng.window[0], f, ks),
-                "dsq": torch.empty((1, len(pairs) * (ks // sides), n)), "dmin": torch.empty((1, n)),
+                "dsq": torch.empty((1, len(side) * (ks // sides), n)), "dmin": torch.empty((1, n)),
                 "tb": torch.empty((1, n), dtype=torch.int64), "flag": torch.empty(1, dtype=torch.int64),
                 "rtol": 2.0 * TIE_RTOL if eng.tie_break == "pink" else -1.0}
         prods = [p.contiguous() for p in eng._products(self.xr, b, b + 1, self.wv, tab["blocks"])]
