@@ -269,7 +269,14 @@ class DistanceEngine:
             rks = [p if self.full_window else p * mask_o for p in parts]
             rnorm = torch.cat([(rk * rk).sum((2, 3)) for rk in rks], 1).unsqueeze(1).expand(b, nq, k).reshape(b, -1)
         else:
-            r2 = torch.cat([(p * p).sum(2) for p in parts], 1)  # (B, k, u*u)
+            if parts[0].shape[2] == 1:  # one channel: the squares are the sums (one pass, no cat)
+                r2 = parts[0].new_empty((b, k, u * u))
+                k0 = 0
+                for p in parts:
+                    torch.mul(p[:, :, 0], p[:, :, 0], out=r2[:, k0:k0 + p.shape[1]])
+                    k0 += p.shape[1]
+            else:
+                r2 = torch.cat([(p * p).sum(2) for p in parts], 1)  # (B, k, u*u)
             rnorm = _matmul_rows(r2.reshape(b * k, u * u), m).reshape(b, k, -1)
             rnorm = rnorm.permute(0, 2, 1).reshape(b, -1)  # (B, nq*k) = (B, T)
         feats, _ = parity_from_orbits(parts, u, transposed=self.pairing()["sides"] == 2, blocked=True, split=split)
