@@ -125,7 +125,6 @@ def parity_from_orbits(o: torch.Tensor, u: int, transposed: bool = False, blocke
         k = sum(p.shape[1] for p in parts)
         layout = blocked_layout(u, c, k * sides)
         size = k * sides * c * u * u
-        out = parts[0].new_empty((b * size,))
         if split:  # block-major: block q of all images, then block q + 1, each 64-byte aligned
             strides = [r * n for _, r, n in layout]
             offsets = np.cumsum([0] + [-(-b * s // 16) * 16 for s in strides[:-1]]).tolist()
@@ -133,6 +132,7 @@ def parity_from_orbits(o: torch.Tensor, u: int, transposed: bool = False, blocke
             blocks = [out[o0:o0 + b * s].view(b, s) for o0, s in zip(offsets, strides)]
             views = [x.view(b, k, sides, c, n // c) for x, (_, _, n) in zip(blocks, layout)]
         else:
+            out = parts[0].new_empty((b * size,))
             offsets, strides = [off for off, _, _ in layout], [size] * 4
             views = [out.view(b, size)[:, off:off + r * n].view(b, k, sides, c, n // c) for off, r, n in layout]
         k0 = 0
