@@ -18,7 +18,17 @@ import shutil
 import subprocess
 import tempfile
 
-__all__ = ["native_enabled", "build", "FLAGS"]
+__all__ = ["native_enabled", "build", "FLAGS", "CLONES_C"]
+
+#: C preprocessor lines defining ``SOMTORCH_CLONES``: an AVX2 (x86-64-v3) clone beside the default
+#: build of a function on x86-64 GCC/Clang (``-DSOMTORCH_NO_CLONES``, the fallback build, turns it off)
+CLONES_C = r"""
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__) && !defined(SOMTORCH_NO_CLONES)
+#define SOMTORCH_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define SOMTORCH_CLONES
+#endif
+"""
 
 #: no contraction into fused multiply-adds and no unsafe math: the C operations are exactly the IEEE
 #: operations written (an explicit ``fmaf`` where a fused multiply-add is meant)

@@ -25,8 +25,9 @@ import logging
 import numpy as np
 import torch
 
-from somtorch._ccompile import build, native_enabled
+from somtorch._ccompile import CLONES_C, build, native_enabled
 from somtorch.engine._native import WINDOW_NORM_C
+from somtorch.geometry._sampler import run_split
 
 __all__ = ["parity_blocked", "neuron_parity", "map_tail", "near_pairs", "col_first_min"]
 
@@ -179,11 +180,7 @@ void somtorch_neuron_parity(const float *w, int64_t i0, int64_t i1, int64_t ch, 
     free(om);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__) && !defined(SOMTORCH_NO_CLONES)
-#define SOMTORCH_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define SOMTORCH_CLONES
-#endif
+""" + CLONES_C + r"""
 
 /* running first minimum: where row[c] < dm[c] (strict: the first row wins), dm[c] = row[c], tb[c] = t */
 static inline void first_min_row(const float *restrict row, int32_t t, float *restrict dm, int32_t *restrict tb,
@@ -426,25 +423,6 @@ def _enabled(name: str):
                          "colmin": "somtorch_col_first_min"}[name])
 
 
-#: elements of work below which a compiled pass stays on the calling thread (a pool hand-off costs
-#: tens of microseconds)
-PARALLEL_MIN = 1 << 17
-
-
-def _split(fn, m: int, work: int, call) -> None:
-    """Run ``call(fn, i0, i1)`` over ``[0, m)`` split into whole ranges over torch's threads (the
-    compiled sampler's process-wide pool; ctypes releases the GIL). Disjoint outputs, the same
-    arithmetic per image: results do not depend on the split."""
-    from somtorch.geometry._sampler import _executor
-
-    parts = min(torch.get_num_threads(), m) if work >= PARALLEL_MIN else 1
-    bounds = [m * i // parts for i in range(parts + 1)]
-    futs = [_executor().submit(call, fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    call(fn, bounds[0], bounds[1])
-    for f in futs:
-        f.result()
-
-
 def parity_blocked(part, k0: int, kt: int, u: int, sides: int, out, offsets, strides) -> bool:
     """:func:`~somtorch.engine.parity.parity_from_orbits` (``blocked=True``) of one piece
     ``part (B, kp, C, u*u)`` (float32, contiguous, orbit order) into rows ``k0 .. k0+kp-1`` of the
@@ -458,11 +436,11 @@ def parity_blocked(part, k0: int, kt: int, u: int, sides: int, out, offsets, str
     st = np.ascontiguousarray(strides, dtype=np.int64)
     src, dst = part.data_ptr(), out.data_ptr()
 
-    def call(fn, i0, i1):
+    def call(i0, i1):
         off = np.ascontiguousarray([o + i0 * s for o, s in zip(offsets, strides)], dtype=np.int64)
         fn(src + 4 * i0 * kp * c * n, i1 - i0, kp, k0, kt, c, u, sides, dst, st.ctypes.data, off.ctypes.data)
 
-    _split(fn, b, b * kp * c * n * sides, call)
+    run_split(call, b, b * kp * c * n * sides)
     return True
 
 
@@ -490,10 +468,7 @@ def neuron_parity(w, lo: int, u: int, mult, omask, v, wnorm, fac=None) -> bool:
     if fac is not None and (fac.shape != (n,) or fac.dtype != torch.float32):
         raise ValueError("neuron_parity: fac must be float32 (N,)")
 
-    def call(fn, i0, i1):
-        fn(args[0], i0, i1, *args[1:])
-
-    _split(fn, n, n * c * u * u, call)
+    run_split(lambda i0, i1: fn(args[0], i0, i1, *args[1:]), n, n * c * u * u)
     return True
 
 
@@ -527,13 +502,13 @@ def map_tail(products, k: int, sides: int, side, flip, rnorm, wnorm, rtol: float
     ee, oe, eo, oo = (p.data_ptr() for p in products)
     rows = k * sides * n  # product elements per image
 
-    def call(fn, i0, i1):
+    def call(i0, i1):
         fn(ee + 4 * i0 * rows, oe + 4 * i0 * rows, eo + 4 * i0 * rows, oo + 4 * i0 * rows, i1 - i0, k, sides, n,
            side.data_ptr(), flip.data_ptr(), len(side), rnorm.data_ptr() + 4 * i0 * t, wnorm.data_ptr(), rtol,
            dsq.data_ptr() + 4 * i0 * t * n, dmin.data_ptr() + 4 * i0 * n, tbest.data_ptr() + 8 * i0 * n,
            flag.data_ptr() + 8 * i0)
 
-    _split(fn, m, m * t * n, call)
+    run_split(call, m, m * t * n)
     return True
 
 

@@ -190,7 +190,6 @@ class BaseSubsetEngine:
         ``first_min`` of :meth:`sq_distances` and its index, the same numbers. On CPU with the
         compiled loops the distances are never assembled
         (:func:`~somtorch.engine._native_parity.map_tail`, one pass per image)."""
-        from somtorch.engine._native_parity import map_tail
         from somtorch.engine.distance import first_min
 
         eng = self.engine
@@ -198,26 +197,10 @@ class BaseSubsetEngine:
         cpu32 = (images.device.type == "cpu" and v.dtype == torch.float32 and eng.precision == "float32"
                  and images.dtype == torch.float32)
         if cpu32:
-            (b, m), sides = sel.shape, eng.pairing()["sides"]
             r, rnorm = self._features(images, sel)
-            rnorm = rnorm.contiguous()
-            (n, f), (side, flip) = v.shape, eng._tail_pairs()
-            ks = r.shape[1] // f
-            blocks = eng._blocks(self.u, f, ks)
-            dsq = torch.empty((b, len(side) * m, n))
-            cur, arg = torch.empty((b, n)), torch.empty((b, n), dtype=torch.int64)
-            flag = torch.empty(b, dtype=torch.int64)
-            step = eng._chunk(b, images.device, len(side), m, n)
-            ok = True
-            for i0 in range(0, b, step):
-                i1 = min(b, i0 + step)
-                prods = eng._products(r, i0, i1, v, blocks)
-                ok = map_tail(prods, ks // sides, sides, side, flip, rnorm[i0:i1], wnorm, -1.0, dsq[i0:i1],
-                              cur[i0:i1], arg[i0:i1], flag[i0:i1])
-                if not ok:
-                    break
-            if ok:
-                return cur, torch.gather(self._transforms(sel), 1, arg)
+            found = eng._tail_pass(r, rnorm, v, wnorm, -1.0)
+            if found is not None:
+                return found[1], torch.gather(self._transforms(sel), 1, found[2])
         dsq, t = self.sq_distances(images, sel, neurons)
         cur, arg = first_min(dsq, 1)
         return cur, torch.gather(t, 1, arg)

@@ -409,43 +409,49 @@ class DistanceEngine:
         only images that may hold a near-tie go through :class:`TieResolver`. Elsewhere the
         eager path.
         """
-        from somtorch.engine._native_parity import map_tail
-
         cpu32 = images.device.type == "cpu" and v.dtype == torch.float32 and self.precision == "float32"
         # one row per image and block (no rotations): the rows layout's operands are strided views,
         # not copies, and MKL rounds those differently from contiguous ones, so keep that layout
         split = cpu32 and max(self.transformer.numrot // 4, 1) * self.pairing()["sides"] > 1
         r, rnorm = self.base_features(images, split=split)
-        if cpu32:
-            side, flip = self._tail_pairs()
-            sides, nq, (n, f) = self.pairing()["sides"], len(side), v.shape
-            b, ks = images.shape[0], (sum(x.shape[1] for x in r) if split else r.shape[1]) // f
-            k = ks // sides
-            blocks = self._blocks(self.window[1] - self.window[0], f, ks)
-            dsq = torch.empty((b, nq * k, n))
-            dmin, tbest = torch.empty((b, n)), torch.empty((b, n), dtype=torch.int64)
-            flag = torch.empty(b, dtype=torch.int64)
-            rtol = self._tie_rtol()
-            rnorm, wnorm = rnorm.contiguous(), wnorm.contiguous()
-            ok = True
-            step = self._chunk(b, images.device, nq, k, n, aligned=split)
-            for i0 in range(0, b, step):
-                i1 = min(b, i0 + step)
-                prods = [p.contiguous() for p in self._products(r, i0, i1, v, blocks)]
-                ok = map_tail(prods, k, sides, side, flip, rnorm[i0:i1], wnorm, rtol, dsq[i0:i1], dmin[i0:i1],
-                              tbest[i0:i1], flag[i0:i1])
-                if not ok:
-                    break
-            if ok:
-                rows = torch.nonzero(flag).flatten()
-                if len(rows):
-                    self._resolver.resolve(images, dsq, weights, rnorm, wnorm, rows=rows)
-                    dm, tb = first_min(dsq.index_select(0, rows), dim=1)
-                    dmin[rows], tbest[rows] = dm, tb
-                return dmin, tbest
+        found = self._tail_pass(r, rnorm, v, wnorm, self._tie_rtol(), aligned=split) if cpu32 else None
+        if found is not None:
+            dsq, dmin, tbest, flag = found
+            rows = torch.nonzero(flag).flatten()
+            if len(rows):
+                self._resolver.resolve(images, dsq, weights, rnorm, wnorm, rows=rows)
+                dm, tb = first_min(dsq.index_select(0, rows), dim=1)
+                dmin[rows], tbest[rows] = dm, tb
+            return dmin, tbest
         dsq = self.resolve_ties(images, self.sq_distances_fast(r, rnorm, v, wnorm), weights, rnorm, wnorm)
         dmin, tbest, _ = best_match(dsq)
         return dmin, tbest
+
+    def _tail_pass(self, r, rnorm: torch.Tensor, v: torch.Tensor, wnorm: torch.Tensor, rtol: float,
+                   aligned: bool = False):
+        """The GEMMs of :meth:`sq_distances_fast` chunk by chunk, each chunk's products finished by the
+        compiled tail (:func:`~somtorch.engine._native_parity.map_tail`): ``(dsq, dmin, tbest,
+        flag)`` with ``dsq (B, T, N)`` written only for flagged images (none when ``rtol < 0``);
+        None when the compiled loops are unavailable."""
+        from somtorch.engine._native_parity import map_tail
+
+        side, flip = self._tail_pairs()
+        sides, nq, (n, f) = self.pairing()["sides"], len(side), v.shape
+        split = isinstance(r, (list, tuple))
+        b, ks = (r[0].shape[0], sum(x.shape[1] for x in r) // f) if split else (r.shape[0], r.shape[1] // f)
+        k = ks // sides
+        blocks = self._blocks(self.window[1] - self.window[0], f, ks)
+        dsq = torch.empty((b, nq * k, n))
+        dmin, tbest = torch.empty((b, n)), torch.empty((b, n), dtype=torch.int64)
+        flag = torch.empty(b, dtype=torch.int64)
+        rnorm = rnorm.contiguous()
+        step = self._chunk(b, rnorm.device, nq, k, n, aligned=aligned)
+        for i0 in range(0, b, step):
+            i1 = min(b, i0 + step)
+            if not map_tail(self._products(r, i0, i1, v, blocks), k, sides, side, flip, rnorm[i0:i1], wnorm, rtol,
+                            dsq[i0:i1], dmin[i0:i1], tbest[i0:i1], flag[i0:i1]):
+                return None
+        return dsq, dmin, tbest, flag
 
     def _tail_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`pairing`'s side and flip of every dihedral variant, int64 CPU tensors (the

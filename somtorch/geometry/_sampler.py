@@ -35,7 +35,7 @@ import os
 import numpy as np
 import torch
 
-from somtorch._ccompile import build, native_enabled
+from somtorch._ccompile import CLONES_C, build, native_enabled
 
 __all__ = ["GridSampler", "bilinear_table"]
 
@@ -45,11 +45,7 @@ _SRC = r"""
 #include <math.h>
 #include <stdint.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__) && !defined(SOMTORCH_NO_CLONES)
-#define SOMTORCH_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define SOMTORCH_CLONES
-#endif
+""" + CLONES_C + r"""
 
 /* somtorch: bilinear samples of planes j0 <= j < j1 of m planes stored pixel-major (src[pix * m + j],
    pix = d*d reads 0) at the points of grids grids[0..ng-1], each of np points with neighbour pixels
@@ -213,6 +209,20 @@ if hasattr(os, "register_at_fork"):  # a forked child inherits the pool object b
     os.register_at_fork(after_in_child=_pool.clear)
 
 
+def run_split(call, m: int, work: int, granule: int = 1) -> None:
+    """``call(i0, i1)`` over ``[0, m)``, split into ranges of whole ``granule``-sized chunks over
+    torch's threads when ``work`` (elements) reaches :data:`PARALLEL_MIN` -- one range on the
+    calling thread, the others on the process-wide pool (ctypes releases the GIL). For compiled
+    loops with disjoint outputs and per-item arithmetic: results do not depend on the split."""
+    chunks = -(-m // granule)
+    parts = min(torch.get_num_threads(), chunks) if work >= PARALLEL_MIN and chunks else 1
+    bounds = [min(m, granule * (chunks * i // parts)) for i in range(parts + 1)]
+    futs = [_executor().submit(call, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    call(bounds[0], bounds[1])
+    for f in futs:
+        f.result()
+
+
 def _function():
     if "fn" not in _state:
         fn = None
@@ -345,15 +355,8 @@ class GridSampler:
         sb, sg, sc = out.stride(0), out.stride(1), out.stride(2)
         args = (src.data_ptr(), m, self.tab.data_ptr(), self.wt.data_ptr(), self.np, grids.data_ptr(), len(grids),
                 out.data_ptr(), c, sb, sg, sc)
-        ng, nt = len(grids), torch.get_num_threads()
         # planes split over torch's threads in whole chunks: disjoint outputs, the same arithmetic
-        chunks = -(-m // _TM)
-        parts = min(nt, chunks) if ng * self.np * m >= PARALLEL_MIN else 1
-        bounds = [min(m, _TM * (chunks * i // parts)) for i in range(parts + 1)]
-        futs = [_executor().submit(self.fn, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-        self.fn(*args, bounds[0], bounds[1])
-        for f in futs:
-            f.result()
+        run_split(lambda j0, j1: self.fn(*args, j0, j1), m, len(grids) * self.np * m, granule=_TM)
 
 
 def _one_agrees(fn) -> bool:
@@ -405,11 +408,5 @@ def sample_one(image: torch.Tensor, bank: torch.Tensor, sel, out: torch.Tensor, 
     if len(dst) != len(sel) or (len(dst) and (int(dst.min()) < 0 or int(dst.max()) + c * npts > out.numel())):
         raise ValueError("sample_one: every output (C, P) must lie inside out")
     args = (image.data_ptr(), c, d, bank.data_ptr(), npts, sel.data_ptr(), dst.data_ptr(), out.data_ptr())
-    m = len(sel)
-    parts = min(torch.get_num_threads(), m) if m * c * npts >= PARALLEL_MIN else 1
-    bounds = [m * i // parts for i in range(parts + 1)]
-    futs = [_executor().submit(fn, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    fn(*args, bounds[0], bounds[1])
-    for f in futs:
-        f.result()
+    run_split(lambda i0, i1: fn(*args, i0, i1), len(sel), len(sel) * c * npts)
     return True
