@@ -194,9 +194,10 @@ def usage(prog: str = "somtorch-pink") -> str:
   environment (somtorch):
 
     SOMTORCH_NATIVE=0                     Do not use the small C loops that somtorch compiles on first use
-                                          with the system compiler (rotation sampling, parity features, the
-                                          training step, PINK's tie arithmetic): the same results, computed
-                                          with torch/numpy, slower. Without a C compiler they are skipped.
+                                          with the system compiler (rotation sampling, parity features,
+                                          mapping's distance tail, the training step, PINK's tie
+                                          arithmetic): the same results, computed with torch/numpy,
+                                          slower. Without a C compiler they are skipped.
     SOMTORCH_CACHE_DIR=<dir>              Where the compiled loops are kept (default ~/.cache/somtorch).
 """
 
