@@ -152,14 +152,13 @@ class PerImageSelection:
                 # one batch entry per rotation: CPU grid_sample parallelises over the batch only
                 sub = bank.index_select(0, sel)
                 rot = T._grid_sample(img.expand(len(rot_pos), c, d, d), sub, self.interpolation)
-            if rot is not None and len(rot_pos) == len(out):
-                return rot
-            if rot is None:
-                pass
-            elif rot_pos == list(range(rot_pos[0], rot_pos[0] + len(rot_pos))):  # base 0 first
-                out[rot_pos[0]:rot_pos[0] + len(rot_pos)].copy_(rot)
-            else:
-                out[rot_pos] = rot
+            if rot is not None:  # (the compiled loop wrote into out already)
+                if len(rot_pos) == len(out):
+                    return rot
+                if rot_pos == list(range(rot_pos[0], rot_pos[0] + len(rot_pos))):  # base 0 first
+                    out[rot_pos[0]:rot_pos[0] + len(rot_pos)].copy_(rot)
+                else:
+                    out[rot_pos] = rot
         if len(transpose_copies):  # one batched transposed copy
             src = out.index_select(0, torch.tensor(list(transpose_copies), device=img.device))
             out[len(which):].copy_(src.transpose(-2, -1))
